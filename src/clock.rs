@@ -1,0 +1,71 @@
+//! Wall-clock helpers: epoch milliseconds and RFC 3339 timestamps.
+//!
+//! The contract speaks in epoch milliseconds (`X-Snapshot-Ts`, `age_ms`) and
+//! RFC 3339 UTC (`ts` on every log line). Both come from here so that no other
+//! module needs a date library.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC with millisecond precision,
+/// for example `2026-11-28T19:41:48.123Z`.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let mut out = String::with_capacity(24);
+    push_rfc3339_ms(&mut out, ms);
+    out
+}
+
+/// Appends the RFC 3339 form of `ms` to `out` (see [`rfc3339_ms`]).
+pub fn push_rfc3339_ms(out: &mut String, ms: u64) {
+    use std::fmt::Write;
+    let secs = ms / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ms % 1000
+    );
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339_ms(1_795_895_999_999), "2026-11-28T19:59:59.999Z");
+        assert_eq!(rfc3339_ms(4_102_444_800_000), "2100-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn epoch_is_after_2020() {
+        assert!(epoch_ms() > 1_577_836_800_000);
+    }
+}

@@ -1,0 +1,103 @@
+//! Stopping cleanly: waiting for SIGINT/SIGTERM, and a stop token that
+//! background loops sleep on so they wake at once when asked to stop.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// SIGINT and SIGTERM, caught from the moment this is created (create it
+/// first thing in `main`, before a signal could kill the process).
+pub struct Signal(Signals);
+
+impl Signal {
+    pub fn register() -> std::io::Result<Signal> {
+        Signals::new([SIGINT, SIGTERM]).map(Signal)
+    }
+
+    /// Blocks until SIGINT or SIGTERM arrives; returns its name.
+    pub fn wait(&mut self) -> &'static str {
+        loop {
+            for sig in self.0.wait() {
+                match sig {
+                    SIGINT => return "SIGINT",
+                    SIGTERM => return "SIGTERM",
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// A flag that background threads sleep on. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct Stop(Arc<(Mutex<bool>, Condvar)>);
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Asks every waiter to stop, and wakes them.
+    pub fn stop(&self) {
+        let (lock, cvar) = &*self.0;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cvar.notify_all();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.0.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sleeps until `deadline` or until stopped; returns true if stopped.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        let (lock, cvar) = &*self.0;
+        let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !*stopped {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            stopped = match cvar.wait_timeout(stopped, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+
+    /// Sleeps for `d` or until stopped; returns true if stopped.
+    pub fn wait(&self, d: Duration) -> bool {
+        self.wait_until(Instant::now() + d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_wakes_a_sleeper_at_once() {
+        let stop = Stop::new();
+        let sleeper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                (stop.wait(Duration::from_secs(30)), t.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        stop.stop();
+        let (stopped, took) = sleeper.join().unwrap();
+        assert!(stopped);
+        assert!(took < Duration::from_secs(5));
+        assert!(stop.is_stopped());
+    }
+
+    #[test]
+    fn wait_times_out_when_not_stopped() {
+        let stop = Stop::new();
+        assert!(!stop.wait(Duration::from_millis(5)));
+    }
+}
