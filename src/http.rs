@@ -151,6 +151,13 @@ impl Response {
             .chunk(body)
     }
 
+    /// A JSON answer whose body is already in pieces.
+    pub fn json_chunks(status: u16, body: Vec<Chunk>) -> Response {
+        let mut resp = Response::new(status).header("Content-Type", JSON);
+        resp.body = body;
+        resp
+    }
+
     /// A JSON error: `{"error":"<msg>"}`.
     pub fn error(status: u16, msg: &str) -> Response {
         Response::json(status, json::error_body(msg))
@@ -202,9 +209,9 @@ impl Response {
 
     fn into_tiny(self) -> tiny_http::Response<BodyReader> {
         let len = self.body_len();
-        let headers = self
-            .headers
-            .iter()
+        let headers = [("Server", "fabric-telemetry")]
+            .into_iter()
+            .chain(self.headers.iter().map(|(n, v)| (*n, v.as_str())))
             .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
             .collect();
         tiny_http::Response::new(
@@ -246,6 +253,41 @@ impl Read for BodyReader {
         }
         Ok(0)
     }
+}
+
+/// True if an `If-None-Match` header value names the entity tag `tag`
+/// (given without quotes): `*`, a comma-separated list, weak `W/"…"` tags
+/// and, leniently, bare unquoted tags all count (weak comparison, RFC 9110).
+pub fn if_none_match(header: &str, tag: &str) -> bool {
+    let mut rest = header.trim_start();
+    while !rest.is_empty() {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        if let Some(after) = rest.strip_prefix('*') {
+            if after.trim_start().is_empty() || after.trim_start().starts_with(',') {
+                return true;
+            }
+        }
+        rest = rest.strip_prefix("W/").unwrap_or(rest);
+        let (candidate, after) = match rest.strip_prefix('"') {
+            // A quoted tag runs to the next quote (it may hold commas).
+            Some(q) => match q.find('"') {
+                Some(end) => (&q[..end], &q[end + 1..]),
+                None => return false, // malformed: never a match
+            },
+            None => {
+                let end = rest.find([',', ' ', '\t']).unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            }
+        };
+        if candidate == tag {
+            return true;
+        }
+        rest = after;
+    }
+    false
 }
 
 /// What a server does with requests. Implementations hold their state behind
@@ -412,6 +454,35 @@ mod tests {
             out.extend_from_slice(&buf[..n]);
         }
         assert_eq!(out, b"{\"a\":middle-end}");
+    }
+
+    #[test]
+    fn if_none_match_forms() {
+        let tag = "18c2f0a1b2c3-7";
+        for yes in [
+            "\"18c2f0a1b2c3-7\"",
+            "W/\"18c2f0a1b2c3-7\"",
+            "*",
+            " * ",
+            "\"old\", \"18c2f0a1b2c3-7\"",
+            "\"a,b\",W/\"18c2f0a1b2c3-7\"",
+            "18c2f0a1b2c3-7",
+            "old,18c2f0a1b2c3-7",
+        ] {
+            assert!(if_none_match(yes, tag), "{yes}");
+        }
+        for no in [
+            "",
+            "\"18c2f0a1b2c3-6\"",
+            "\"18c2f0a1b2c3-7",
+            "\"x\", \"18c2f0a1b2c3\"",
+            "\"*\"",
+            "*x",
+            "\"18c2f0a1b2c3-7,\"",
+            "W/",
+        ] {
+            assert!(!if_none_match(no, tag), "{no}");
+        }
     }
 
     #[test]

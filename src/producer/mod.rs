@@ -1,1 +1,12 @@
+//! data_server's side: the simulator, the generator that swaps a fresh
+//! snapshot in every tick, and the `/counters` routes.
 
+pub mod config;
+pub mod generator;
+pub mod routes;
+pub mod simulator;
+
+pub use config::Config;
+pub use generator::Generator;
+pub use routes::Routes;
+pub use simulator::{Simulator, Snapshot};

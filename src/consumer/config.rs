@@ -1,0 +1,138 @@
+//! metrics_server's knobs: the table `--help` is rendered from, and `Config`.
+
+use std::time::Duration;
+
+use crate::config::{Error, Knob, Spec, Values};
+use crate::log::Level;
+
+pub static KNOBS: &[Knob] = &[
+    Knob {
+        env: "METRICS_HOST",
+        flag: "host",
+        default: "0.0.0.0",
+        help: "Address to listen on (IP or host name).",
+    },
+    Knob {
+        env: "METRICS_PORT",
+        flag: "port",
+        default: "8080",
+        help: "Port to listen on; 0 picks a free one (see the startup log line).",
+    },
+    Knob {
+        env: "UPSTREAM_URL",
+        flag: "upstream-url",
+        default: "http://127.0.0.1:9001/counters",
+        help: "The data_server /counters URL to poll (http:// only).",
+    },
+    Knob {
+        env: "POLL_MS",
+        flag: "poll-ms",
+        default: "1500",
+        help: "Milliseconds between polls, start to start, 10 to 86400000.",
+    },
+    Knob {
+        env: "LOG_LEVEL",
+        flag: "log-level",
+        default: "INFO",
+        help: "DEBUG, INFO, WARN or ERROR (any case). DEBUG adds one line per request and per 304 poll.",
+    },
+];
+
+/// metrics_server's configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub upstream_url: String,
+    pub poll: Duration,
+    pub log_level: Level,
+}
+
+impl Config {
+    fn build(v: &Values) -> Result<Config, Error> {
+        Ok(Config {
+            host: v.host("METRICS_HOST")?,
+            port: v.number("METRICS_PORT", 0, u16::MAX)?,
+            upstream_url: upstream_url(v)?,
+            poll: Duration::from_millis(v.number("POLL_MS", 10, 86_400_000)?),
+            log_level: v.level("LOG_LEVEL")?,
+        })
+    }
+}
+
+/// An `http://host[:port]/path` URL; TLS is not built in.
+fn upstream_url(v: &Values) -> Result<String, Error> {
+    let url = v.text("UPSTREAM_URL");
+    let url = url.trim();
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        v.invalid("UPSTREAM_URL", "an http:// URL (this build has no TLS)")
+    })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(v.invalid("UPSTREAM_URL", "an http:// URL with a host"));
+    }
+    Ok(url.to_string())
+}
+
+pub const SPEC: Spec<Config> = Spec {
+    bin: "metrics_server",
+    about: "Polls a data_server's CSV and serves the latest good snapshot as a JSON API.",
+    knobs: KNOBS,
+    build: Config::build,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cli;
+
+    fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, Error> {
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        match SPEC.resolve(args.iter().map(|s| s.to_string()), &lookup)? {
+            Cli::Run(c) => Ok(c),
+            Cli::Print(_) => panic!("printed instead of configuring"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = resolve(&[], &[]).unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("0.0.0.0", 8080));
+        assert_eq!(c.upstream_url, "http://127.0.0.1:9001/counters");
+        assert_eq!(c.poll, Duration::from_millis(1500));
+        assert_eq!(c.log_level, Level::Info);
+    }
+
+    #[test]
+    fn flag_beats_env() {
+        let c = resolve(
+            &["--poll-ms", "250", "--log-level=debug"],
+            &[("POLL_MS", "100"), ("METRICS_PORT", "0"), ("UPSTREAM_URL", "http://[::1]:9/c")],
+        )
+        .unwrap();
+        assert_eq!(c.poll, Duration::from_millis(250));
+        assert_eq!(c.port, 0);
+        assert_eq!(c.upstream_url, "http://[::1]:9/c");
+        assert_eq!(c.log_level, Level::Debug);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for (k, v) in [
+            ("POLL_MS", "0"),
+            ("POLL_MS", "1.5"),
+            ("POLL_MS", "soon"),
+            ("METRICS_PORT", "http"),
+            ("UPSTREAM_URL", "https://example.com/counters"),
+            ("UPSTREAM_URL", "127.0.0.1:9001/counters"),
+            ("UPSTREAM_URL", "http:///counters"),
+            ("UPSTREAM_URL", "http://a b/"),
+            ("LOG_LEVEL", "chatty"),
+        ] {
+            let err = resolve(&[], &[(k, v)]).unwrap_err().to_string();
+            assert!(err.contains(k), "{k}={v}: {err}");
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The poller: one thread that fetches the upstream CSV every period with
+//! `If-None-Match`, validates it, and swaps a new snapshot into the store.
+//!
+//! A 304 confirms the current snapshot; a 200 is parsed with no lock held and
+//! swapped in whole. Anything else (no connection, a timeout, a 5xx, a body
+//! too large or not valid) is counted and logged as `poll.error`, and the
+//! last good snapshot stays in place: bad upstream data never replaces good.
+
+use std::fmt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::State;
+use super::snapshot::{self, Limits, Origin, Snapshot};
+use crate::clock;
+use crate::log::{Event, Level};
+use crate::shutdown::Stop;
+
+/// Longest a whole poll (connect, request, body) may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest upstream body accepted, in bytes.
+pub const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
+/// Most switches (rows) accepted: data_server's own maximum.
+pub const MAX_ROWS: usize = 1_000_000;
+
+/// Why a poll failed.
+#[derive(Debug)]
+pub enum PollError {
+    /// No connection: refused, unreachable, or the host name did not resolve.
+    Connect(String),
+    /// No complete answer within [`TIMEOUT`].
+    Timeout,
+    /// An answer other than 200 or 304.
+    Status(u16),
+    /// A 304 although we hold no snapshot it could refer to.
+    UnexpectedNotModified,
+    /// A body larger than [`MAX_BODY_BYTES`].
+    TooLarge(u64),
+    /// A body that is not a valid snapshot.
+    Invalid(snapshot::Error),
+    /// Any other transport failure (a reset mid-body, a protocol error).
+    Transport(String),
+}
+
+impl PollError {
+    /// A short, stable name for the kind of failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PollError::Connect(_) => "connect",
+            PollError::Timeout => "timeout",
+            PollError::Status(_) | PollError::UnexpectedNotModified => "http_status",
+            PollError::TooLarge(_) => "body_too_large",
+            PollError::Invalid(_) => "invalid_csv",
+            PollError::Transport(_) => "transport",
+        }
+    }
+}
+
+impl fmt::Display for PollError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PollError::Connect(e) => write!(f, "connect: {e}"),
+            PollError::Timeout => write!(f, "timeout: no answer within {} ms", TIMEOUT.as_millis()),
+            PollError::Status(s) => write!(f, "http: upstream answered {s}"),
+            PollError::UnexpectedNotModified => write!(f, "http: 304 before any snapshot"),
+            PollError::TooLarge(n) => write!(f, "body: larger than {n} bytes"),
+            PollError::Invalid(e) => write!(f, "{e}"),
+            PollError::Transport(e) => write!(f, "transport: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PollError {}
+
+impl From<ureq::Error> for PollError {
+    fn from(e: ureq::Error) -> PollError {
+        use std::io::ErrorKind as K;
+        match e {
+            ureq::Error::Timeout(_) => PollError::Timeout,
+            ureq::Error::HostNotFound => PollError::Connect("host not found".into()),
+            ureq::Error::ConnectionFailed => PollError::Connect("connection failed".into()),
+            ureq::Error::BodyExceedsLimit(n) => PollError::TooLarge(n),
+            ureq::Error::Io(io) => match io.kind() {
+                K::TimedOut | K::WouldBlock => PollError::Timeout,
+                K::ConnectionRefused
+                | K::AddrNotAvailable
+                | K::HostUnreachable
+                | K::NetworkUnreachable => PollError::Connect(io.to_string()),
+                _ => PollError::Transport(io.to_string()),
+            },
+            other => PollError::Transport(other.to_string()),
+        }
+    }
+}
+
+/// What a successful poll did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// 304: the current snapshot is still current.
+    NotModified,
+    /// 200: a new snapshot was swapped in.
+    Updated {
+        rows: usize,
+        bytes: usize,
+        fetch: Duration,
+        parse: Duration,
+    },
+}
+
+pub struct Poller {
+    agent: ureq::Agent,
+    url: String,
+    period: Duration,
+    state: Arc<State>,
+    /// The `ETag` of the snapshot we hold, exactly as received.
+    etag: Option<String>,
+}
+
+impl Poller {
+    pub fn new(url: &str, period: Duration, state: Arc<State>) -> Poller {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            .user_agent(format!("fabric-telemetry/{}", crate::VERSION))
+            .build()
+            .into();
+        Poller {
+            agent,
+            url: url.to_string(),
+            period,
+            state,
+            etag: None,
+        }
+    }
+
+    /// One request to the upstream, and a swap if it brought new data.
+    pub fn poll_once(&mut self) -> Result<Outcome, PollError> {
+        let started = Instant::now();
+        let mut request = self.agent.get(&self.url);
+        if let Some(tag) = &self.etag {
+            request = request.header("If-None-Match", tag);
+        }
+        let mut response = request.call()?;
+        match response.status().as_u16() {
+            200 => {}
+            304 if self.state.store.load().is_some() => return Ok(Outcome::NotModified),
+            304 => return Err(PollError::UnexpectedNotModified),
+            other => return Err(PollError::Status(other)),
+        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let etag = header("etag");
+        let producer_ts_ms = header("x-snapshot-ts").and_then(|v| v.trim().parse().ok());
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_vec()?;
+        let fetch = started.elapsed();
+
+        let parsing = Instant::now();
+        let origin = Origin {
+            id: etag
+                .as_deref()
+                .and_then(snapshot_id)
+                .unwrap_or_else(|| content_id(&body)),
+            producer_ts_ms,
+            fetched_ms: clock::epoch_ms(),
+        };
+        let limits = Limits { max_rows: MAX_ROWS };
+        let snap = Snapshot::parse(&body, origin, limits).map_err(PollError::Invalid)?;
+        let rows = snap.rows();
+        // Swap, then drop the old snapshot outside the lock.
+        drop(self.state.store.store(Arc::new(snap)));
+        self.etag = etag;
+        Ok(Outcome::Updated {
+            rows,
+            bytes: body.len(),
+            fetch,
+            parse: parsing.elapsed(),
+        })
+    }
+
+    /// Polls, then records and logs the result.
+    fn cycle(&mut self) {
+        let started = Instant::now();
+        let result = self.poll_once();
+        let cycle = started.elapsed();
+        let now = clock::epoch_ms();
+        match result {
+            Ok(outcome) => {
+                self.state.stats.update_poll(|p| {
+                    p.last_cycle = Some(cycle);
+                    p.consecutive_failures = 0;
+                    p.last_success_ms = Some(now);
+                    match outcome {
+                        Outcome::NotModified => p.not_modified += 1,
+                        Outcome::Updated { .. } => p.updated += 1,
+                    }
+                });
+                let id = self.state.store.load().map(|s| s.id().to_string());
+                let event = match outcome {
+                    Outcome::NotModified => Event::new(Level::Debug, "poll.run").uint("status", 304),
+                    Outcome::Updated {
+                        rows,
+                        bytes,
+                        fetch,
+                        parse,
+                    } => Event::new(Level::Info, "poll.run")
+                        .uint("status", 200)
+                        .uint("rows", rows as u64)
+                        .uint("bytes", bytes as u64)
+                        .ms("fetch_ms", fetch)
+                        .ms("parse_ms", parse),
+                };
+                event
+                    .str("snapshot_id", id.as_deref().unwrap_or(""))
+                    .ms("cycle_ms", cycle)
+                    .emit();
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let mut failures = 0;
+                self.state.stats.update_poll(|p| {
+                    p.last_cycle = Some(cycle);
+                    p.failed += 1;
+                    p.consecutive_failures += 1;
+                    p.last_error = Some(reason.clone());
+                    p.last_error_ms = Some(now);
+                    failures = p.consecutive_failures;
+                });
+                Event::new(Level::Warn, "poll.error")
+                    .str("kind", e.kind())
+                    .str("reason", &reason)
+                    .str("url", &self.url)
+                    .uint("consecutive_failures", failures)
+                    .ms("cycle_ms", cycle)
+                    .emit();
+            }
+        }
+    }
+
+    /// Polls at once, then every period (start to start) until `stop`.
+    pub fn spawn(mut self, stop: Stop) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("poller".into())
+            .spawn(move || {
+                let mut next = Instant::now();
+                loop {
+                    self.cycle();
+                    next += self.period;
+                    let now = Instant::now();
+                    if next < now {
+                        next = now;
+                    }
+                    if stop.wait_until(next) {
+                        return;
+                    }
+                }
+            })
+    }
+}
+
+/// The snapshot id an `ETag` names: without `W/` and quotes. `None` if it
+/// is empty or holds characters we could not echo in our own `ETag`.
+pub fn snapshot_id(etag: &str) -> Option<String> {
+    let tag = etag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    let tag = tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(tag);
+    let clean = !tag.is_empty()
+        && tag.len() <= 256
+        && tag.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+    clean.then(|| tag.to_string())
+}
+
+/// An id for an upstream that sent no usable `ETag`: a hash of the body
+/// (FNV-1a, 64 bits), so equal bodies get equal ids.
+fn content_id(body: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in body {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv-{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_id_strips_quotes_and_weakness() {
+        assert_eq!(snapshot_id("\"abc-1\"").as_deref(), Some("abc-1"));
+        assert_eq!(snapshot_id("W/\"abc-1\"").as_deref(), Some("abc-1"));
+        assert_eq!(snapshot_id("abc-1").as_deref(), Some("abc-1"));
+        assert_eq!(snapshot_id(" \"v7\" ").as_deref(), Some("v7"));
+        assert_eq!(snapshot_id("\"\""), None);
+        assert_eq!(snapshot_id("\"has space\""), None);
+        assert_eq!(snapshot_id("\"quo\"te\""), None);
+    }
+
+    #[test]
+    fn content_ids_follow_the_body() {
+        assert_eq!(content_id(b"a"), content_id(b"a"));
+        assert_ne!(content_id(b"a"), content_id(b"b"));
+    }
+
+    #[test]
+    fn error_kinds_and_messages() {
+        let e = PollError::from(ureq::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(e.kind(), "connect");
+        assert!(e.to_string().starts_with("connect: "));
+        assert_eq!(PollError::Status(503).to_string(), "http: upstream answered 503");
+        assert_eq!(PollError::from(ureq::Error::BodyExceedsLimit(9)).kind(), "body_too_large");
+    }
+}

@@ -1,0 +1,240 @@
+//! metrics_server's routes: `/telemetry/ListMetrics`, `/telemetry/GetMetric`,
+//! `/stats` and `/health`, as pure functions of a request and the state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::State;
+use super::snapshot::Snapshot;
+use crate::clock;
+use crate::http::{Handler, Request, Response};
+use crate::json;
+use crate::query;
+
+const LIST: &str = "/telemetry/ListMetrics";
+const GET: &str = "/telemetry/GetMetric";
+const STATS: &str = "/stats";
+const HEALTH: &str = "/health";
+
+pub struct Routes {
+    state: Arc<State>,
+}
+
+impl Routes {
+    pub fn new(state: Arc<State>) -> Routes {
+        Routes { state }
+    }
+
+    fn list_metrics(&self) -> Response {
+        let Some(snap) = self.state.store.load() else {
+            return no_snapshot();
+        };
+        let now = clock::epoch_ms();
+        data_headers(Response::json_chunks(200, snap.list_body(now)), &snap, now)
+    }
+
+    fn get_metric(&self, req: &Request) -> Response {
+        let params = match query::pairs(&req.query) {
+            Ok(p) => p,
+            Err(e) => return Response::error(400, &e.to_string()),
+        };
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_ref())
+                .filter(|v| !v.is_empty())
+        };
+        let (Some(switch_id), Some(metric)) = (param("switch_id"), param("metric")) else {
+            let missing = if param("switch_id").is_none() { "switch_id" } else { "metric" };
+            return Response::error(400, &format!("missing query parameter: {missing}"));
+        };
+        let Some(snap) = self.state.store.load() else {
+            return no_snapshot();
+        };
+        let now = clock::epoch_ms();
+        let Some(row) = snap.row(switch_id) else {
+            let msg = format!("unknown switch_id: {}", json::clip(switch_id, 128));
+            return data_headers(Response::error(404, &msg), &snap, now);
+        };
+        let Some(col) = snap.column(metric) else {
+            let msg = format!("unknown metric: {}", json::clip(metric, 128));
+            return data_headers(Response::error(404, &msg), &snap, now);
+        };
+        let age = snap.age_ms(now);
+        let mut body = String::with_capacity(96 + switch_id.len() + metric.len());
+        body.push_str("{\"switch_id\":");
+        json::push_str(&mut body, switch_id);
+        body.push_str(",\"metric\":");
+        json::push_str(&mut body, metric);
+        body.push_str(",\"value\":");
+        body.push_str(snap.number(row, col));
+        body.push_str(",\"snapshot_id\":");
+        json::push_str(&mut body, snap.id());
+        body.push_str(",\"age_ms\":");
+        body.push_str(&age.to_string());
+        body.push('}');
+        data_headers(Response::json(200, body), &snap, now)
+    }
+
+    fn stats(&self) -> Response {
+        let snap = self.state.store.load();
+        let body = self.state.stats.render(snap.as_deref(), clock::epoch_ms());
+        Response::json(200, body)
+    }
+}
+
+/// The headers every data answer carries: which snapshot, and how old.
+fn data_headers(resp: Response, snap: &Snapshot, now_ms: u64) -> Response {
+    resp.header("ETag", snap.etag.clone())
+        .header("X-Data-Age-Ms", snap.age_ms(now_ms).to_string())
+}
+
+fn no_snapshot() -> Response {
+    Response::error(503, "no snapshot yet")
+}
+
+impl Handler for Routes {
+    fn handle(&self, req: &Request) -> Response {
+        let path = req.path.as_str();
+        if ![LIST, GET, STATS, HEALTH].contains(&path) {
+            return Response::unknown_path(path);
+        }
+        if !req.is_read() {
+            return Response::method_not_allowed(&req.method);
+        }
+        match path {
+            LIST => self.list_metrics(),
+            GET => self.get_metric(req),
+            STATS => self.stats(),
+            _ => Response::json(200, "{\"ok\":true}"),
+        }
+    }
+
+    fn observe(&self, req: &Request, _status: u16, elapsed: Duration) {
+        self.state.stats.record_request(&req.path, elapsed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::snapshot::{Limits, Origin};
+    use serde_json::Value;
+
+    fn routes_with(csv: Option<&str>) -> Routes {
+        let state = Arc::new(State::default());
+        if let Some(csv) = csv {
+            let origin = Origin {
+                id: "snap-1".into(),
+                producer_ts_ms: Some(clock::epoch_ms() - 2_000),
+                fetched_ms: clock::epoch_ms(),
+            };
+            let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 100 }).unwrap();
+            state.store.store(Arc::new(snap));
+        }
+        Routes::new(state)
+    }
+
+    fn routes() -> Routes {
+        routes_with(Some(
+            "switch_id,bandwidth_gbps,cpu_util_pct,packet_errors\nsw-000,121.5,34.1,0\nsw-001,118.3,36.5,1\n",
+        ))
+    }
+
+    fn body(resp: &Response) -> Value {
+        serde_json::from_slice(&resp.body_bytes()).unwrap()
+    }
+
+    #[test]
+    fn get_metric_answers_with_the_csv_number() {
+        let r = routes();
+        let resp = r.handle(&Request::get("/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct"));
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header_value("etag"), Some("\"snap-1\""));
+        let age: u64 = resp.header_value("x-data-age-ms").unwrap().parse().unwrap();
+        assert!((2_000..60_000).contains(&age));
+        let v = body(&resp);
+        assert_eq!(v["switch_id"], "sw-000");
+        assert_eq!(v["metric"], "cpu_util_pct");
+        assert_eq!(v["value"], 34.1);
+        assert_eq!(v["snapshot_id"], "snap-1");
+        assert!(v["age_ms"].as_u64().unwrap() >= 2_000);
+        let resp = r.handle(&Request::get("/telemetry/GetMetric?metric=packet_errors&switch_id=sw-000"));
+        let text = String::from_utf8(resp.body_bytes()).unwrap();
+        assert!(text.contains("\"value\":0,"), "{text}");
+    }
+
+    #[test]
+    fn get_metric_errors() {
+        let r = routes();
+        for (q, status, msg) in [
+            ("", 400, "missing query parameter: switch_id"),
+            ("switch_id=sw-000", 400, "missing query parameter: metric"),
+            ("switch_id=&metric=x", 400, "missing query parameter: switch_id"),
+            ("switch_id=sw-000&metric=", 400, "missing query parameter: metric"),
+            ("switch_id=%zz&metric=x", 400, "malformed query string: bad %-escape"),
+            ("switch_id=sw-999&metric=cpu_util_pct", 404, "unknown switch_id: sw-999"),
+            ("switch_id=sw-000&metric=nope", 404, "unknown metric: nope"),
+            ("switch_id=sw-000&metric=switch_id", 404, "unknown metric: switch_id"),
+        ] {
+            let resp = r.handle(&Request::get(&format!("/telemetry/GetMetric?{q}")));
+            assert_eq!(resp.status, status, "{q}");
+            assert_eq!(resp.header_value("content-type"), Some("application/json"));
+            assert_eq!(body(&resp)["error"], msg, "{q}");
+        }
+    }
+
+    #[test]
+    fn before_the_first_snapshot_data_endpoints_answer_503() {
+        let r = routes_with(None);
+        for target in ["/telemetry/ListMetrics", "/telemetry/GetMetric?switch_id=a&metric=b"] {
+            let resp = r.handle(&Request::get(target));
+            assert_eq!(resp.status, 503, "{target}");
+            assert_eq!(body(&resp)["error"], "no snapshot yet");
+        }
+        assert_eq!(r.handle(&Request::get("/health")).status, 200);
+        assert_eq!(r.handle(&Request::get("/stats")).status, 200);
+    }
+
+    #[test]
+    fn list_metrics_is_the_whole_table() {
+        let resp = routes().handle(&Request::get("/telemetry/ListMetrics"));
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header_value("etag"), Some("\"snap-1\""));
+        let v = body(&resp);
+        assert_eq!(v["snapshot_id"], "snap-1");
+        assert_eq!(
+            v["fields"],
+            serde_json::json!(["bandwidth_gbps", "cpu_util_pct", "packet_errors"])
+        );
+        assert_eq!(v["items"].as_array().unwrap().len(), 2);
+        assert_eq!(v["items"][1]["switch_id"], "sw-001");
+        assert_eq!(v["items"][1]["packet_errors"], 1);
+        let header_age: u64 = resp.header_value("x-data-age-ms").unwrap().parse().unwrap();
+        assert!(v["age_ms"].as_u64().unwrap() >= header_age);
+    }
+
+    #[test]
+    fn unknown_paths_and_methods() {
+        let r = routes();
+        let resp = r.handle(&Request::get("/telemetry/Nope"));
+        assert_eq!(resp.status, 404);
+        assert_eq!(body(&resp)["error"], "unknown path: /telemetry/Nope");
+        let resp = r.handle(&Request::new("DELETE", "/telemetry/ListMetrics"));
+        assert_eq!(resp.status, 405);
+        assert_eq!(resp.header_value("allow"), Some("GET, HEAD"));
+        assert_eq!(r.handle(&Request::new("HEAD", "/stats")).status, 200);
+    }
+
+    #[test]
+    fn observe_feeds_stats() {
+        let r = routes();
+        let req = Request::get("/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct");
+        r.observe(&req, 200, Duration::from_micros(250));
+        let v = body(&r.handle(&Request::get("/stats")));
+        assert_eq!(v["endpoints"]["/telemetry/GetMetric"]["count"], 1);
+        assert_eq!(v["endpoints"]["/telemetry/GetMetric"]["p99_ms"], 0.25);
+        assert_eq!(v["snapshot"]["snapshot_id"], "snap-1");
+    }
+}

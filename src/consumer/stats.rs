@@ -1,0 +1,170 @@
+//! What `/stats` reports: per-endpoint latency percentiles (a sorted ring
+//! each) and the poller's figures.
+//!
+//! Requests are recorded after their answer is written (see
+//! `http::Handler::observe`); each endpoint's ring has its own lock, held for
+//! one insertion. Poll figures change once per poll.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::snapshot::Snapshot;
+use crate::percentile::SortedRing;
+
+/// Requests the percentiles are computed over, per endpoint.
+pub const WINDOW: usize = 1000;
+
+/// The endpoints whose latency is tracked, in `/stats` order.
+pub const TRACKED: [&str; 2] = ["/telemetry/GetMetric", "/telemetry/ListMetrics"];
+
+/// The poller's running figures.
+#[derive(Debug, Clone, Default)]
+pub struct PollFigures {
+    /// Duration of the last poll cycle (request, read, parse, swap).
+    pub last_cycle: Option<Duration>,
+    /// Polls answered 200 whose body was accepted.
+    pub updated: u64,
+    /// Polls answered 304.
+    pub not_modified: u64,
+    /// Failed polls (each is retried at the next period).
+    pub failed: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u64,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<u64>,
+    pub last_success_ms: Option<u64>,
+}
+
+pub struct Stats {
+    started: Instant,
+    rings: [Mutex<SortedRing>; TRACKED.len()],
+    poll: Mutex<PollFigures>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::new()
+    }
+}
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats {
+            started: Instant::now(),
+            rings: std::array::from_fn(|_| Mutex::new(SortedRing::new(WINDOW))),
+            poll: Mutex::new(PollFigures::default()),
+        }
+    }
+
+    /// Records one request to `path` if it is a tracked endpoint.
+    pub fn record_request(&self, path: &str, elapsed: Duration) {
+        if let Some(i) = TRACKED.iter().position(|&p| p == path) {
+            let micros = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
+            self.rings[i]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(micros);
+        }
+    }
+
+    /// Updates the poll figures under their lock.
+    pub fn update_poll(&self, f: impl FnOnce(&mut PollFigures)) {
+        f(&mut self.poll.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// A copy of the poll figures.
+    pub fn poll(&self) -> PollFigures {
+        self.poll.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The `/stats` body.
+    pub fn render(&self, snapshot: Option<&Snapshot>, now_ms: u64) -> String {
+        let mut endpoints = serde_json::Map::new();
+        for (path, ring) in TRACKED.iter().zip(&self.rings) {
+            let ring = ring.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let ms = |p: f64| ring.percentile(p).map(|us| f64::from(us) / 1000.0);
+            endpoints.insert(
+                path.to_string(),
+                json!({
+                    "p50_ms": ms(50.0),
+                    "p95_ms": ms(95.0),
+                    "p99_ms": ms(99.0),
+                    "max_ms": ms(100.0),
+                    "count": ring.count(),
+                    "window": ring.len(),
+                }),
+            );
+        }
+        let poll = self.poll();
+        let body: Value = json!({
+            "endpoints": endpoints,
+            "poll_last_cycle_ms": poll.last_cycle.map(|d| d.as_micros() as f64 / 1000.0),
+            "poll_retry_count": poll.failed,
+            "uptime_s": self.started.elapsed().as_secs(),
+            "poll": {
+                "updated_200": poll.updated,
+                "not_modified_304": poll.not_modified,
+                "errors": poll.failed,
+                "consecutive_failures": poll.consecutive_failures,
+                "last_error": poll.last_error,
+                "last_error_at": poll.last_error_ms.map(crate::clock::rfc3339_ms),
+                "last_success_at": poll.last_success_ms.map(crate::clock::rfc3339_ms),
+            },
+            "snapshot": snapshot.map(|s| json!({
+                "snapshot_id": s.id(),
+                "age_ms": s.age_ms(now_ms),
+                "switches": s.rows(),
+                "fields": s.fields.len(),
+            })),
+        });
+        body.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_sub_millisecond_percentiles_per_endpoint() {
+        let stats = Stats::new();
+        for us in 1..=100u64 {
+            stats.record_request("/telemetry/GetMetric", Duration::from_micros(us * 10));
+        }
+        stats.record_request("/health", Duration::from_secs(1));
+        let v: Value = serde_json::from_str(&stats.render(None, 0)).unwrap();
+        let gm = &v["endpoints"]["/telemetry/GetMetric"];
+        assert_eq!(gm["p50_ms"], 0.5);
+        assert_eq!(gm["p95_ms"], 0.95);
+        assert_eq!(gm["p99_ms"], 0.99);
+        assert_eq!(gm["max_ms"], 1.0);
+        assert_eq!(gm["count"], 100);
+        let lm = &v["endpoints"]["/telemetry/ListMetrics"];
+        assert_eq!(lm["count"], 0);
+        assert!(lm["p50_ms"].is_null());
+        assert!(v["endpoints"].get("/health").is_none());
+        assert_eq!(v["poll_retry_count"], 0);
+        assert!(v["poll_last_cycle_ms"].is_null());
+        assert!(v["uptime_s"].is_u64());
+    }
+
+    #[test]
+    fn poll_figures_show_up() {
+        let stats = Stats::new();
+        stats.update_poll(|p| {
+            p.failed = 3;
+            p.consecutive_failures = 2;
+            p.last_cycle = Some(Duration::from_micros(1500));
+            p.last_error = Some("connect: refused".into());
+            p.last_error_ms = Some(0);
+        });
+        let v: Value = serde_json::from_str(&stats.render(None, 0)).unwrap();
+        assert_eq!(v["poll_retry_count"], 3);
+        assert_eq!(v["poll_last_cycle_ms"], 1.5);
+        assert_eq!(v["poll"]["last_error"], "connect: refused");
+        assert_eq!(v["poll"]["last_error_at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["poll"]["consecutive_failures"], 2);
+    }
+}

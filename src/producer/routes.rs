@@ -1,0 +1,160 @@
+//! data_server's routes: `GET /counters` (conditional, with fault
+//! injection) and `GET /health`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::simulator::Snapshot;
+use crate::http::{self, CSV, Handler, Request, Response};
+use crate::log::{Event, Level};
+use crate::swap::Swap;
+
+/// The share of `/counters` requests that `FAULT_SLOW_MS` delays.
+pub const SLOW_SHARE: f64 = 0.2;
+
+/// Deliberate misbehaviour, for testing consumers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Percent (0–100) of `/counters` requests answered 500.
+    pub fail_pct: f64,
+    /// Delay added to about [`SLOW_SHARE`] of `/counters` requests.
+    pub slow: Duration,
+}
+
+pub struct Routes {
+    cell: Arc<Swap<Snapshot>>,
+    faults: Faults,
+}
+
+impl Routes {
+    pub fn new(cell: Arc<Swap<Snapshot>>, faults: Faults) -> Routes {
+        Routes { cell, faults }
+    }
+
+    fn counters(&self, req: &Request) -> Response {
+        if !self.faults.slow.is_zero() && fastrand::f64() < SLOW_SHARE {
+            Event::new(Level::Info, "gen.inject_fault")
+                .str("kind", "slow")
+                .uint("delay_ms", self.faults.slow.as_millis() as u64)
+                .emit();
+            std::thread::sleep(self.faults.slow);
+        }
+        if self.faults.fail_pct > 0.0 && fastrand::f64() * 100.0 < self.faults.fail_pct {
+            Event::new(Level::Info, "gen.inject_fault")
+                .str("kind", "http_500")
+                .emit();
+            return Response::new(500)
+                .header("Content-Type", http::TEXT)
+                .header("Cache-Control", "no-store")
+                .chunk("injected fault\n");
+        }
+        let Some(snap) = self.cell.load() else {
+            return Response::error(503, "no snapshot yet");
+        };
+        let conditional = req
+            .header("If-None-Match")
+            .is_some_and(|h| http::if_none_match(h, &snap.id));
+        let resp = if conditional {
+            Response::new(304)
+        } else {
+            Response::new(200)
+                .header("Content-Type", CSV)
+                .chunk(snap.csv.clone())
+        };
+        resp.header("ETag", snap.etag.clone())
+            .header("X-Snapshot-Ts", snap.ts_ms.to_string())
+            .header("Cache-Control", "no-store")
+    }
+}
+
+impl Handler for Routes {
+    fn handle(&self, req: &Request) -> Response {
+        let known = matches!(req.path.as_str(), "/counters" | "/health");
+        if !known {
+            return Response::unknown_path(&req.path);
+        }
+        if !req.is_read() {
+            return Response::method_not_allowed(&req.method);
+        }
+        match req.path.as_str() {
+            "/counters" => self.counters(req),
+            _ => Response::json(200, "{\"ok\":true}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::producer::Generator;
+
+    fn routes(faults: Faults) -> (Routes, Generator) {
+        let g = Generator::new(3, Some(1), Duration::from_secs(60));
+        (Routes::new(g.cell(), faults), g)
+    }
+
+    #[test]
+    fn counters_serves_the_csv_with_its_headers() {
+        let (r, g) = routes(Faults::default());
+        let snap = g.cell().load().unwrap();
+        let resp = r.handle(&Request::get("/counters"));
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header_value("content-type"), Some(CSV));
+        assert_eq!(resp.header_value("etag"), Some(snap.etag.as_str()));
+        assert_eq!(resp.header_value("x-snapshot-ts"), Some(snap.ts_ms.to_string().as_str()));
+        assert_eq!(resp.header_value("cache-control"), Some("no-store"));
+        let body = String::from_utf8(resp.body_bytes()).unwrap();
+        assert!(body.starts_with("switch_id,bandwidth_gbps,"));
+        assert_eq!(body.lines().count(), 4);
+    }
+
+    #[test]
+    fn conditional_get_gives_304_until_the_next_tick() {
+        let (r, mut g) = routes(Faults::default());
+        let snap = g.cell().load().unwrap();
+        for inm in [snap.etag.clone(), format!("W/{}", snap.etag), "*".into(), format!("\"x\", {}", snap.etag)] {
+            let resp = r.handle(&Request::get("/counters").with_header("If-None-Match", &inm));
+            assert_eq!(resp.status, 304, "{inm}");
+            assert_eq!(resp.body_len(), 0);
+            assert_eq!(resp.header_value("etag"), Some(snap.etag.as_str()));
+            assert!(resp.header_value("x-snapshot-ts").is_some());
+        }
+        g.tick();
+        let resp = r.handle(&Request::get("/counters").with_header("If-None-Match", &snap.etag));
+        assert_eq!(resp.status, 200);
+        assert_ne!(resp.header_value("etag"), Some(snap.etag.as_str()));
+    }
+
+    #[test]
+    fn fault_injection_answers_500_with_a_text_body() {
+        let (r, _g) = routes(Faults { fail_pct: 100.0, slow: Duration::ZERO });
+        let resp = r.handle(&Request::get("/counters"));
+        assert_eq!(resp.status, 500);
+        assert_eq!(resp.header_value("content-type"), Some(http::TEXT));
+        // Faults touch /counters only.
+        assert_eq!(r.handle(&Request::get("/health")).status, 200);
+    }
+
+    #[test]
+    fn slow_fault_delays_some_requests() {
+        let (r, _g) = routes(Faults { fail_pct: 0.0, slow: Duration::from_millis(30) });
+        let started = std::time::Instant::now();
+        for _ in 0..40 {
+            assert_eq!(r.handle(&Request::get("/counters")).status, 200);
+        }
+        // 40 requests × 20% × 30 ms ≈ 240 ms; zero delays has odds 0.8^40 ≈ 1e-4.
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn unknown_paths_and_methods() {
+        let (r, _g) = routes(Faults::default());
+        assert_eq!(r.handle(&Request::get("/nope")).status, 404);
+        let resp = r.handle(&Request::new("POST", "/counters"));
+        assert_eq!(resp.status, 405);
+        assert_eq!(resp.header_value("allow"), Some("GET, HEAD"));
+        assert_eq!(r.handle(&Request::new("HEAD", "/counters")).status, 200);
+        let health = r.handle(&Request::get("/health"));
+        assert_eq!(health.body_bytes(), b"{\"ok\":true}");
+    }
+}

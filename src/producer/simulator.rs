@@ -1,0 +1,258 @@
+//! The fabric simulator: N switches whose 8 metrics take a bounded random
+//! walk, rendered once per tick into the CSV body `/counters` serves.
+//!
+//! Each switch keeps its own state, so values move smoothly from tick to tick
+//! instead of being fresh noise. Real-valued metrics reflect off their bounds
+//! (percentages stay in 0–100) and are written with one decimal; the two
+//! counters (`packet_errors`, `egress_drops_per_s`) are non-negative integers
+//! driven by the switch's buffer occupancy, as drops are on a real switch.
+//! A seed makes the whole sequence reproducible.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// The CSV header, in the contract's column order.
+pub const COLUMNS: [&str; 9] = [
+    "switch_id",
+    "bandwidth_gbps",
+    "latency_us",
+    "packet_errors",
+    "cpu_util_pct",
+    "mem_util_pct",
+    "buffer_occupancy_pct",
+    "egress_drops_per_s",
+    "temperature_c",
+];
+
+/// A walk's range, where new switches start, and its largest step per tick.
+struct Walk {
+    lo: f64,
+    hi: f64,
+    start: (f64, f64),
+    step: f64,
+}
+
+// Indices into `Switch::walks`.
+const BANDWIDTH: usize = 0;
+const LATENCY: usize = 1;
+const CPU: usize = 2;
+const MEM: usize = 3;
+const BUFFER: usize = 4;
+const TEMP: usize = 5;
+const ERROR_RATE: usize = 6;
+
+const WALKS: [Walk; 7] = [
+    Walk { lo: 0.0, hi: 400.0, start: (60.0, 240.0), step: 8.0 },
+    Walk { lo: 0.5, hi: 200.0, start: (4.0, 20.0), step: 1.5 },
+    Walk { lo: 0.0, hi: 100.0, start: (15.0, 60.0), step: 3.0 },
+    Walk { lo: 0.0, hi: 100.0, start: (35.0, 75.0), step: 2.0 },
+    Walk { lo: 0.0, hi: 100.0, start: (5.0, 50.0), step: 5.0 },
+    Walk { lo: 20.0, hi: 95.0, start: (38.0, 55.0), step: 0.8 },
+    // The latent rate behind packet_errors, in errors per tick.
+    Walk { lo: 0.0, hi: 6.0, start: (0.0, 1.5), step: 0.4 },
+];
+
+struct Switch {
+    walks: [f64; WALKS.len()],
+    packet_errors: u64,
+    egress_drops: u64,
+}
+
+/// One generated snapshot, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Unique across ticks and restarts (see `Generator`).
+    pub id: String,
+    /// `"<id>"`: the `ETag` header value, quoted once here.
+    pub etag: String,
+    /// Epoch milliseconds when the snapshot was taken.
+    pub ts_ms: u64,
+    /// The whole `/counters` body.
+    pub csv: Arc<[u8]>,
+    pub rows: usize,
+}
+
+/// The state of every simulated switch.
+pub struct Simulator {
+    rng: fastrand::Rng,
+    switches: Vec<Switch>,
+    id_width: usize,
+}
+
+impl Simulator {
+    /// `n` switches, seeded for reproducibility when `seed` is given.
+    pub fn new(n: usize, seed: Option<u64>) -> Simulator {
+        let mut rng = seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        let switches = (0..n)
+            .map(|_| {
+                let mut walks = [0.0; WALKS.len()];
+                for (v, w) in walks.iter_mut().zip(&WALKS) {
+                    *v = w.start.0 + rng.f64() * (w.start.1 - w.start.0);
+                }
+                Switch {
+                    walks,
+                    packet_errors: 0,
+                    egress_drops: 0,
+                }
+            })
+            .collect();
+        Simulator {
+            rng,
+            switches,
+            id_width: id_width(n),
+        }
+    }
+
+    /// Advances every switch by one tick.
+    pub fn step(&mut self) {
+        let rng = &mut self.rng;
+        for sw in &mut self.switches {
+            for (v, w) in sw.walks.iter_mut().zip(&WALKS) {
+                *v = reflect(*v + (rng.f64() * 2.0 - 1.0) * w.step, w.lo, w.hi);
+            }
+            // Hot switches run hotter: temperature leans towards CPU load.
+            let target = 35.0 + sw.walks[CPU] * 0.45;
+            sw.walks[TEMP] = reflect(sw.walks[TEMP] + (target - sw.walks[TEMP]) * 0.05, 20.0, 95.0);
+            sw.packet_errors = (sw.walks[ERROR_RATE] * rng.f64() * 2.0).floor() as u64;
+            let buffer = sw.walks[BUFFER];
+            sw.egress_drops = if buffer > 70.0 {
+                ((buffer - 70.0) * 40.0 * (0.5 + rng.f64())).round() as u64
+            } else {
+                u64::from(rng.u8(..) < 8)
+            };
+        }
+    }
+
+    /// Renders the CSV body: the header line, then one row per switch.
+    pub fn render_csv(&self) -> String {
+        let mut out = String::with_capacity(100 + self.switches.len() * 64);
+        crate::csv::push_record(&mut out, &COLUMNS);
+        for (i, sw) in self.switches.iter().enumerate() {
+            let _ = write!(out, "sw-{i:0width$}", width = self.id_width);
+            for (value, integer) in [
+                (sw.walks[BANDWIDTH], None),
+                (sw.walks[LATENCY], None),
+                (0.0, Some(sw.packet_errors)),
+                (sw.walks[CPU], None),
+                (sw.walks[MEM], None),
+                (sw.walks[BUFFER], None),
+                (0.0, Some(sw.egress_drops)),
+                (sw.walks[TEMP], None),
+            ] {
+                out.push(',');
+                match integer {
+                    Some(n) => {
+                        let _ = write!(out, "{n}");
+                    }
+                    None => push_one_decimal(&mut out, value),
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.switches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.switches.is_empty()
+    }
+}
+
+/// Digits in the largest switch number, at least 3: `sw-000`…`sw-063` for 64,
+/// `sw-0000`…`sw-1199` for 1200.
+pub fn id_width(n: usize) -> usize {
+    n.saturating_sub(1).max(1).to_string().len().max(3)
+}
+
+fn reflect(v: f64, lo: f64, hi: f64) -> f64 {
+    let v = if v < lo { lo + (lo - v) } else { v };
+    let v = if v > hi { hi - (v - hi) } else { v };
+    v.clamp(lo, hi)
+}
+
+/// Writes a non-negative value with exactly one decimal (`121.5`, `0.0`).
+fn push_one_decimal(out: &mut String, v: f64) {
+    let tenths = (v.max(0.0) * 10.0).round() as u64;
+    let _ = write!(out, "{}.{}", tenths / 10, tenths % 10);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(csv: &str) -> Vec<Vec<String>> {
+        csv.lines()
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect()
+    }
+
+    #[test]
+    fn ids_are_zero_padded_to_the_largest() {
+        assert_eq!(id_width(1), 3);
+        assert_eq!(id_width(64), 3);
+        assert_eq!(id_width(1000), 3);
+        assert_eq!(id_width(1001), 4);
+        assert_eq!(id_width(1200), 4);
+        let sim = Simulator::new(1200, Some(1));
+        let csv = sim.render_csv();
+        let r = rows(&csv);
+        assert_eq!(r[0], COLUMNS);
+        assert_eq!(r[1][0], "sw-0000");
+        assert_eq!(r[1200][0], "sw-1199");
+        assert_eq!(r.len(), 1201);
+    }
+
+    #[test]
+    fn same_seed_same_values() {
+        let (mut a, mut b) = (Simulator::new(50, Some(9)), Simulator::new(50, Some(9)));
+        for _ in 0..5 {
+            a.step();
+            b.step();
+        }
+        assert_eq!(a.render_csv(), b.render_csv());
+        let mut c = Simulator::new(50, Some(10));
+        c.step();
+        assert_ne!(a.render_csv(), c.render_csv());
+    }
+
+    #[test]
+    fn values_stay_plausible_and_move_smoothly() {
+        let mut sim = Simulator::new(200, Some(5));
+        let mut prev = rows(&sim.render_csv());
+        for _ in 0..300 {
+            sim.step();
+            let cur = rows(&sim.render_csv());
+            for (row, before) in cur.iter().zip(&prev).skip(1) {
+                assert_eq!(row.len(), 9);
+                for (col, (v, p)) in row.iter().zip(before).enumerate().skip(1) {
+                    let x: f64 = v.parse().unwrap();
+                    assert!(x.is_finite() && x >= 0.0, "{v}");
+                    let name = COLUMNS[col];
+                    if name.ends_with("_pct") {
+                        assert!(x <= 100.0, "{name}={v}");
+                    }
+                    if name == "packet_errors" || name == "egress_drops_per_s" {
+                        assert!(!v.contains('.'), "{name}={v} is an integer");
+                    } else {
+                        assert_eq!(v.split('.').nth(1).map(str::len), Some(1), "{v}");
+                        let step = p.parse::<f64>().unwrap() - x;
+                        assert!(step.abs() <= 8.05, "{name} jumped {p} -> {v}");
+                    }
+                }
+            }
+            prev = cur;
+        }
+    }
+
+    #[test]
+    fn one_decimal_formatting() {
+        for (v, s) in [(121.54, "121.5"), (0.04, "0.0"), (99.96, "100.0"), (7.0, "7.0")] {
+            let mut out = String::new();
+            push_one_decimal(&mut out, v);
+            assert_eq!(out, s);
+        }
+    }
+}
