@@ -221,7 +221,10 @@ impl Values {
     {
         let expected = || format!("a number from {min} to {max}");
         let (_, raw) = self.slot(env);
-        let v: T = raw.trim().parse().map_err(|_| self.invalid(env, expected()))?;
+        let v: T = raw
+            .trim()
+            .parse()
+            .map_err(|_| self.invalid(env, expected()))?;
         // `!(a <= b)` rather than `a > b` so that NaN is rejected too.
         #[allow(clippy::neg_cmp_op_on_partial_ord)]
         let out_of_range = !(min <= v && v <= max);
@@ -330,11 +333,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let lookup = move |name: &str| {
-            env.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         SPEC.resolve(args.iter().map(|s| s.to_string()), &lookup)
     }
 
@@ -360,7 +359,10 @@ mod tests {
         assert_eq!(cfg(&["--port", "7001"], &[("T_PORT", "7000")]).port, 7001);
         assert_eq!(cfg(&["--port=7002"], &[("T_PORT", "7000")]).port, 7002);
         assert_eq!(cfg(&["--seed", "42"], &[]).seed, Some(42));
-        assert_eq!(cfg(&[], &[("T_LEVEL", "debug")]).level, crate::log::Level::Debug);
+        assert_eq!(
+            cfg(&[], &[("T_LEVEL", "debug")]).level,
+            crate::log::Level::Debug
+        );
     }
 
     #[test]
@@ -421,6 +423,9 @@ mod tests {
         };
         assert_eq!(v, format!("t {}\n", crate::VERSION));
         // Help wins even after a bad flag value would have failed.
-        assert!(matches!(run(&["--port", "x", "--help"], &[]), Ok(Cli::Print(_))));
+        assert!(matches!(
+            run(&["--port", "x", "--help"], &[]),
+            Ok(Cli::Print(_))
+        ));
     }
 }

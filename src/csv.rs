@@ -63,7 +63,7 @@ pub struct Reader<'a> {
     text: &'a str,
     pos: usize,
     /// The line the cursor is on.
-    line: usize,
+    cursor_line: usize,
     /// The line on which the record most recently returned started.
     record_line: usize,
     width: Option<usize>,
@@ -75,7 +75,10 @@ impl<'a> Reader<'a> {
         let text = match std::str::from_utf8(body) {
             Ok(t) => t,
             Err(e) => {
-                let line = 1 + body[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+                let line = 1 + body[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
                 return Err(Error::NotUtf8 { line });
             }
         };
@@ -83,7 +86,7 @@ impl<'a> Reader<'a> {
         Ok(Reader {
             text,
             pos: 0,
-            line: 1,
+            cursor_line: 1,
             record_line: 0,
             width: None,
         })
@@ -106,16 +109,16 @@ impl<'a> Reader<'a> {
                 None => return Ok(false),
                 Some(b'\n') => {
                     self.pos += 1;
-                    self.line += 1;
+                    self.cursor_line += 1;
                 }
                 Some(b'\r') if bytes.get(self.pos + 1) == Some(&b'\n') => {
                     self.pos += 2;
-                    self.line += 1;
+                    self.cursor_line += 1;
                 }
                 Some(_) => break,
             }
         }
-        let start_line = self.line;
+        let start_line = self.cursor_line;
         loop {
             let (field, end) = self.read_field(start_line)?;
             fields.push(field);
@@ -153,12 +156,20 @@ impl<'a> Reader<'a> {
                         return Ok((Cow::Borrowed(&text[start..i]), FieldEnd::Comma));
                     }
                     Some(b'\n') => {
-                        let end = if i > start && bytes[i - 1] == b'\r' { i - 1 } else { i };
+                        let end = if i > start && bytes[i - 1] == b'\r' {
+                            i - 1
+                        } else {
+                            i
+                        };
                         self.pos = i + 1;
-                        self.line += 1;
+                        self.cursor_line += 1;
                         return Ok((Cow::Borrowed(&text[start..end]), FieldEnd::Line));
                     }
-                    Some(b'"') => return Err(Error::BareQuote { line: self.line }),
+                    Some(b'"') => {
+                        return Err(Error::BareQuote {
+                            line: self.cursor_line,
+                        });
+                    }
                     Some(_) => i += 1,
                 }
             }
@@ -179,7 +190,7 @@ impl<'a> Reader<'a> {
                 }
                 Some(b'"') => break,
                 Some(b'\n') => {
-                    self.line += 1;
+                    self.cursor_line += 1;
                     i += 1;
                 }
                 Some(_) => i += 1,
@@ -204,15 +215,19 @@ impl<'a> Reader<'a> {
             }
             Some(b'\n') => {
                 self.pos = after + 1;
-                self.line += 1;
+                self.cursor_line += 1;
                 FieldEnd::Line
             }
             Some(b'\r') if bytes.get(after + 1) == Some(&b'\n') => {
                 self.pos = after + 2;
-                self.line += 1;
+                self.cursor_line += 1;
                 FieldEnd::Line
             }
-            Some(_) => return Err(Error::AfterQuote { line: self.line }),
+            Some(_) => {
+                return Err(Error::AfterQuote {
+                    line: self.cursor_line,
+                });
+            }
         };
         Ok((field, end))
     }
@@ -275,7 +290,11 @@ mod tests {
 
     #[test]
     fn plain_rows_with_either_line_end() {
-        for body in ["a,b\n1,2\n3,4\n", "a,b\r\n1,2\r\n3,4", "\u{feff}a,b\n1,2\n\n3,4\n\n"] {
+        for body in [
+            "a,b\n1,2\n3,4\n",
+            "a,b\r\n1,2\r\n3,4",
+            "\u{feff}a,b\n1,2\n\n3,4\n\n",
+        ] {
             assert_eq!(
                 read_all(body.as_bytes()).unwrap(),
                 vec![vec!["a", "b"], vec!["1", "2"], vec!["3", "4"]],
@@ -286,7 +305,8 @@ mod tests {
 
     #[test]
     fn quoted_fields() {
-        let rows = read_all(b"id,v\n\"a,b\",1\n\"say \"\"hi\"\"\",2\n\"two\nlines\",3\n\"\",4\n").unwrap();
+        let rows =
+            read_all(b"id,v\n\"a,b\",1\n\"say \"\"hi\"\"\",2\n\"two\nlines\",3\n\"\",4\n").unwrap();
         assert_eq!(rows[1], vec!["a,b", "1"]);
         assert_eq!(rows[2], vec!["say \"hi\"", "2"]);
         assert_eq!(rows[3], vec!["two\nlines", "3"]);
@@ -313,31 +333,61 @@ mod tests {
     fn ragged_rows_name_their_line() {
         assert_eq!(
             read_all(b"a,b\n1,2\n3\n").unwrap_err(),
-            Error::Ragged { line: 3, expected: 2, found: 1 }
+            Error::Ragged {
+                line: 3,
+                expected: 2,
+                found: 1
+            }
         );
         assert_eq!(
             read_all(b"a,b\n\"x\ny\",2\n1,2,3\n").unwrap_err(),
-            Error::Ragged { line: 4, expected: 2, found: 3 }
+            Error::Ragged {
+                line: 4,
+                expected: 2,
+                found: 3
+            }
         );
     }
 
     #[test]
     fn quote_errors() {
-        assert_eq!(read_all(b"a,b\n1,x\"y\n").unwrap_err(), Error::BareQuote { line: 2 });
-        assert_eq!(read_all(b"a,b\n\"x\"y,1\n").unwrap_err(), Error::AfterQuote { line: 2 });
-        assert_eq!(read_all(b"a,b\n\"never closed,1\n").unwrap_err(), Error::UnclosedQuote { line: 2 });
+        assert_eq!(
+            read_all(b"a,b\n1,x\"y\n").unwrap_err(),
+            Error::BareQuote { line: 2 }
+        );
+        assert_eq!(
+            read_all(b"a,b\n\"x\"y,1\n").unwrap_err(),
+            Error::AfterQuote { line: 2 }
+        );
+        assert_eq!(
+            read_all(b"a,b\n\"never closed,1\n").unwrap_err(),
+            Error::UnclosedQuote { line: 2 }
+        );
     }
 
     #[test]
     fn garbage_bytes_are_not_utf8() {
-        assert_eq!(read_all(b"a,b\n1,2\n\xff\xfe,\x00\n").unwrap_err(), Error::NotUtf8 { line: 3 });
+        assert_eq!(
+            read_all(b"a,b\n1,2\n\xff\xfe,\x00\n").unwrap_err(),
+            Error::NotUtf8 { line: 3 }
+        );
         assert!(read_all(b"").unwrap().is_empty());
         assert!(read_all(b"\n\r\n\n").unwrap().is_empty());
     }
 
     #[test]
     fn writer_round_trips_through_reader() {
-        let tricky = ["plain", "", "a,b", "q\"uote", "line\nbreak", "cr\r", " spaced ", "\"", "é✓"];
+        let tricky = [
+            "plain",
+            "",
+            "a,b",
+            "q\"uote",
+            "line\nbreak",
+            "cr\r",
+            " spaced ",
+            "\"",
+            "é✓",
+        ];
         let mut out = String::new();
         push_record(&mut out, &tricky);
         push_record(&mut out, &tricky);
@@ -356,7 +406,9 @@ mod tests {
         let alphabet = b"ab,\"\r\n1.\xff";
         for _ in 0..20_000 {
             let len = rng.usize(0..40);
-            let body: Vec<u8> = (0..len).map(|_| alphabet[rng.usize(0..alphabet.len())]).collect();
+            let body: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.usize(0..alphabet.len())])
+                .collect();
             if let Ok(mut r) = Reader::new(&body) {
                 let mut f = Vec::new();
                 let mut n = 0;

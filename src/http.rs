@@ -7,7 +7,7 @@
 //! `Content-Length`, never chunked), writes one `http.access` log line per
 //! request after the answer is sent, and stops the pool on request.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -196,7 +196,10 @@ impl Response {
 
     /// The body as one byte vector (tests and small answers).
     pub fn body_bytes(&self) -> Vec<u8> {
-        self.body.iter().flat_map(|c| c.bytes().iter().copied()).collect()
+        self.body
+            .iter()
+            .flat_map(|c| c.bytes().iter().copied())
+            .collect()
     }
 
     /// The first header called `name` (ASCII case-insensitive).
@@ -209,11 +212,7 @@ impl Response {
 
     fn into_tiny(self) -> tiny_http::Response<BodyReader> {
         let len = self.body_len();
-        let headers = [("Server", "fabric-telemetry")]
-            .into_iter()
-            .chain(self.headers.iter().map(|(n, v)| (*n, v.as_str())))
-            .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
-            .collect();
+        let headers = tiny_headers(self.headers.iter().map(|(n, v)| (*n, v.as_str())));
         tiny_http::Response::new(
             tiny_http::StatusCode(self.status),
             headers,
@@ -383,6 +382,12 @@ fn work(server: &tiny_http::Server, handler: &dyn Handler, stopping: &AtomicBool
         };
         let started = Instant::now();
         let req = Request::from_tiny(&rq);
+        if rq.body_length().is_some_and(|n| n > INLINE_BODY_MAX) {
+            refuse_body(rq, &req);
+            handler.observe(&req, 413, started.elapsed());
+            access_log(&req, 413, 0, started.elapsed(), None);
+            continue;
+        }
         let resp = catch_unwind(AssertUnwindSafe(|| handler.handle(&req))).unwrap_or_else(|_| {
             Event::new(Level::Error, "http.panic")
                 .str("path", json::clip(&req.path, 256))
@@ -395,6 +400,57 @@ fn work(server: &tiny_http::Server, handler: &dyn Handler, stopping: &AtomicBool
         handler.observe(&req, status, elapsed);
         access_log(&req, status, bytes, elapsed, sent.err());
     }
+}
+
+/// Bodies up to this size are read by tiny_http into memory before we see
+/// the request; larger ones are left on the socket.
+const INLINE_BODY_MAX: usize = 1024;
+
+/// Answers 413 to a request that declared a body larger than
+/// [`INLINE_BODY_MAX`], without ever dropping its body reader.
+///
+/// tiny_http 0.12 drains an unread body when the request is dropped, and it
+/// does so by allocating a buffer of the whole declared remainder at once
+/// (`vec![0; remaining]`) and then blocking on the socket until the client
+/// sends it. A `Content-Length: 99999999999` therefore aborts the process on
+/// allocation failure, and a modest one that never arrives pins a worker
+/// forever. No endpoint of ours takes a body, so such a request is answered
+/// through `upgrade` (which hands us the stream, reader included) and the
+/// stream is then deliberately leaked: its connection is never read again.
+/// This costs one idle connection per offending request instead of the
+/// process; the connection-level front that bounds this is the HTTP-front
+/// hardening work.
+fn refuse_body(rq: tiny_http::Request, req: &Request) {
+    let resp = Response::error(413, "request body not accepted");
+    let body = resp.body_bytes();
+    let len = body.len().to_string();
+    let headers = resp.headers.iter().map(|(n, v)| (*n, v.as_str()));
+    let headers = tiny_headers(headers.chain([("Content-Length", len.as_str())]));
+    let head = tiny_http::Response::new(
+        tiny_http::StatusCode(413),
+        headers,
+        io::empty(),
+        Some(0),
+        None,
+    );
+    let mut stream = rq.upgrade("none", head);
+    let _ = stream.write_all(&body);
+    let _ = stream.flush();
+    std::mem::forget(stream);
+    Event::new(Level::Warn, "http.refused")
+        .str("reason", "declared body too large")
+        .str("path", json::clip(&req.path, 256))
+        .emit();
+}
+
+/// tiny_http headers, with our `Server` name first; a pair that is not a
+/// valid header (never one of ours) is left out rather than panicking.
+fn tiny_headers<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<tiny_http::Header> {
+    [("Server", "fabric-telemetry")]
+        .into_iter()
+        .chain(pairs)
+        .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
+        .collect()
 }
 
 /// One `http.access` line: DEBUG for successes (a busy server answers

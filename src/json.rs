@@ -137,14 +137,21 @@ mod tests {
         for ok in ["0", "-0", "121.5", "1e5", "1E-5", "-3.25e+10", "10"] {
             assert!(is_number_literal(ok), "{ok}");
         }
-        for bad in ["", "-", "01", "+1", ".5", "1.", "1e", "0x10", "NaN", "inf", "1 ", "1.5.5"] {
+        for bad in [
+            "", "-", "01", "+1", ".5", "1.", "1e", "0x10", "NaN", "inf", "1 ", "1.5.5",
+        ] {
             assert!(!is_number_literal(bad), "{bad}");
         }
     }
 
     #[test]
     fn floats_are_shortest() {
-        for (v, s) in [(0.5, "0.5"), (3.0, "3"), (-0.25, "-0.25"), (1e300, "1e+300")] {
+        for (v, s) in [
+            (0.5, "0.5"),
+            (3.0, "3"),
+            (-0.25, "-0.25"),
+            (1e300, "1e+300"),
+        ] {
             let mut out = String::new();
             push_f64(&mut out, v);
             assert_eq!(out, s);

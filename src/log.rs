@@ -142,6 +142,12 @@ impl Event {
         if !enabled(level) {
             return Event { buf: None };
         }
+        Event::always(level, event)
+    }
+
+    /// An event written whatever `LOG_LEVEL` says: `startup` (whose `addr`
+    /// a script needs) and `shutdown`.
+    pub fn always(level: Level, event: &str) -> Event {
         let mut buf = String::with_capacity(192);
         buf.push_str("{\"ts\":\"");
         clock::push_rfc3339_ms(&mut buf, clock::epoch_ms());

@@ -110,7 +110,11 @@ mod tests {
         let mut all = Vec::new();
         for i in 0..10_000 {
             // Many duplicates and a long tail, like real latencies.
-            let v = if rng.u8(..) < 5 { rng.u32(0..1_000_000) } else { rng.u32(0..300) };
+            let v = if rng.u8(..) < 5 {
+                rng.u32(0..1_000_000)
+            } else {
+                rng.u32(0..300)
+            };
             ring.record(v);
             all.push(v);
             if i % 97 == 0 || i > 9_990 {

@@ -71,9 +71,12 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// A decoded `name=value` pair (borrowed when nothing needed decoding).
+pub type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
+
 /// All `name=value` pairs in order; a pair without `=` has an empty value and
 /// empty pairs (`a=1&&b=2`) are skipped.
-pub fn pairs(query: &str) -> Result<Vec<(Cow<'_, str>, Cow<'_, str>)>, Error> {
+pub fn pairs(query: &str) -> Result<Vec<Pair<'_>>, Error> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

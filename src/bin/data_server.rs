@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(&format!("cannot start the generator: {e}")),
     };
-    Event::new(Level::Info, "startup")
+    Event::always(Level::Info, "startup")
         .str("service", "data_server")
         .str("version", fabric_telemetry::VERSION)
         .str("addr", &server.addr().to_string())
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     stop.stop();
     server.stop();
     let _ = ticker.join();
-    Event::new(Level::Info, "shutdown")
+    Event::always(Level::Info, "shutdown")
         .str("service", "data_server")
         .str("signal", signal_name)
         .emit();

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot start the HTTP server: {e}")),
     };
-    Event::new(Level::Info, "startup")
+    Event::always(Level::Info, "startup")
         .str("service", "metrics_server")
         .str("version", fabric_telemetry::VERSION)
         .str("addr", &server.addr().to_string())
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     stop.stop();
     server.stop();
     let _ = poller.join();
-    Event::new(Level::Info, "shutdown")
+    Event::always(Level::Info, "shutdown")
         .str("service", "metrics_server")
         .str("signal", signal_name)
         .emit();

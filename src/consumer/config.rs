@@ -64,9 +64,9 @@ impl Config {
 fn upstream_url(v: &Values) -> Result<String, Error> {
     let url = v.text("UPSTREAM_URL");
     let url = url.trim();
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        v.invalid("UPSTREAM_URL", "an http:// URL (this build has no TLS)")
-    })?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| v.invalid("UPSTREAM_URL", "an http:// URL (this build has no TLS)"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(v.invalid("UPSTREAM_URL", "an http:// URL with a host"));
@@ -87,8 +87,10 @@ mod tests {
     use crate::config::Cli;
 
     fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, Error> {
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let lookup = move |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         match SPEC.resolve(args.iter().map(|s| s.to_string()), &lookup)? {
             Cli::Run(c) => Ok(c),
@@ -109,7 +111,11 @@ mod tests {
     fn flag_beats_env() {
         let c = resolve(
             &["--poll-ms", "250", "--log-level=debug"],
-            &[("POLL_MS", "100"), ("METRICS_PORT", "0"), ("UPSTREAM_URL", "http://[::1]:9/c")],
+            &[
+                ("POLL_MS", "100"),
+                ("METRICS_PORT", "0"),
+                ("UPSTREAM_URL", "http://[::1]:9/c"),
+            ],
         )
         .unwrap();
         assert_eq!(c.poll, Duration::from_millis(250));

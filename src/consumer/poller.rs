@@ -206,7 +206,9 @@ impl Poller {
                 });
                 let id = self.state.store.load().map(|s| s.id().to_string());
                 let event = match outcome {
-                    Outcome::NotModified => Event::new(Level::Debug, "poll.run").uint("status", 304),
+                    Outcome::NotModified => {
+                        Event::new(Level::Debug, "poll.run").uint("status", 304)
+                    }
                     Outcome::Updated {
                         rows,
                         bytes,
@@ -278,7 +280,9 @@ pub fn snapshot_id(etag: &str) -> Option<String> {
         .unwrap_or(tag);
     let clean = !tag.is_empty()
         && tag.len() <= 256
-        && tag.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+        && tag
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
     clean.then(|| tag.to_string())
 }
 
@@ -320,7 +324,13 @@ mod tests {
         )));
         assert_eq!(e.kind(), "connect");
         assert!(e.to_string().starts_with("connect: "));
-        assert_eq!(PollError::Status(503).to_string(), "http: upstream answered 503");
-        assert_eq!(PollError::from(ureq::Error::BodyExceedsLimit(9)).kind(), "body_too_large");
+        assert_eq!(
+            PollError::Status(503).to_string(),
+            "http: upstream answered 503"
+        );
+        assert_eq!(
+            PollError::from(ureq::Error::BodyExceedsLimit(9)).kind(),
+            "body_too_large"
+        );
     }
 }

@@ -46,7 +46,11 @@ impl Routes {
                 .filter(|v| !v.is_empty())
         };
         let (Some(switch_id), Some(metric)) = (param("switch_id"), param("metric")) else {
-            let missing = if param("switch_id").is_none() { "switch_id" } else { "metric" };
+            let missing = if param("switch_id").is_none() {
+                "switch_id"
+            } else {
+                "metric"
+            };
             return Response::error(400, &format!("missing query parameter: {missing}"));
         };
         let Some(snap) = self.state.store.load() else {
@@ -149,7 +153,9 @@ mod tests {
     #[test]
     fn get_metric_answers_with_the_csv_number() {
         let r = routes();
-        let resp = r.handle(&Request::get("/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct"));
+        let resp = r.handle(&Request::get(
+            "/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct",
+        ));
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header_value("etag"), Some("\"snap-1\""));
         let age: u64 = resp.header_value("x-data-age-ms").unwrap().parse().unwrap();
@@ -160,7 +166,9 @@ mod tests {
         assert_eq!(v["value"], 34.1);
         assert_eq!(v["snapshot_id"], "snap-1");
         assert!(v["age_ms"].as_u64().unwrap() >= 2_000);
-        let resp = r.handle(&Request::get("/telemetry/GetMetric?metric=packet_errors&switch_id=sw-000"));
+        let resp = r.handle(&Request::get(
+            "/telemetry/GetMetric?metric=packet_errors&switch_id=sw-000",
+        ));
         let text = String::from_utf8(resp.body_bytes()).unwrap();
         assert!(text.contains("\"value\":0,"), "{text}");
     }
@@ -171,12 +179,32 @@ mod tests {
         for (q, status, msg) in [
             ("", 400, "missing query parameter: switch_id"),
             ("switch_id=sw-000", 400, "missing query parameter: metric"),
-            ("switch_id=&metric=x", 400, "missing query parameter: switch_id"),
-            ("switch_id=sw-000&metric=", 400, "missing query parameter: metric"),
-            ("switch_id=%zz&metric=x", 400, "malformed query string: bad %-escape"),
-            ("switch_id=sw-999&metric=cpu_util_pct", 404, "unknown switch_id: sw-999"),
+            (
+                "switch_id=&metric=x",
+                400,
+                "missing query parameter: switch_id",
+            ),
+            (
+                "switch_id=sw-000&metric=",
+                400,
+                "missing query parameter: metric",
+            ),
+            (
+                "switch_id=%zz&metric=x",
+                400,
+                "malformed query string: bad %-escape",
+            ),
+            (
+                "switch_id=sw-999&metric=cpu_util_pct",
+                404,
+                "unknown switch_id: sw-999",
+            ),
             ("switch_id=sw-000&metric=nope", 404, "unknown metric: nope"),
-            ("switch_id=sw-000&metric=switch_id", 404, "unknown metric: switch_id"),
+            (
+                "switch_id=sw-000&metric=switch_id",
+                404,
+                "unknown metric: switch_id",
+            ),
         ] {
             let resp = r.handle(&Request::get(&format!("/telemetry/GetMetric?{q}")));
             assert_eq!(resp.status, status, "{q}");
@@ -188,7 +216,10 @@ mod tests {
     #[test]
     fn before_the_first_snapshot_data_endpoints_answer_503() {
         let r = routes_with(None);
-        for target in ["/telemetry/ListMetrics", "/telemetry/GetMetric?switch_id=a&metric=b"] {
+        for target in [
+            "/telemetry/ListMetrics",
+            "/telemetry/GetMetric?switch_id=a&metric=b",
+        ] {
             let resp = r.handle(&Request::get(target));
             assert_eq!(resp.status, 503, "{target}");
             assert_eq!(body(&resp)["error"], "no snapshot yet");

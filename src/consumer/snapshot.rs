@@ -73,7 +73,10 @@ impl fmt::Display for Error {
                 line,
                 column,
                 value,
-            } => write!(f, "csv: line {line}: {column} is {value:?}, not a finite number"),
+            } => write!(
+                f,
+                "csv: line {line}: {column} is {value:?}, not a finite number"
+            ),
         }
     }
 }
@@ -277,7 +280,11 @@ impl Snapshot {
     /// The value at (`row`, `column`) spelled as JSON, as the CSV carried it.
     pub fn number(&self, row: usize, column: usize) -> &str {
         let i = row * self.fields.len() + column;
-        let start = if i == 0 { 0 } else { self.number_ends[i - 1] as usize };
+        let start = if i == 0 {
+            0
+        } else {
+            self.number_ends[i - 1] as usize
+        };
         &self.numbers[start..self.number_ends[i] as usize]
     }
 
@@ -295,7 +302,11 @@ impl Snapshot {
 /// Untrusted text clipped for an error message.
 fn clip(s: &str) -> String {
     let c = json::clip(s, 64);
-    if c.len() < s.len() { format!("{c}…") } else { c.to_string() }
+    if c.len() < s.len() {
+        format!("{c}…")
+    } else {
+        c.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -331,7 +342,10 @@ mod tests {
 
     #[test]
     fn builds_indexes_and_keeps_number_spelling() {
-        let s = parse("switch_id,bandwidth_gbps,packet_errors,x\nsw-000,121.5,0,1e3\nsw-001,118.30,7,-0.25\n").unwrap();
+        let s = parse(
+            "switch_id,bandwidth_gbps,packet_errors,x\nsw-000,121.5,0,1e3\nsw-001,118.30,7,-0.25\n",
+        )
+        .unwrap();
         assert_eq!(s.fields, ["bandwidth_gbps", "packet_errors", "x"]);
         assert_eq!(s.rows(), 2);
         assert_eq!(s.row("sw-001"), Some(1));
@@ -353,17 +367,26 @@ mod tests {
         assert_eq!(v["snapshot_id"], "abc-1");
         assert_eq!(v["age_ms"], 3_000);
         assert_eq!(v["fields"], serde_json::json!(["a", "b"]));
-        assert_eq!(v["items"][0], serde_json::json!({"switch_id":"sw-000","a":121.5,"b":0}));
+        assert_eq!(
+            v["items"][0],
+            serde_json::json!({"switch_id":"sw-000","a":121.5,"b":0})
+        );
         assert_eq!(v["items"][1]["switch_id"], "odd \"id\"");
         // Non-JSON spellings are normalised, never emitted raw.
         assert_eq!(s.number(1, 0), "0.5");
         assert_eq!(s.number(1, 1), "2");
         // Key order: switch_id first, then fields in upstream order.
-        let text = String::from_utf8(s.list_body(4_000).iter().flat_map(|c| match c {
-            Chunk::Shared(b) => b.to_vec(),
-            Chunk::Owned(b) => b.clone(),
-            Chunk::Static(b) => b.to_vec(),
-        }).collect()).unwrap();
+        let text = String::from_utf8(
+            s.list_body(4_000)
+                .iter()
+                .flat_map(|c| match c {
+                    Chunk::Shared(b) => b.to_vec(),
+                    Chunk::Owned(b) => b.clone(),
+                    Chunk::Static(b) => b.to_vec(),
+                })
+                .collect(),
+        )
+        .unwrap();
         assert!(text.contains("{\"switch_id\":\"sw-000\",\"a\":121.5,\"b\":0}"));
         assert!(text.starts_with("{\"snapshot_id\":\"abc-1\",\"age_ms\":3000,\"fields\":"));
     }
@@ -373,7 +396,10 @@ mod tests {
         let s = parse("switch_id,a\nx,1\n").unwrap();
         assert_eq!(s.age_ms(1_250), 250);
         assert_eq!(s.age_ms(500), 0);
-        let o = Origin { producer_ts_ms: None, ..origin() };
+        let o = Origin {
+            producer_ts_ms: None,
+            ..origin()
+        };
         let s = Snapshot::parse(b"switch_id,a\nx,1\n", o, LIMITS).unwrap();
         assert_eq!(s.age_ms(1_750), 250);
     }
@@ -392,17 +418,82 @@ mod tests {
             ("switch_id\nx\n", Error::NoMetrics),
             ("switch_id,a,\nx,1,2\n", Error::EmptyColumn { column: 3 }),
             ("switch_id,a,a\nx,1,2\n", Error::DuplicateColumn("a".into())),
-            ("switch_id,a,switch_id\nx,1,2\n", Error::DuplicateColumn("switch_id".into())),
+            (
+                "switch_id,a,switch_id\nx,1,2\n",
+                Error::DuplicateColumn("switch_id".into()),
+            ),
             ("switch_id,a\n,1\n", Error::EmptySwitchId { line: 2 }),
-            ("switch_id,a\nx,1\nx,2\n", Error::DuplicateSwitchId { line: 3, id: "x".into() }),
-            ("switch_id,a\nx,NaN\n", Error::NotANumber { line: 2, column: "a".into(), value: "NaN".into() }),
-            ("switch_id,a\nx,inf\n", Error::NotANumber { line: 2, column: "a".into(), value: "inf".into() }),
-            ("switch_id,a\nx,-infinity\n", Error::NotANumber { line: 2, column: "a".into(), value: "-infinity".into() }),
-            ("switch_id,a\nx,1e400\n", Error::NotANumber { line: 2, column: "a".into(), value: "1e400".into() }),
-            ("switch_id,a\nx,\n", Error::NotANumber { line: 2, column: "a".into(), value: "".into() }),
-            ("switch_id,a\nx,12abc\n", Error::NotANumber { line: 2, column: "a".into(), value: "12abc".into() }),
-            ("switch_id,a\nx,1,2\n", Error::Csv(csv::Error::Ragged { line: 2, expected: 2, found: 3 })),
-            ("switch_id,a\nx\n", Error::Csv(csv::Error::Ragged { line: 2, expected: 2, found: 1 })),
+            (
+                "switch_id,a\nx,1\nx,2\n",
+                Error::DuplicateSwitchId {
+                    line: 3,
+                    id: "x".into(),
+                },
+            ),
+            (
+                "switch_id,a\nx,NaN\n",
+                Error::NotANumber {
+                    line: 2,
+                    column: "a".into(),
+                    value: "NaN".into(),
+                },
+            ),
+            (
+                "switch_id,a\nx,inf\n",
+                Error::NotANumber {
+                    line: 2,
+                    column: "a".into(),
+                    value: "inf".into(),
+                },
+            ),
+            (
+                "switch_id,a\nx,-infinity\n",
+                Error::NotANumber {
+                    line: 2,
+                    column: "a".into(),
+                    value: "-infinity".into(),
+                },
+            ),
+            (
+                "switch_id,a\nx,1e400\n",
+                Error::NotANumber {
+                    line: 2,
+                    column: "a".into(),
+                    value: "1e400".into(),
+                },
+            ),
+            (
+                "switch_id,a\nx,\n",
+                Error::NotANumber {
+                    line: 2,
+                    column: "a".into(),
+                    value: "".into(),
+                },
+            ),
+            (
+                "switch_id,a\nx,12abc\n",
+                Error::NotANumber {
+                    line: 2,
+                    column: "a".into(),
+                    value: "12abc".into(),
+                },
+            ),
+            (
+                "switch_id,a\nx,1,2\n",
+                Error::Csv(csv::Error::Ragged {
+                    line: 2,
+                    expected: 2,
+                    found: 3,
+                }),
+            ),
+            (
+                "switch_id,a\nx\n",
+                Error::Csv(csv::Error::Ragged {
+                    line: 2,
+                    expected: 2,
+                    found: 1,
+                }),
+            ),
         ];
         for (body, want) in cases {
             assert_eq!(&parse(body).unwrap_err(), want, "{body:?}");
@@ -430,7 +521,9 @@ mod tests {
     #[test]
     fn messages_clip_hostile_values() {
         let long = "9".repeat(10_000) + "x";
-        let err = parse(&format!("switch_id,a\nx,{long}\n")).unwrap_err().to_string();
+        let err = parse(&format!("switch_id,a\nx,{long}\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.len() < 200, "{err}");
     }
 

@@ -97,8 +97,10 @@ mod tests {
     use crate::config::Cli;
 
     fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, Error> {
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let lookup = move |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         match SPEC.resolve(args.iter().map(|s| s.to_string()), &lookup)? {
             Cli::Run(c) => Ok(c),
@@ -111,7 +113,10 @@ mod tests {
         let c = resolve(&[], &[]).unwrap();
         assert_eq!((c.host.as_str(), c.port, c.switches), ("0.0.0.0", 9001, 64));
         assert_eq!(c.interval, Duration::from_secs(10));
-        assert_eq!((c.seed, c.fault_500_pct, c.fault_slow), (None, 0.0, Duration::ZERO));
+        assert_eq!(
+            (c.seed, c.fault_500_pct, c.fault_slow),
+            (None, 0.0, Duration::ZERO)
+        );
         assert_eq!(c.log_level, Level::Info);
     }
 
@@ -119,7 +124,11 @@ mod tests {
     fn reads_env_and_flags() {
         let c = resolve(
             &["--switches", "1200", "--fault-500-pct=12.5"],
-            &[("DATA_INTERVAL_SEC", "0.5"), ("DATA_SEED", "7"), ("DATA_SWITCHES", "3")],
+            &[
+                ("DATA_INTERVAL_SEC", "0.5"),
+                ("DATA_SEED", "7"),
+                ("DATA_SWITCHES", "3"),
+            ],
         )
         .unwrap();
         assert_eq!(c.switches, 1200);

@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header_value("content-type"), Some(CSV));
         assert_eq!(resp.header_value("etag"), Some(snap.etag.as_str()));
-        assert_eq!(resp.header_value("x-snapshot-ts"), Some(snap.ts_ms.to_string().as_str()));
+        assert_eq!(
+            resp.header_value("x-snapshot-ts"),
+            Some(snap.ts_ms.to_string().as_str())
+        );
         assert_eq!(resp.header_value("cache-control"), Some("no-store"));
         let body = String::from_utf8(resp.body_bytes()).unwrap();
         assert!(body.starts_with("switch_id,bandwidth_gbps,"));
@@ -112,7 +115,12 @@ mod tests {
     fn conditional_get_gives_304_until_the_next_tick() {
         let (r, mut g) = routes(Faults::default());
         let snap = g.cell().load().unwrap();
-        for inm in [snap.etag.clone(), format!("W/{}", snap.etag), "*".into(), format!("\"x\", {}", snap.etag)] {
+        for inm in [
+            snap.etag.clone(),
+            format!("W/{}", snap.etag),
+            "*".into(),
+            format!("\"x\", {}", snap.etag),
+        ] {
             let resp = r.handle(&Request::get("/counters").with_header("If-None-Match", &inm));
             assert_eq!(resp.status, 304, "{inm}");
             assert_eq!(resp.body_len(), 0);
@@ -127,7 +135,10 @@ mod tests {
 
     #[test]
     fn fault_injection_answers_500_with_a_text_body() {
-        let (r, _g) = routes(Faults { fail_pct: 100.0, slow: Duration::ZERO });
+        let (r, _g) = routes(Faults {
+            fail_pct: 100.0,
+            slow: Duration::ZERO,
+        });
         let resp = r.handle(&Request::get("/counters"));
         assert_eq!(resp.status, 500);
         assert_eq!(resp.header_value("content-type"), Some(http::TEXT));
@@ -137,7 +148,10 @@ mod tests {
 
     #[test]
     fn slow_fault_delays_some_requests() {
-        let (r, _g) = routes(Faults { fail_pct: 0.0, slow: Duration::from_millis(30) });
+        let (r, _g) = routes(Faults {
+            fail_pct: 0.0,
+            slow: Duration::from_millis(30),
+        });
         let started = std::time::Instant::now();
         for _ in 0..40 {
             assert_eq!(r.handle(&Request::get("/counters")).status, 200);

@@ -42,14 +42,49 @@ const TEMP: usize = 5;
 const ERROR_RATE: usize = 6;
 
 const WALKS: [Walk; 7] = [
-    Walk { lo: 0.0, hi: 400.0, start: (60.0, 240.0), step: 8.0 },
-    Walk { lo: 0.5, hi: 200.0, start: (4.0, 20.0), step: 1.5 },
-    Walk { lo: 0.0, hi: 100.0, start: (15.0, 60.0), step: 3.0 },
-    Walk { lo: 0.0, hi: 100.0, start: (35.0, 75.0), step: 2.0 },
-    Walk { lo: 0.0, hi: 100.0, start: (5.0, 50.0), step: 5.0 },
-    Walk { lo: 20.0, hi: 95.0, start: (38.0, 55.0), step: 0.8 },
+    Walk {
+        lo: 0.0,
+        hi: 400.0,
+        start: (60.0, 240.0),
+        step: 8.0,
+    },
+    Walk {
+        lo: 0.5,
+        hi: 200.0,
+        start: (4.0, 20.0),
+        step: 1.5,
+    },
+    Walk {
+        lo: 0.0,
+        hi: 100.0,
+        start: (15.0, 60.0),
+        step: 3.0,
+    },
+    Walk {
+        lo: 0.0,
+        hi: 100.0,
+        start: (35.0, 75.0),
+        step: 2.0,
+    },
+    Walk {
+        lo: 0.0,
+        hi: 100.0,
+        start: (5.0, 50.0),
+        step: 5.0,
+    },
+    Walk {
+        lo: 20.0,
+        hi: 95.0,
+        start: (38.0, 55.0),
+        step: 0.8,
+    },
     // The latent rate behind packet_errors, in errors per tick.
-    Walk { lo: 0.0, hi: 6.0, start: (0.0, 1.5), step: 0.4 },
+    Walk {
+        lo: 0.0,
+        hi: 6.0,
+        start: (0.0, 1.5),
+        step: 0.4,
+    },
 ];
 
 struct Switch {
@@ -112,7 +147,11 @@ impl Simulator {
             }
             // Hot switches run hotter: temperature leans towards CPU load.
             let target = 35.0 + sw.walks[CPU] * 0.45;
-            sw.walks[TEMP] = reflect(sw.walks[TEMP] + (target - sw.walks[TEMP]) * 0.05, 20.0, 95.0);
+            sw.walks[TEMP] = reflect(
+                sw.walks[TEMP] + (target - sw.walks[TEMP]) * 0.05,
+                20.0,
+                95.0,
+            );
             sw.packet_errors = (sw.walks[ERROR_RATE] * rng.f64() * 2.0).floor() as u64;
             let buffer = sw.walks[BUFFER];
             sw.egress_drops = if buffer > 70.0 {
@@ -249,7 +288,12 @@ mod tests {
 
     #[test]
     fn one_decimal_formatting() {
-        for (v, s) in [(121.54, "121.5"), (0.04, "0.0"), (99.96, "100.0"), (7.0, "7.0")] {
+        for (v, s) in [
+            (121.54, "121.5"),
+            (0.04, "0.0"),
+            (99.96, "100.0"),
+            (7.0, "7.0"),
+        ] {
             let mut out = String::new();
             push_one_decimal(&mut out, v);
             assert_eq!(out, s);

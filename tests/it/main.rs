@@ -1,0 +1,9 @@
+//! The one integration-test binary: every test spawns the real executables
+//! on port 0 and talks to them over sockets.
+
+mod cli;
+mod consumer;
+mod e2e;
+mod hostile;
+mod producer;
+mod support;
