@@ -1,22 +1,13 @@
-//! The HTTP glue both servers share, around `tiny_http`.
-//!
-//! Routes are plain functions from a [`Request`] to a [`Response`]: our own
-//! small types, so they can be unit-tested and fuzzed without a socket. This
-//! module binds the listener, runs the worker pool that feeds requests to a
-//! [`Handler`], turns the handler's `Response` into bytes on the wire (with a
-//! `Content-Length`, never chunked), writes one `http.access` log line per
-//! request after the answer is sent, and stops the pool on request.
+//! The HTTP vocabulary both servers share: our own small [`Request`] and
+//! [`Response`] types, so routes are plain functions that can be unit-tested
+//! and fuzzed without a socket, plus the conditional-request rule
+//! ([`if_none_match`]). `server` puts them on the wire through tiny_http.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crate::json;
-use crate::log::{Event, Level};
 
 pub const JSON: &str = "application/json";
 pub const CSV: &str = "text/csv; charset=utf-8";
@@ -73,7 +64,7 @@ impl Request {
         self.method == "GET" || self.method == "HEAD"
     }
 
-    fn from_tiny(rq: &tiny_http::Request) -> Request {
+    pub(crate) fn from_tiny(rq: &tiny_http::Request) -> Request {
         let (path, query) = rq.url().split_once('?').unwrap_or((rq.url(), ""));
         Request {
             method: rq.method().as_str().to_string(),
@@ -210,7 +201,7 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    fn into_tiny(self) -> tiny_http::Response<BodyReader> {
+    pub(crate) fn into_tiny(self) -> tiny_http::Response<BodyReader> {
         let len = self.body_len();
         let headers = tiny_headers(self.headers.iter().map(|(n, v)| (*n, v.as_str())));
         tiny_http::Response::new(
@@ -230,7 +221,7 @@ impl Response {
 }
 
 /// Reads a body's chunks in order without copying them first.
-struct BodyReader {
+pub(crate) struct BodyReader {
     chunks: Vec<Chunk>,
     index: usize,
     offset: usize,
@@ -289,191 +280,16 @@ pub fn if_none_match(header: &str, tag: &str) -> bool {
     false
 }
 
-/// What a server does with requests. Implementations hold their state behind
-/// `&self` (they are shared by every worker thread).
-pub trait Handler: Send + Sync + 'static {
-    /// Answers one request. Must not panic; if it does, the client gets a 500
-    /// and the worker carries on.
-    fn handle(&self, req: &Request) -> Response;
-
-    /// Called after the answer was written, with how long the whole request
-    /// took; the place to record latency.
-    fn observe(&self, _req: &Request, _status: u16, _elapsed: Duration) {}
-}
-
-/// Binds a TCP listener on `host:port` (port 0 picks a free port).
-pub fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
-    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
-    TcpListener::bind(&addrs[..])
-}
-
-/// A running worker pool serving one listener.
-pub struct Server {
-    inner: Arc<tiny_http::Server>,
-    workers: Vec<JoinHandle<()>>,
-    stopping: Arc<AtomicBool>,
-    addr: SocketAddr,
-}
-
-impl Server {
-    /// Serves `listener` with `threads` workers calling `handler`.
-    pub fn start(
-        listener: TcpListener,
-        threads: usize,
-        handler: Arc<dyn Handler>,
-    ) -> io::Result<Server> {
-        let addr = listener.local_addr()?;
-        let inner = tiny_http::Server::from_listener(listener, None)
-            .map(Arc::new)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let stopping = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::with_capacity(threads);
-        for i in 0..threads.max(1) {
-            let (inner, handler, stopping) = (inner.clone(), handler.clone(), stopping.clone());
-            let worker = std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || work(&inner, handler.as_ref(), &stopping))?;
-            workers.push(worker);
-        }
-        Ok(Server {
-            inner,
-            workers,
-            stopping,
-            addr,
-        })
-    }
-
-    /// The address actually bound.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Lets every worker finish the request it is on, then joins them.
-    pub fn stop(self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
-            self.inner.unblock();
-        }
-        for w in self.workers {
-            let _ = w.join();
-        }
-    }
-}
-
-/// A sensible worker count: twice the cores, within 4..=32.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get() * 2)
-        .unwrap_or(4)
-        .clamp(4, 32)
-}
-
-fn work(server: &tiny_http::Server, handler: &dyn Handler, stopping: &AtomicBool) {
-    loop {
-        let rq = match server.recv() {
-            Ok(rq) => rq,
-            Err(_) if stopping.load(Ordering::SeqCst) => return,
-            Err(e) => {
-                Event::new(Level::Warn, "http.error")
-                    .str("error", &e.to_string())
-                    .emit();
-                continue;
-            }
-        };
-        let started = Instant::now();
-        let req = Request::from_tiny(&rq);
-        if rq.body_length().is_some_and(|n| n > INLINE_BODY_MAX) {
-            refuse_body(rq, &req);
-            handler.observe(&req, 413, started.elapsed());
-            access_log(&req, 413, 0, started.elapsed(), None);
-            continue;
-        }
-        let resp = catch_unwind(AssertUnwindSafe(|| handler.handle(&req))).unwrap_or_else(|_| {
-            Event::new(Level::Error, "http.panic")
-                .str("path", json::clip(&req.path, 256))
-                .emit();
-            Response::error(500, "internal error")
-        });
-        let (status, bytes) = (resp.status, resp.body_len());
-        let sent = rq.respond(resp.into_tiny());
-        let elapsed = started.elapsed();
-        handler.observe(&req, status, elapsed);
-        access_log(&req, status, bytes, elapsed, sent.err());
-    }
-}
-
-/// Bodies up to this size are read by tiny_http into memory before we see
-/// the request; larger ones are left on the socket.
-const INLINE_BODY_MAX: usize = 1024;
-
-/// Answers 413 to a request that declared a body larger than
-/// [`INLINE_BODY_MAX`], without ever dropping its body reader.
-///
-/// tiny_http 0.12 drains an unread body when the request is dropped, and it
-/// does so by allocating a buffer of the whole declared remainder at once
-/// (`vec![0; remaining]`) and then blocking on the socket until the client
-/// sends it. A `Content-Length: 99999999999` therefore aborts the process on
-/// allocation failure, and a modest one that never arrives pins a worker
-/// forever. No endpoint of ours takes a body, so such a request is answered
-/// through `upgrade` (which hands us the stream, reader included) and the
-/// stream is then deliberately leaked: its connection is never read again.
-/// This costs one idle connection per offending request instead of the
-/// process; the connection-level front that bounds this is the HTTP-front
-/// hardening work.
-fn refuse_body(rq: tiny_http::Request, req: &Request) {
-    let resp = Response::error(413, "request body not accepted");
-    let body = resp.body_bytes();
-    let len = body.len().to_string();
-    let headers = resp.headers.iter().map(|(n, v)| (*n, v.as_str()));
-    let headers = tiny_headers(headers.chain([("Content-Length", len.as_str())]));
-    let head = tiny_http::Response::new(
-        tiny_http::StatusCode(413),
-        headers,
-        io::empty(),
-        Some(0),
-        None,
-    );
-    let mut stream = rq.upgrade("none", head);
-    let _ = stream.write_all(&body);
-    let _ = stream.flush();
-    std::mem::forget(stream);
-    Event::new(Level::Warn, "http.refused")
-        .str("reason", "declared body too large")
-        .str("path", json::clip(&req.path, 256))
-        .emit();
-}
-
 /// tiny_http headers, with our `Server` name first; a pair that is not a
 /// valid header (never one of ours) is left out rather than panicking.
-fn tiny_headers<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<tiny_http::Header> {
+pub(crate) fn tiny_headers<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<tiny_http::Header> {
     [("Server", "fabric-telemetry")]
         .into_iter()
         .chain(pairs)
         .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
         .collect()
-}
-
-/// One `http.access` line: DEBUG for successes (a busy server answers
-/// thousands a second), INFO for client errors, WARN for server errors.
-fn access_log(req: &Request, status: u16, bytes: usize, elapsed: Duration, err: Option<io::Error>) {
-    let level = match status {
-        500.. => Level::Warn,
-        400..=499 => Level::Info,
-        _ => Level::Debug,
-    };
-    let mut event = Event::new(level, "http.access")
-        .str("method", json::clip(&req.method, 32))
-        .str("path", json::clip(&req.path, 256))
-        .uint("status", u64::from(status))
-        .ms("duration_ms", elapsed)
-        .uint("bytes", bytes as u64);
-    if let Some(remote) = req.remote {
-        event = event.str("remote", &remote.to_string());
-    }
-    if let Some(err) = err {
-        event = event.str("write_error", &err.to_string());
-    }
-    event.emit();
 }
 
 #[cfg(test)]

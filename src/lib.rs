@@ -17,6 +17,7 @@ pub mod json;
 pub mod log;
 pub mod percentile;
 pub mod query;
+pub mod server;
 pub mod shutdown;
 pub mod swap;
 

@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use fabric_telemetry::http::{self, Server};
 use fabric_telemetry::log::{self, Event, Level};
 use fabric_telemetry::producer::{Generator, Routes, config::SPEC, routes::Faults};
+use fabric_telemetry::server::{self, Server};
 use fabric_telemetry::shutdown::{Signal, Stop};
 
 fn main() -> ExitCode {
@@ -24,11 +24,11 @@ fn main() -> ExitCode {
         slow: cfg.fault_slow,
     };
     let routes = Arc::new(Routes::new(generator.cell(), faults));
-    let listener = match http::bind(&cfg.host, cfg.port) {
+    let listener = match server::bind(&cfg.host, cfg.port) {
         Ok(l) => l,
         Err(e) => return fail(&format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port)),
     };
-    let server = match Server::start(listener, http::default_workers(), routes) {
+    let server = match Server::start(listener, server::default_workers(), routes) {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot start the HTTP server: {e}")),
     };

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC};
-use fabric_telemetry::http::{self, Server};
 use fabric_telemetry::log::{self, Event, Level};
+use fabric_telemetry::server::{self, Server};
 use fabric_telemetry::shutdown::{Signal, Stop};
 
 fn main() -> ExitCode {
@@ -20,12 +20,12 @@ fn main() -> ExitCode {
     log::init(cfg.log_level);
 
     let state = Arc::new(State::default());
-    let listener = match http::bind(&cfg.host, cfg.port) {
+    let listener = match server::bind(&cfg.host, cfg.port) {
         Ok(l) => l,
         Err(e) => return fail(&format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port)),
     };
     let routes = Arc::new(Routes::new(state.clone()));
-    let server = match Server::start(listener, http::default_workers(), routes) {
+    let server = match Server::start(listener, server::default_workers(), routes) {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot start the HTTP server: {e}")),
     };

@@ -7,9 +7,10 @@ use std::time::Duration;
 use super::State;
 use super::snapshot::Snapshot;
 use crate::clock;
-use crate::http::{Handler, Request, Response};
+use crate::http::{Request, Response};
 use crate::json;
 use crate::query;
+use crate::server::Handler;
 
 const LIST: &str = "/telemetry/ListMetrics";
 const GET: &str = "/telemetry/GetMetric";

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::simulator::Snapshot;
-use crate::http::{self, CSV, Handler, Request, Response};
+use crate::http::{self, CSV, Request, Response};
 use crate::log::{Event, Level};
+use crate::server::Handler;
 use crate::swap::Swap;
 
 /// The share of `/counters` requests that `FAULT_SLOW_MS` delays.

@@ -262,8 +262,37 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
         .unwrap_or_else(|| panic!("unparsable answer: {:?}", String::from_utf8_lossy(&buf)))
 }
 
+/// Reads one answer with a Content-Length from a connection that stays open.
+pub fn read_reply(s: &mut TcpStream) -> Reply {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(r) = parse_reply(&buf) {
+            let want: usize = r
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if r.body.len() >= want {
+                return r;
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => panic!(
+                "connection ended mid-answer: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// Parses one HTTP/1.1 answer with a Content-Length (or none) from `buf`.
-pub fn parse_reply(buf: &[u8]) -> Option<Reply> {
+pub fn parse_reply(mut buf: &[u8]) -> Option<Reply> {
+    // Interim 1xx answers are skipped, as clients do.
+    while buf.starts_with(b"HTTP/1.1 1") {
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        buf = &buf[end + 4..];
+    }
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&buf[..end]).ok()?;
     let mut lines = head.split("\r\n");
