@@ -1,0 +1,43 @@
+# The interface: people and CI run the same targets.
+CARGO ?= cargo
+MUSL := x86_64-unknown-linux-musl
+
+.PHONY: help build run demo test lint fmt static clean
+
+help:
+	@echo "make run     build, then start data_server (:9001) and metrics_server (:8080); Ctrl-C stops both"
+	@echo "make test    format check, clippy -D warnings, unit and integration tests"
+	@echo "make lint    format check and clippy only"
+	@echo "make demo    curl/jq tour of a running metrics_server"
+	@echo "make build   release binaries in target/release"
+	@echo "make static  static musl release binaries, with their sizes"
+
+build:
+	$(CARGO) build --release --bins
+
+run:
+	@scripts/run.sh
+
+demo:
+	@scripts/demo.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+test: lint
+	$(CARGO) test --locked
+
+fmt:
+	$(CARGO) fmt --all
+
+static:
+	rustup target add $(MUSL)
+	$(CARGO) build --release --locked --bins --target $(MUSL)
+	@for b in data_server metrics_server; do \
+	  f=target/$(MUSL)/release/$$b; \
+	  printf '%-16s %8s bytes  %s\n' $$b $$(stat -c %s $$f) "$$(file -b $$f 2>/dev/null | cut -d, -f1-2)"; \
+	done
+
+clean:
+	$(CARGO) clean
