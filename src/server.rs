@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, T
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
 pub struct Server {
     inner: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
+    /// Disconnects once every worker has returned (each holds a sender).
+    workers_done: Receiver<()>,
     stopping: Arc<AtomicBool>,
     nudger: (Stop, JoinHandle<()>),
     addr: SocketAddr,
@@ -60,11 +63,16 @@ impl Server {
             .map_err(|e| io::Error::other(e.to_string()))?;
         let stopping = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::with_capacity(threads);
+        let (done_tx, workers_done) = sync_channel::<()>(0);
         for i in 0..threads.max(1) {
             let (inner, handler, stopping) = (inner.clone(), handler.clone(), stopping.clone());
+            let done = done_tx.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("http-{i}"))
-                .spawn(move || work(&inner, handler.as_ref(), &stopping))?;
+                .spawn(move || {
+                    work(&inner, handler.as_ref(), &stopping);
+                    drop(done);
+                })?;
             workers.push(worker);
         }
         let nudge_stop = Stop::new();
@@ -77,6 +85,7 @@ impl Server {
         Ok(Server {
             inner,
             workers,
+            workers_done,
             stopping,
             nudger: (nudge_stop, nudger),
             addr,
@@ -88,17 +97,31 @@ impl Server {
         self.addr
     }
 
-    /// Lets every worker finish the request it is on, then joins them.
-    pub fn stop(self) {
+    /// Lets every worker finish the request it is on, then joins them;
+    /// waits at most `grace` (a client that stopped reading must not hold
+    /// the process). Returns how many workers were still busy.
+    pub fn stop(self, grace: Duration) -> usize {
         self.nudger.0.stop();
         let _ = self.nudger.1.join();
         self.stopping.store(true, Ordering::SeqCst);
         for _ in &self.workers {
             self.inner.unblock();
         }
+        let deadline = Instant::now() + grace;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.workers_done.recv_timeout(left) {
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    return self.workers.iter().filter(|w| !w.is_finished()).count();
+                }
+                Ok(()) => {}
+            }
+        }
         for w in self.workers {
             let _ = w.join();
         }
+        0
     }
 }
 

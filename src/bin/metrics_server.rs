@@ -4,11 +4,15 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC};
 use fabric_telemetry::log::{self, Event, Level};
 use fabric_telemetry::server::{self, Server};
 use fabric_telemetry::shutdown::{Signal, Stop};
+
+/// How long requests in flight may take to finish once a stop is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     // Catch SIGINT/SIGTERM before anything else, so none can kill us mid-start.
@@ -45,11 +49,12 @@ fn main() -> ExitCode {
 
     let signal_name = signal.wait();
     stop.stop();
-    server.stop();
+    let busy = server.stop(SHUTDOWN_GRACE);
     let _ = poller.join();
     Event::always(Level::Info, "shutdown")
         .str("service", "metrics_server")
         .str("signal", signal_name)
+        .uint("busy_workers_abandoned", busy as u64)
         .emit();
     log::flush();
     ExitCode::SUCCESS
