@@ -137,6 +137,21 @@ impl<T> Spec<T> {
         (self.build)(&values).map(Cli::Run)
     }
 
+    /// Resolves against string slices: what unit tests want.
+    #[cfg(test)]
+    pub(crate) fn resolve_strs(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Cli<T>, Error> {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        self.resolve(args.iter().map(|s| s.to_string()), &lookup)
+    }
+
     /// Reads the process's arguments and environment; prints help, version
     /// or a usage error and exits as the contract says (0 or 2).
     pub fn from_process(&self) -> T {

@@ -65,41 +65,31 @@ pub fn clip(s: &str, max: usize) -> &str {
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
 pub fn is_number_literal(s: &str) -> bool {
     let b = s.as_bytes();
-    let mut i = 0;
-    if b.get(i) == Some(&b'-') {
-        i += 1;
-    }
+    // The index after the run of digits starting at `i`.
+    let digits = |i: usize| i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut i = usize::from(b.first() == Some(&b'-'));
     match b.get(i) {
         Some(b'0') => i += 1,
-        Some(b'1'..=b'9') => {
-            while matches!(b.get(i), Some(b'0'..=b'9')) {
-                i += 1;
-            }
-        }
+        Some(b'1'..=b'9') => i = digits(i),
         _ => return false,
     }
     if b.get(i) == Some(&b'.') {
-        i += 1;
-        let digits = i;
-        while matches!(b.get(i), Some(b'0'..=b'9')) {
-            i += 1;
-        }
-        if i == digits {
+        let end = digits(i + 1);
+        if end == i + 1 {
             return false;
         }
+        i = end;
     }
     if matches!(b.get(i), Some(b'e' | b'E')) {
         i += 1;
         if matches!(b.get(i), Some(b'+' | b'-')) {
             i += 1;
         }
-        let digits = i;
-        while matches!(b.get(i), Some(b'0'..=b'9')) {
-            i += 1;
-        }
-        if i == digits {
+        let end = digits(i);
+        if end == i {
             return false;
         }
+        i = end;
     }
     i == b.len()
 }

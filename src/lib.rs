@@ -14,11 +14,11 @@ pub mod config;
 pub mod csv;
 pub mod http;
 pub mod json;
+pub mod lifecycle;
 pub mod log;
 pub mod percentile;
 pub mod query;
 pub mod server;
-pub mod shutdown;
 pub mod swap;
 
 pub mod consumer;

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::http::{JSON, Request, Response, tiny_headers};
 use crate::json;
+use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
-use crate::shutdown::Stop;
 
 /// What a server does with requests. Implementations hold their state behind
 /// `&self` (they are shared by every worker thread).

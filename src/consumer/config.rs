@@ -87,14 +87,9 @@ mod tests {
     use crate::config::Cli;
 
     fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, Error> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let lookup = move |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        match SPEC.resolve(args.iter().map(|s| s.to_string()), &lookup)? {
+        match SPEC.resolve_strs(args, env)? {
             Cli::Run(c) => Ok(c),
-            Cli::Print(_) => panic!("printed instead of configuring"),
+            Cli::Print(text) => panic!("printed instead of configuring: {text}"),
         }
     }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use super::State;
 use super::snapshot::{self, Limits, Origin, Snapshot};
 use crate::clock;
+use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
-use crate::shutdown::Stop;
 
 /// Longest a whole poll (connect, request, body) may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);

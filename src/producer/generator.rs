@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::simulator::{Simulator, Snapshot};
 use crate::clock;
+use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
-use crate::shutdown::Stop;
 use crate::swap::Swap;
 
 pub struct Generator {

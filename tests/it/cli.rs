@@ -241,7 +241,8 @@ fn a_client_that_stops_reading_cannot_hold_up_shutdown() {
     // ~18 MB of CSV: more than loopback socket buffers hold.
     let mut p = data_server(&["--switches", "300000", "--interval-sec", "60"]);
     let mut s = std::net::TcpStream::connect(p.addr).unwrap();
-    s.write_all(b"GET /counters HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /counters HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     // Read the first bytes (the worker is writing), then never again.
     let mut head = [0u8; 64];
     s.read_exact(&mut head).unwrap();
@@ -249,7 +250,11 @@ fn a_client_that_stops_reading_cannot_hold_up_shutdown() {
     p.signal(15);
     let status = p.wait_exit();
     assert_eq!(status.code(), Some(0));
-    assert!(t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
     let last = p.logs().pop().unwrap();
     assert_eq!(last["event"], "shutdown");
     assert_eq!(last["busy_workers_abandoned"], 1);

@@ -1,11 +1,64 @@
-//! Stopping cleanly: waiting for SIGINT/SIGTERM, and a stop token that
-//! background loops sleep on so they wake at once when asked to stop.
+//! A process's life, shared by both binaries: the `startup` line, waiting
+//! for SIGINT/SIGTERM, a stop token that background loops sleep on (so they
+//! wake at once when asked to stop), and the orderly stop that ends with the
+//! `shutdown` line and exit code 0.
 
+use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+
+use crate::log::{self, Event, Level};
+use crate::server::Server;
+
+/// How long requests in flight may take to finish once a stop is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The `startup` event, with the fields every service reports; the caller
+/// adds its own and emits it. It is written whatever `LOG_LEVEL` says,
+/// since a script that asked for port 0 learns the port from `addr`.
+pub fn startup_event(service: &str, addr: SocketAddr, level: Level) -> Event {
+    Event::always(Level::Info, "startup")
+        .str("service", service)
+        .str("version", crate::VERSION)
+        .str("addr", &addr.to_string())
+        .str("log_level", level.as_str())
+}
+
+/// Waits for SIGINT/SIGTERM, then stops the background thread (through
+/// `stop`) and the server, logs `shutdown` and returns success.
+pub fn run_until_signal(
+    service: &str,
+    mut signal: Signal,
+    server: Server,
+    stop: Stop,
+    background: JoinHandle<()>,
+) -> ExitCode {
+    let signal_name = signal.wait();
+    stop.stop();
+    let busy = server.stop(SHUTDOWN_GRACE);
+    let _ = background.join();
+    Event::always(Level::Info, "shutdown")
+        .str("service", service)
+        .str("signal", signal_name)
+        .uint("busy_workers_abandoned", busy as u64)
+        .emit();
+    log::flush();
+    ExitCode::SUCCESS
+}
+
+/// Reports a runtime failure at start (stderr and the log) and returns
+/// exit code 1.
+pub fn fatal(service: &str, msg: &str) -> ExitCode {
+    Event::new(Level::Error, "fatal").str("error", msg).emit();
+    log::flush();
+    eprintln!("{service}: {msg}");
+    ExitCode::FAILURE
+}
 
 /// SIGINT and SIGTERM, caught from the moment this is created (create it
 /// first thing in `main`, before a signal could kill the process).
