@@ -124,9 +124,12 @@ impl<T> Spec<T> {
             };
             let value = match inline {
                 Some(v) => v,
-                None => args
-                    .next()
-                    .ok_or_else(|| Error::MissingValue(name.to_string()))?,
+                // `--port --log-level debug` lacks a port; it does not mean
+                // a port called "--log-level".
+                None => match args.next() {
+                    Some(v) if !v.starts_with("--") => v,
+                    _ => return Err(Error::MissingValue(name.to_string())),
+                },
             };
             raw[i] = (value, Origin::Flag);
         }
@@ -418,6 +421,15 @@ mod tests {
             run(&["--port"], &[]).unwrap_err(),
             Error::MissingValue("port".into())
         );
+        assert_eq!(
+            run(&["--port", "--log-level", "debug"], &[]).unwrap_err(),
+            Error::MissingValue("port".into())
+        );
+        // A negative number is still a value (and then out of range).
+        assert!(matches!(
+            run(&["--port", "-1"], &[]),
+            Err(Error::Invalid { .. })
+        ));
         assert_eq!(
             run(&["stray"], &[]).unwrap_err(),
             Error::Unexpected("stray".into())

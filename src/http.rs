@@ -6,6 +6,7 @@
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::json;
 
@@ -53,9 +54,18 @@ impl Request {
 
     /// The first header called `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers_named(name).next()
+    }
+
+    /// Every header called `name`, in order: a header sent on several
+    /// lines is one comma-separated list (RFC 9110 §5.3).
+    pub fn headers_named<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
         self.headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
@@ -123,6 +133,9 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<Chunk>,
+    /// Hold the answer back this long (fault injection). The server waits
+    /// off its worker pool, so a delayed answer delays only itself.
+    pub delay: Duration,
 }
 
 impl Response {
@@ -132,6 +145,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            delay: Duration::ZERO,
         }
     }
 
@@ -171,6 +185,12 @@ impl Response {
     /// Adds a header.
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Holds the answer back for `d` (see [`Response::delay`]).
+    pub fn delayed(mut self, d: Duration) -> Response {
+        self.delay = d;
         self
     }
 

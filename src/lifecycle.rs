@@ -40,8 +40,16 @@ pub fn run_until_signal(
 ) -> ExitCode {
     let signal_name = signal.wait();
     stop.stop();
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
     let busy = server.stop(SHUTDOWN_GRACE);
-    let _ = background.join();
+    // The poller may be inside a request to a hung upstream: wait for it
+    // only as long as the grace allows.
+    while !background.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if background.is_finished() {
+        let _ = background.join();
+    }
     Event::always(Level::Info, "shutdown")
         .str("service", service)
         .str("signal", signal_name)

@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -70,7 +70,7 @@ impl Server {
             let worker = std::thread::Builder::new()
                 .name(format!("http-{i}"))
                 .spawn(move || {
-                    work(&inner, handler.as_ref(), &stopping);
+                    work(&inner, &handler, &stopping);
                     drop(done);
                 })?;
             workers.push(worker);
@@ -167,7 +167,7 @@ pub fn default_workers() -> usize {
         .clamp(4, 32)
 }
 
-fn work(server: &tiny_http::Server, handler: &dyn Handler, stopping: &AtomicBool) {
+fn work(server: &tiny_http::Server, handler: &Arc<dyn Handler>, stopping: &AtomicBool) {
     loop {
         let rq = match server.recv() {
             Ok(rq) => rq,
@@ -181,10 +181,40 @@ fn work(server: &tiny_http::Server, handler: &dyn Handler, stopping: &AtomicBool
         };
         let started = Instant::now();
         let req = Request::from_tiny(&rq);
-        if rq.body_length().is_some_and(|n| n > INLINE_BODY_MAX) {
-            refuse_body(rq, &req);
-            handler.observe(&req, 413, started.elapsed());
-            access_log(&req, 413, 0, started.elapsed(), None);
+        let declared = rq.body_length().unwrap_or(0);
+        if declared > INLINE_BODY_MAX {
+            // No endpoint takes a body. A modest one is refused like any
+            // answer, but off the worker: dropping the request drains the
+            // body, which waits for the client. A huge one cannot be
+            // drained safely at all (see `refuse_body`).
+            let slot = if declared <= DRAIN_MAX {
+                Detached::take()
+            } else {
+                None
+            };
+            match slot {
+                Some(slot) => {
+                    let resp = Response::error(413, "request body not accepted");
+                    let handler = handler.clone();
+                    let spawned =
+                        std::thread::Builder::new()
+                            .name("http-drain".into())
+                            .spawn(move || {
+                                finish(rq, &req, resp, started, handler.as_ref());
+                                drop(slot);
+                            });
+                    if let Err(e) = spawned {
+                        Event::new(Level::Error, "http.error")
+                            .str("error", &format!("cannot start a drain thread: {e}"))
+                            .emit();
+                    }
+                }
+                None => {
+                    let bytes = refuse_body(rq, &req);
+                    handler.observe(&req, 413, started.elapsed());
+                    access_log(&req, 413, bytes, started.elapsed(), None);
+                }
+            }
             continue;
         }
         let resp = catch_unwind(AssertUnwindSafe(|| handler.handle(&req))).unwrap_or_else(|_| {
@@ -193,11 +223,77 @@ fn work(server: &tiny_http::Server, handler: &dyn Handler, stopping: &AtomicBool
                 .emit();
             Response::error(500, "internal error")
         });
-        let (status, bytes) = (resp.status, resp.body_len());
-        let sent = rq.respond(resp.into_tiny());
-        let elapsed = started.elapsed();
-        handler.observe(&req, status, elapsed);
-        access_log(&req, status, bytes, elapsed, sent.err());
+        if resp.delay.is_zero() {
+            finish(rq, &req, resp, started, handler.as_ref());
+            continue;
+        }
+        // A deliberately slow answer waits on a thread of its own, so that
+        // it delays only itself and never the other endpoints. Should too
+        // many be waiting already, it goes out at once instead.
+        match Detached::take() {
+            Some(slot) => {
+                let handler = handler.clone();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("http-delay".into())
+                        .spawn(move || {
+                            std::thread::sleep(resp.delay);
+                            finish(rq, &req, resp, started, handler.as_ref());
+                            drop(slot);
+                        });
+                if let Err(e) = spawned {
+                    Event::new(Level::Error, "http.error")
+                        .str("error", &format!("cannot start a delay thread: {e}"))
+                        .emit();
+                }
+            }
+            None => finish(rq, &req, resp, started, handler.as_ref()),
+        }
+    }
+}
+
+/// Writes the answer, then records and logs the request.
+fn finish(
+    rq: tiny_http::Request,
+    req: &Request,
+    resp: Response,
+    started: Instant,
+    handler: &dyn Handler,
+) {
+    let status = resp.status;
+    // What goes on the wire after the head: nothing for HEAD, 1xx, 204, 304.
+    let bodyless = req.method == "HEAD" || matches!(status, 100..=199 | 204 | 304);
+    let bytes = if bodyless { 0 } else { resp.body_len() };
+    let sent = rq.respond(resp.into_tiny());
+    let elapsed = started.elapsed();
+    handler.observe(req, status, elapsed);
+    access_log(req, status, bytes, elapsed, sent.err());
+}
+
+/// Threads that answer off the worker pool (delayed answers, drained
+/// bodies), bounded so that a flood of them cannot exhaust the process.
+struct Detached;
+
+/// At most this many such threads at once.
+const DETACHED_MAX: usize = 256;
+
+static DETACHED: AtomicUsize = AtomicUsize::new(0);
+
+impl Detached {
+    /// A slot, released when dropped; `None` when all are taken.
+    fn take() -> Option<Detached> {
+        DETACHED
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < DETACHED_MAX).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Detached)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        DETACHED.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -205,8 +301,13 @@ fn work(server: &tiny_http::Server, handler: &dyn Handler, stopping: &AtomicBool
 /// the request; larger ones are left on the socket.
 const INLINE_BODY_MAX: usize = 1024;
 
-/// Answers 413 to a request that declared a body larger than
-/// [`INLINE_BODY_MAX`], without ever dropping its body reader.
+/// Declared bodies up to this size are drained when refused (tiny_http
+/// allocates the declared size to do it, lazily backed, so this bounds it).
+const DRAIN_MAX: usize = 1024 * 1024;
+
+/// Answers 413 to a request whose declared body cannot be drained safely
+/// (over [`DRAIN_MAX`], or no thread left to drain it on), without ever
+/// dropping its body reader. Returns the bytes of the answer.
 ///
 /// tiny_http 0.12 drains an unread body when the request is dropped, and it
 /// does so by allocating a buffer of the whole declared remainder at once
@@ -222,7 +323,7 @@ const INLINE_BODY_MAX: usize = 1024;
 /// `upgrade` insists on printing a head of its own, without a length; it is
 /// made an interim `100` (which clients skip) and the real answer follows,
 /// complete with `Content-Length`, written by us.
-fn refuse_body(rq: tiny_http::Request, req: &Request) {
+fn refuse_body(rq: tiny_http::Request, req: &Request) -> usize {
     let interim = tiny_http::Response::new(
         tiny_http::StatusCode(100),
         tiny_headers(std::iter::empty()),
@@ -241,9 +342,10 @@ fn refuse_body(rq: tiny_http::Request, req: &Request) {
     let _ = stream.flush();
     std::mem::forget(stream);
     Event::new(Level::Warn, "http.refused")
-        .str("reason", "declared body too large")
+        .str("reason", "declared body too large to drain")
         .str("path", json::clip(&req.path, 256))
         .emit();
+    body.len()
 }
 
 /// One `http.access` line: DEBUG for successes (a busy server answers

@@ -62,16 +62,59 @@ impl Config {
 
 /// An `http://host[:port]/path` URL; TLS is not built in.
 fn upstream_url(v: &Values) -> Result<String, Error> {
-    let url = v.text("UPSTREAM_URL");
-    let url = url.trim();
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| v.invalid("UPSTREAM_URL", "an http:// URL (this build has no TLS)"))?;
+    let url = v.text("UPSTREAM_URL").trim().to_string();
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(v.invalid("UPSTREAM_URL", "an http:// URL (this build has no TLS)"));
+    };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(v.invalid("UPSTREAM_URL", "an http:// URL with a host"));
+    authority_ok(authority)
+        .and_then(|()| {
+            ureq::http::Uri::try_from(url.as_str())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|why| {
+            v.invalid(
+                "UPSTREAM_URL",
+                format!("an http://host[:port]/path URL ({why})"),
+            )
+        })?;
+    Ok(url)
+}
+
+/// Checks `host[:port]`: a name, an IPv4 address or a bracketed IPv6 one,
+/// and a port from 1 to 65535 if one is given.
+fn authority_ok(authority: &str) -> Result<(), String> {
+    if authority.contains('@') {
+        return Err("no user@ part".into());
     }
-    Ok(url.to_string())
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']').ok_or("unclosed [")?;
+            addr.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| "bad IPv6 address")?;
+            match after {
+                "" => (addr, None),
+                _ => (addr, Some(after.strip_prefix(':').ok_or("junk after ]")?)),
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let name_ok = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
+    };
+    if !name_ok(host) {
+        return Err("no host".into());
+    }
+    match port.map(str::parse::<u16>) {
+        None | Some(Ok(1..)) => Ok(()),
+        Some(_) => Err("port must be 1 to 65535".into()),
+    }
 }
 
 pub const SPEC: Spec<Config> = Spec {
@@ -116,6 +159,14 @@ mod tests {
         assert_eq!(c.poll, Duration::from_millis(250));
         assert_eq!(c.port, 0);
         assert_eq!(c.upstream_url, "http://[::1]:9/c");
+        for ok in [
+            "http://localhost/counters",
+            "http://10.0.0.5:9001/c?x=1",
+            "http://[::1]/c",
+            "http://fab-01.example.net:80",
+        ] {
+            assert!(resolve(&["--upstream-url", ok], &[]).is_ok(), "{ok}");
+        }
         assert_eq!(c.log_level, Level::Debug);
     }
 
@@ -130,6 +181,14 @@ mod tests {
             ("UPSTREAM_URL", "127.0.0.1:9001/counters"),
             ("UPSTREAM_URL", "http:///counters"),
             ("UPSTREAM_URL", "http://a b/"),
+            ("UPSTREAM_URL", "http://127.0.0.1:99999/counters"),
+            ("UPSTREAM_URL", "http://127.0.0.1:abc/c"),
+            ("UPSTREAM_URL", "http://127.0.0.1:0/c"),
+            ("UPSTREAM_URL", "http://:9001/counters"),
+            ("UPSTREAM_URL", "http://[::1/c"),
+            ("UPSTREAM_URL", "http://[::1]x/c"),
+            ("UPSTREAM_URL", "http://user@/c"),
+            ("UPSTREAM_URL", "http://user@host/c"),
             ("LOG_LEVEL", "chatty"),
         ] {
             let err = resolve(&[], &[(k, v)]).unwrap_err().to_string();

@@ -144,8 +144,13 @@ impl Poller {
         let mut response = request.call()?;
         match response.status().as_u16() {
             200 => {}
-            304 if self.state.store.load().is_some() => return Ok(Outcome::NotModified),
-            304 => return Err(PollError::UnexpectedNotModified),
+            304 => {
+                let Some(current) = self.state.store.load() else {
+                    return Err(PollError::UnexpectedNotModified);
+                };
+                current.confirm(clock::epoch_ms());
+                return Ok(Outcome::NotModified);
+            }
             other => return Err(PollError::Status(other)),
         }
         let header = |name: &str| {
@@ -156,7 +161,7 @@ impl Poller {
                 .map(str::to_string)
         };
         let etag = header("etag");
-        let producer_ts_ms = header("x-snapshot-ts").and_then(|v| v.trim().parse().ok());
+        let producer_ts_ms = header("x-snapshot-ts").and_then(|v| snapshot_ts_ms(&v));
         let body = response
             .body_mut()
             .with_config()
@@ -286,6 +291,20 @@ pub fn snapshot_id(etag: &str) -> Option<String> {
     clean.then(|| tag.to_string())
 }
 
+/// Reads `X-Snapshot-Ts` as epoch milliseconds. A value that can only be
+/// seconds (2001–5138 in seconds, 1970–1973 in ms) is taken as seconds;
+/// anything else implausible (0, before 2000, not a number) is ignored, and
+/// the age then counts from the fetch.
+pub fn snapshot_ts_ms(value: &str) -> Option<u64> {
+    const Y2000_MS: u64 = 946_684_800_000;
+    let ts: u64 = value.trim().parse().ok()?;
+    match ts {
+        Y2000_MS.. => Some(ts),
+        1_000_000_000..=99_999_999_999 => Some(ts * 1000),
+        _ => None,
+    }
+}
+
 /// An id for an upstream that sent no usable `ETag`: a hash of the body
 /// (FNV-1a, 64 bits), so equal bodies get equal ids.
 fn content_id(body: &[u8]) -> String {
@@ -309,6 +328,16 @@ mod tests {
         assert_eq!(snapshot_id("\"\""), None);
         assert_eq!(snapshot_id("\"has space\""), None);
         assert_eq!(snapshot_id("\"quo\"te\""), None);
+    }
+
+    #[test]
+    fn snapshot_ts_is_milliseconds_or_plausible_seconds() {
+        assert_eq!(snapshot_ts_ms("1795895999123"), Some(1_795_895_999_123));
+        assert_eq!(snapshot_ts_ms(" 1795895999 "), Some(1_795_895_999_000));
+        assert_eq!(snapshot_ts_ms("0"), None);
+        assert_eq!(snapshot_ts_ms("1000"), None);
+        assert_eq!(snapshot_ts_ms("-5"), None);
+        assert_eq!(snapshot_ts_ms("soon"), None);
     }
 
     #[test]

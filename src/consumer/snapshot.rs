@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::csv;
 use crate::http::Chunk;
@@ -37,6 +38,11 @@ pub enum Error {
     NoMetrics,
     /// A column name that is empty.
     EmptyColumn { column: usize },
+    /// A column name holding a control character (a line break, a bare CR).
+    ControlInColumn { column: usize },
+    /// A header and no rows: an upstream with no switches is broken, not
+    /// news, and must not replace the table we have.
+    NoRows,
     /// A column name given twice.
     DuplicateColumn(String),
     /// More rows than [`Limits::max_rows`].
@@ -63,6 +69,13 @@ impl fmt::Display for Error {
             }
             Error::NoMetrics => write!(f, "csv: no metric columns"),
             Error::EmptyColumn { column } => write!(f, "csv: column {column} has no name"),
+            Error::ControlInColumn { column } => {
+                write!(
+                    f,
+                    "csv: column {column} has a control character in its name"
+                )
+            }
+            Error::NoRows => write!(f, "csv: a header but no rows"),
             Error::DuplicateColumn(c) => write!(f, "csv: duplicate column {c:?}"),
             Error::TooManyRows { limit } => write!(f, "csv: more than {limit} rows"),
             Error::EmptySwitchId { line } => write!(f, "csv: line {line}: empty switch_id"),
@@ -124,6 +137,9 @@ pub struct Snapshot {
     list_tail: Arc<[u8]>,
     /// Size of the CSV body this was built from.
     pub csv_bytes: usize,
+    /// When the upstream last vouched for this data (fetched it, or
+    /// answered 304 to it), epoch ms: the age's base when it gave no time.
+    confirmed_ms: AtomicU64,
 }
 
 impl Snapshot {
@@ -146,6 +162,9 @@ impl Snapshot {
         for (i, name) in fields.iter().enumerate() {
             if name.is_empty() {
                 return Err(Error::EmptyColumn { column: i + 2 });
+            }
+            if name.chars().any(char::is_control) {
+                return Err(Error::ControlInColumn { column: i + 2 });
             }
             if name == "switch_id" || column_of.insert(name.clone(), i as u32).is_some() {
                 return Err(Error::DuplicateColumn(clip(name)));
@@ -226,12 +245,16 @@ impl Snapshot {
             row_of.insert(id.clone(), row);
             switch_ids.push(id);
         }
+        if switch_ids.is_empty() {
+            return Err(Error::NoRows);
+        }
         tail.push_str("]}");
 
         let mut head = String::from("{\"snapshot_id\":");
         json::push_str(&mut head, &origin.id);
         head.push_str(",\"age_ms\":");
         Ok(Snapshot {
+            confirmed_ms: AtomicU64::new(origin.fetched_ms),
             etag: format!("\"{}\"", origin.id),
             origin,
             fields,
@@ -247,11 +270,20 @@ impl Snapshot {
         })
     }
 
-    /// How old the data is at `now_ms`: since the producer took it, or since
-    /// we fetched it if the producer gave no time. Never negative.
+    /// How old the data is at `now_ms`: since the producer took it, or, if
+    /// the producer gave no time, since the upstream last vouched for it (a
+    /// fetch or a 304). Never negative.
     pub fn age_ms(&self, now_ms: u64) -> u64 {
-        let born = self.origin.producer_ts_ms.unwrap_or(self.origin.fetched_ms);
+        let born = match self.origin.producer_ts_ms {
+            Some(ts) => ts,
+            None => self.confirmed_ms.load(Ordering::Relaxed),
+        };
         now_ms.saturating_sub(born)
+    }
+
+    /// Records that the upstream confirmed this snapshot (a 304) at `now_ms`.
+    pub fn confirm(&self, now_ms: u64) {
+        self.confirmed_ms.fetch_max(now_ms, Ordering::Relaxed);
     }
 
     pub fn id(&self) -> &str {
@@ -402,13 +434,24 @@ mod tests {
         };
         let s = Snapshot::parse(b"switch_id,a\nx,1\n", o, LIMITS).unwrap();
         assert_eq!(s.age_ms(1_750), 250);
+        // A 304 vouches for it again; a producer time is never overridden.
+        s.confirm(1_700);
+        assert_eq!(s.age_ms(1_750), 50);
+        let with_ts = parse("switch_id,a\nx,1\n").unwrap();
+        with_ts.confirm(1_700);
+        assert_eq!(with_ts.age_ms(1_250), 250);
     }
 
     #[test]
-    fn empty_table_is_valid_but_headerless_body_is_not() {
-        assert_eq!(parse("switch_id,a\n").unwrap().rows(), 0);
+    fn a_body_needs_a_header_and_rows() {
+        assert_eq!(parse("switch_id,a\n").unwrap_err(), Error::NoRows);
         assert_eq!(parse("").unwrap_err(), Error::Empty);
         assert_eq!(parse("\n\n").unwrap_err(), Error::Empty);
+        // Bare-CR line ends make one long header line: refused, not misread.
+        assert_eq!(
+            parse("switch_id,a\rsw-1,5\r").unwrap_err(),
+            Error::ControlInColumn { column: 2 }
+        );
     }
 
     #[test]

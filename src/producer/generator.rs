@@ -23,6 +23,9 @@ pub struct Generator {
     boot: String,
     seq: u64,
     interval: Duration,
+    /// How long the first snapshot took; logged once the thread starts, so
+    /// that `startup` is the process's first line.
+    first_took: Option<Duration>,
 }
 
 impl Generator {
@@ -35,8 +38,11 @@ impl Generator {
             boot: format!("{:x}{:04x}", clock::epoch_ms(), fastrand::u16(..)),
             seq: 0,
             interval,
+            first_took: None,
         };
-        generator.publish(Instant::now());
+        let started = Instant::now();
+        generator.publish();
+        generator.first_took = Some(started.elapsed());
         generator
     }
 
@@ -49,10 +55,11 @@ impl Generator {
     pub fn tick(&mut self) {
         let started = Instant::now();
         self.sim.step();
-        self.publish(started);
+        self.publish();
+        self.log_tick(started.elapsed());
     }
 
-    fn publish(&mut self, started: Instant) {
+    fn publish(&mut self) {
         let id = format!("{}-{}", self.boot, self.seq);
         self.seq += 1;
         let csv = self.sim.render_csv();
@@ -63,15 +70,21 @@ impl Generator {
             rows: self.sim.len(),
             csv: Arc::from(csv.into_bytes()),
         };
+        // The old snapshot is dropped here, after the lock is released.
+        drop(self.cell.store(Arc::new(snapshot)));
+    }
+
+    fn log_tick(&self, took: Duration) {
+        let Some(snapshot) = self.cell.load() else {
+            return;
+        };
         Event::new(Level::Info, "gen.tick")
             .str("snapshot_id", &snapshot.id)
             .uint("ts_ms", snapshot.ts_ms)
             .uint("switches", snapshot.rows as u64)
             .uint("bytes", snapshot.csv.len() as u64)
-            .ms("duration_ms", started.elapsed())
+            .ms("duration_ms", took)
             .emit();
-        // The old snapshot is dropped here, after the lock is released.
-        drop(self.cell.store(Arc::new(snapshot)));
     }
 
     /// Ticks every interval (start to start) until `stop`.
@@ -79,6 +92,9 @@ impl Generator {
         std::thread::Builder::new()
             .name("generator".into())
             .spawn(move || {
+                if let Some(took) = self.first_took.take() {
+                    self.log_tick(took);
+                }
                 let mut next = Instant::now() + self.interval;
                 while !stop.wait_until(next) {
                     self.tick();

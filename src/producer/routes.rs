@@ -33,13 +33,19 @@ impl Routes {
     }
 
     fn counters(&self, req: &Request) -> Response {
-        if !self.faults.slow.is_zero() && fastrand::f64() < SLOW_SHARE {
+        let delay = if !self.faults.slow.is_zero() && fastrand::f64() < SLOW_SHARE {
             Event::new(Level::Info, "gen.inject_fault")
                 .str("kind", "slow")
                 .uint("delay_ms", self.faults.slow.as_millis() as u64)
                 .emit();
-            std::thread::sleep(self.faults.slow);
-        }
+            self.faults.slow
+        } else {
+            Duration::ZERO
+        };
+        self.answer(req).delayed(delay)
+    }
+
+    fn answer(&self, req: &Request) -> Response {
         if self.faults.fail_pct > 0.0 && fastrand::f64() * 100.0 < self.faults.fail_pct {
             Event::new(Level::Info, "gen.inject_fault")
                 .str("kind", "http_500")
@@ -53,16 +59,15 @@ impl Routes {
             return Response::error(503, "no snapshot yet");
         };
         let conditional = req
-            .header("If-None-Match")
-            .is_some_and(|h| http::if_none_match(h, &snap.id));
-        let resp = if conditional {
-            Response::new(304)
-        } else {
-            Response::new(200)
-                .header("Content-Type", CSV)
-                .chunk(snap.csv.clone())
-        };
-        resp.header("ETag", snap.etag.clone())
+            .headers_named("If-None-Match")
+            .any(|h| http::if_none_match(h, &snap.id));
+        // A 304 carries the body too, unsent, so that its Content-Length is
+        // the representation's, as RFC 9110 asks (not 0).
+        let status = if conditional { 304 } else { 200 };
+        Response::new(status)
+            .header("Content-Type", CSV)
+            .chunk(snap.csv.clone())
+            .header("ETag", snap.etag.clone())
             .header("X-Snapshot-Ts", snap.ts_ms.to_string())
             .header("Cache-Control", "no-store")
     }
@@ -124,10 +129,20 @@ mod tests {
         ] {
             let resp = r.handle(&Request::get("/counters").with_header("If-None-Match", &inm));
             assert_eq!(resp.status, 304, "{inm}");
-            assert_eq!(resp.body_len(), 0);
             assert_eq!(resp.header_value("etag"), Some(snap.etag.as_str()));
             assert!(resp.header_value("x-snapshot-ts").is_some());
         }
+        // Sent on two lines, the header is still one list.
+        let two_lines = Request::get("/counters")
+            .with_header("If-None-Match", "\"old\"")
+            .with_header("If-None-Match", &snap.etag);
+        let resp = r.handle(&two_lines);
+        assert_eq!(resp.status, 304);
+        assert_eq!(
+            resp.body_len(),
+            snap.csv.len(),
+            "Content-Length of the 200, body unsent"
+        );
         g.tick();
         let resp = r.handle(&Request::get("/counters").with_header("If-None-Match", &snap.etag));
         assert_eq!(resp.status, 200);
@@ -148,17 +163,22 @@ mod tests {
     }
 
     #[test]
-    fn slow_fault_delays_some_requests() {
+    fn slow_fault_delays_about_a_fifth() {
+        let slow = Duration::from_millis(30);
         let (r, _g) = routes(Faults {
             fail_pct: 0.0,
-            slow: Duration::from_millis(30),
+            slow,
         });
-        let started = std::time::Instant::now();
-        for _ in 0..40 {
-            assert_eq!(r.handle(&Request::get("/counters")).status, 200);
+        let mut delayed = 0;
+        for _ in 0..2000 {
+            let resp = r.handle(&Request::get("/counters"));
+            assert_eq!(resp.status, 200);
+            assert!(resp.delay.is_zero() || resp.delay == slow);
+            delayed += usize::from(resp.delay == slow);
         }
-        // 40 requests × 20% × 30 ms ≈ 240 ms; zero delays has odds 0.8^40 ≈ 1e-4.
-        assert!(started.elapsed() >= Duration::from_millis(30));
+        // Binomial(2000, 0.2): mean 400, sd 18; this band is ±5.6 sd.
+        assert!((300..=500).contains(&delayed), "{delayed}");
+        assert!(r.handle(&Request::get("/health")).delay.is_zero());
     }
 
     #[test]

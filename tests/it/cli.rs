@@ -178,7 +178,16 @@ fn every_log_line_is_ndjson_with_ts_level_event() {
         assert!(!access[k].is_null(), "http.access lacks {k}: {access}");
     }
     ds.wait_log(|v| v["event"] == "http.access" && v["path"] == "/counters");
+    let head = request(ms.addr, "HEAD", "/telemetry/ListMetrics");
+    assert!(head.body.is_empty());
+    let v = ms.wait_log(|v| v["event"] == "http.access" && v["method"] == "HEAD");
+    assert_eq!(v["bytes"], 0, "nothing but the head went out");
     for p in [&ds, &ms] {
+        assert_eq!(
+            p.logs()[0]["event"],
+            "startup",
+            "the first line a script reads"
+        );
         for v in p.logs() {
             let ts = v["ts"].as_str().unwrap();
             assert!(

@@ -68,6 +68,8 @@ fn if_none_match_in_every_form_gives_304() {
         let r = get_with(ds.addr, "/counters", &[("If-None-Match", &inm)]);
         assert_eq!(r.status, 304, "If-None-Match: {inm}");
         assert!(r.body.is_empty());
+        // RFC 9110: a 304's Content-Length, if any, is the 200's.
+        assert_eq!(r.header("content-length"), first.header("content-length"));
         assert_eq!(r.header("etag"), Some(etag.as_str()));
         assert_eq!(r.header("x-snapshot-ts"), first.header("x-snapshot-ts"));
     }
@@ -129,6 +131,23 @@ fn fault_500_pct_is_a_share() {
 }
 
 #[test]
+fn a_slow_fault_delays_only_its_own_request() {
+    let ds = data_server(&["--fault-slow-ms", "60000"]);
+    let addr = ds.addr;
+    // Far more requests than workers; about a fifth will hang for a minute.
+    let _hanging: Vec<_> = (0..40)
+        .map(|_| std::thread::spawn(move || get(addr, "/counters")))
+        .collect();
+    ds.wait_log(|v| v["event"] == "gen.inject_fault" && v["kind"] == "slow");
+    for _ in 0..10 {
+        let t = Instant::now();
+        assert_eq!(get(addr, "/health").status, 200);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    // The threads are left hanging; the server is killed on drop.
+}
+
+#[test]
 fn fault_slow_delays_about_a_fifth() {
     let ds = data_server(&["--fault-slow-ms", "150"]);
     let mut slow = 0;
@@ -162,4 +181,6 @@ fn health_unknown_paths_and_methods() {
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
     assert!(r.header("etag").is_some());
+    let full: usize = r.header("content-length").unwrap().parse().unwrap();
+    assert!(full > 100, "HEAD tells the length of the GET");
 }
