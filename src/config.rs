@@ -65,7 +65,7 @@ enum Origin {
 /// The raw text of every knob after flags and environment were applied.
 #[derive(Debug)]
 pub struct Values {
-    knobs: &'static [Knob],
+    knobs: Vec<&'static Knob>,
     raw: Vec<(String, Origin)>,
 }
 
@@ -82,19 +82,25 @@ pub enum Cli<T> {
 pub struct Spec<T> {
     pub bin: &'static str,
     pub about: &'static str,
-    pub knobs: &'static [Knob],
+    /// Groups of knobs (the binary's own, then shared ones such as the HTTP
+    /// front's), listed in this order by `--help`.
+    pub knobs: &'static [&'static [Knob]],
     pub build: fn(&Values) -> Result<T, Error>,
 }
 
 impl<T> Spec<T> {
+    fn all(&self) -> impl Iterator<Item = &'static Knob> + use<T> {
+        self.knobs.iter().flat_map(|group| group.iter())
+    }
+
     /// Resolves `args` (without the program name) and the environment given
     /// by `env` against the knob table.
     pub fn resolve<I>(&self, args: I, env: &dyn Fn(&str) -> Option<String>) -> Result<Cli<T>, Error>
     where
         I: IntoIterator<Item = String>,
     {
-        let mut raw: Vec<(String, Origin)> = self
-            .knobs
+        let knobs: Vec<&'static Knob> = self.all().collect();
+        let mut raw: Vec<(String, Origin)> = knobs
             .iter()
             .map(|k| match env(k.env) {
                 // An empty variable counts as unset, so `KNOB=` in a .env file
@@ -119,7 +125,7 @@ impl<T> Spec<T> {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (flag, None),
             };
-            let Some(i) = self.knobs.iter().position(|k| k.flag == name) else {
+            let Some(i) = knobs.iter().position(|k| k.flag == name) else {
                 return Err(Error::UnknownFlag(format!("--{name}")));
             };
             let value = match inline {
@@ -133,10 +139,7 @@ impl<T> Spec<T> {
             };
             raw[i] = (value, Origin::Flag);
         }
-        let values = Values {
-            knobs: self.knobs,
-            raw,
-        };
+        let values = Values { knobs, raw };
         (self.build)(&values).map(Cli::Run)
     }
 
@@ -185,7 +188,7 @@ impl<T> Spec<T> {
             self.bin
         );
         out.push_str(&format!("  {:<22} {:<22} {}\n", "FLAG", "ENV", "DEFAULT"));
-        for k in self.knobs {
+        for k in self.all() {
             let default = if k.default.is_empty() {
                 "(unset)"
             } else {
@@ -208,7 +211,7 @@ impl Values {
             .iter()
             .position(|k| k.env == env)
             .unwrap_or_else(|| panic!("knob {env} is not in the table")); // a programming error
-        (&self.knobs[i], self.raw[i].0.as_str())
+        (self.knobs[i], self.raw[i].0.as_str())
     }
 
     /// The knob's text, or `None` when it is unset (empty default, no override).
@@ -284,6 +287,24 @@ impl Values {
         Ok(host)
     }
 
+    /// A bearer token given literally (`env`) or by file (`file_env`).
+    pub fn token(&self, env: &str, file_env: &str) -> Result<Option<crate::auth::Token>, Error> {
+        crate::auth::load(self.get(env), self.get(file_env)).map_err(|why| {
+            let knob = if self.get(file_env).is_some() {
+                file_env
+            } else {
+                env
+            };
+            let (k, _) = self.slot(knob);
+            // The value is a secret: never echo it.
+            Error::Invalid {
+                knob: format!("{} (--{})", k.env, k.flag),
+                value: "…".into(),
+                expected: why,
+            }
+        })
+    }
+
     /// True if the value came from a flag or the environment, not the default.
     pub fn is_set(&self, env: &str) -> bool {
         let i = self.knobs.iter().position(|k| k.env == env);
@@ -342,7 +363,7 @@ mod tests {
     const SPEC: Spec<Cfg> = Spec {
         bin: "t",
         about: "a test",
-        knobs: KNOBS,
+        knobs: &[KNOBS],
         build,
     };
 

@@ -28,6 +28,9 @@ pub struct Request {
     /// Header names and values as sent (look them up with [`Request::header`]).
     pub headers: Vec<(String, String)>,
     pub remote: Option<SocketAddr>,
+    /// The client's `X-Request-Id` if it is sane, else a new one; echoed on
+    /// the answer and logged with it.
+    pub id: String,
 }
 
 impl Request {
@@ -44,6 +47,12 @@ impl Request {
             query: query.to_string(),
             ..Request::default()
         }
+    }
+
+    /// Sets `id` from the `X-Request-Id` header, or a new one.
+    fn with_id(mut self) -> Request {
+        self.id = crate::request_id::from_header(self.header("X-Request-Id"));
+        self
     }
 
     /// Adds a header (builder style, for tests).
@@ -86,7 +95,9 @@ impl Request {
                 .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
                 .collect(),
             remote: rq.remote_addr().copied(),
+            id: String::new(),
         }
+        .with_id()
     }
 }
 

@@ -9,6 +9,7 @@
 //! Data flows one way: the producer knows nothing of the consumer and the
 //! other way round. The shared pieces below know neither side.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod csv;
@@ -18,8 +19,11 @@ pub mod lifecycle;
 pub mod log;
 pub mod percentile;
 pub mod query;
+pub mod ratelimit;
+pub mod request_id;
 pub mod server;
 pub mod swap;
+pub mod sys;
 
 pub mod consumer;
 pub mod producer;

@@ -3,7 +3,6 @@
 //! wake at once when asked to stop), and the orderly stop that ends with the
 //! `shutdown` line and exit code 0.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -21,12 +20,38 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The `startup` event, with the fields every service reports; the caller
 /// adds its own and emits it. It is written whatever `LOG_LEVEL` says,
 /// since a script that asked for port 0 learns the port from `addr`.
-pub fn startup_event(service: &str, addr: SocketAddr, level: Level) -> Event {
-    Event::always(Level::Info, "startup")
+pub fn startup_event(service: &str, server: &Server, level: Level) -> Event {
+    let event = Event::always(Level::Info, "startup")
         .str("service", service)
         .str("version", crate::VERSION)
-        .str("addr", &addr.to_string())
-        .str("log_level", level.as_str())
+        .str("log_level", level.as_str());
+    server.describe(event)
+}
+
+/// Routes panics to the log (an ERROR `panic` event, besides the usual
+/// stderr message) and tells the server when tiny_http's accept thread is
+/// the one that died (see `server::guards`). Install first thing in `main`.
+pub fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let file = info.location().map_or("", |l| l.file());
+        crate::server::guards::note_panic(file);
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Event::new(Level::Error, "panic")
+            .str("thread", std::thread::current().name().unwrap_or("unnamed"))
+            .str(
+                "location",
+                &info.location().map(|l| l.to_string()).unwrap_or_default(),
+            )
+            .str("message", crate::json::clip(&message, 512))
+            .emit();
+        previous(info);
+    }));
 }
 
 /// Waits for SIGINT/SIGTERM, then stops the background thread (through

@@ -7,17 +7,19 @@ use std::sync::Arc;
 use fabric_telemetry::lifecycle::{self, Signal, Stop};
 use fabric_telemetry::log;
 use fabric_telemetry::producer::{Generator, Routes, config::SPEC, routes::Faults};
+use fabric_telemetry::server::front::{Access, Front};
 use fabric_telemetry::server::{self, Server};
 
 const SERVICE: &str = "data_server";
 
 fn main() -> ExitCode {
+    lifecycle::install_panic_hook();
     // Catch SIGINT/SIGTERM before anything else, so none can kill us mid-start.
     let signal = match Signal::register() {
         Ok(s) => s,
         Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot catch signals: {e}")),
     };
-    let cfg = SPEC.from_process();
+    let mut cfg = SPEC.from_process();
     log::init(cfg.log_level);
 
     let generator = Generator::new(cfg.switches, cfg.seed, cfg.interval);
@@ -33,7 +35,12 @@ fn main() -> ExitCode {
             return lifecycle::fatal(SERVICE, &msg);
         }
     };
-    let server = match Server::start(listener, server::default_workers(), routes) {
+    let access = Access {
+        token: cfg.auth_token.take(),
+        open_paths: &["/health"],
+    };
+    let front = Front::new(cfg.front.clone(), access);
+    let server = match Server::start(listener, server::default_workers(), front, routes) {
         Ok(s) => s,
         Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the server: {e}")),
     };
@@ -42,7 +49,7 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the generator: {e}")),
     };
-    lifecycle::startup_event(SERVICE, server.addr(), cfg.log_level)
+    lifecycle::startup_event(SERVICE, &server, cfg.log_level)
         .uint("switches", cfg.switches as u64)
         .float("interval_sec", cfg.interval.as_secs_f64())
         .str("seed", &cfg.seed.map_or("random".into(), |s| s.to_string()))

@@ -8,17 +8,19 @@ use std::sync::Arc;
 use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC};
 use fabric_telemetry::lifecycle::{self, Signal, Stop};
 use fabric_telemetry::log;
+use fabric_telemetry::server::front::{Access, Front};
 use fabric_telemetry::server::{self, Server};
 
 const SERVICE: &str = "metrics_server";
 
 fn main() -> ExitCode {
+    lifecycle::install_panic_hook();
     // Catch SIGINT/SIGTERM before anything else, so none can kill us mid-start.
     let signal = match Signal::register() {
         Ok(s) => s,
         Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot catch signals: {e}")),
     };
-    let cfg = SPEC.from_process();
+    let mut cfg = SPEC.from_process();
     log::init(cfg.log_level);
 
     let state = Arc::new(State::default());
@@ -30,16 +32,28 @@ fn main() -> ExitCode {
         }
     };
     let routes = Arc::new(Routes::new(state.clone()));
-    let server = match Server::start(listener, server::default_workers(), routes) {
+    let access = Access {
+        token: cfg.auth_token.take(),
+        open_paths: &["/health", "/ready"],
+    };
+    let front = Front::new(cfg.front.clone(), access);
+    let server = match Server::start(listener, server::default_workers(), front, routes) {
         Ok(s) => s,
         Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the server: {e}")),
     };
-    lifecycle::startup_event(SERVICE, server.addr(), cfg.log_level)
+    lifecycle::startup_event(SERVICE, &server, cfg.log_level)
         .str("upstream_url", &cfg.upstream_url)
         .uint("poll_ms", cfg.poll.as_millis() as u64)
         .emit();
     let stop = Stop::new();
-    let poller = match Poller::new(&cfg.upstream_url, cfg.poll, state).spawn(stop.clone()) {
+    let poller = match Poller::new(
+        &cfg.upstream_url,
+        cfg.poll,
+        cfg.upstream_token.take(),
+        state,
+    )
+    .spawn(stop.clone())
+    {
         Ok(p) => p,
         Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the poller: {e}")),
     };

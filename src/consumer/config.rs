@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use crate::auth::Token;
 use crate::config::{Error, Knob, Spec, Values};
 use crate::log::Level;
+use crate::server::front::Limits;
 
 pub static KNOBS: &[Knob] = &[
     Knob {
@@ -31,6 +33,30 @@ pub static KNOBS: &[Knob] = &[
         help: "Milliseconds between polls, start to start, 10 to 86400000.",
     },
     Knob {
+        env: "METRICS_AUTH_TOKEN",
+        flag: "auth-token",
+        default: "",
+        help: "Bearer token every endpoint but /health and /ready requires (unset: open).",
+    },
+    Knob {
+        env: "METRICS_AUTH_TOKEN_FILE",
+        flag: "auth-token-file",
+        default: "",
+        help: "File holding that token instead (trailing newline ignored).",
+    },
+    Knob {
+        env: "UPSTREAM_AUTH_TOKEN",
+        flag: "upstream-auth-token",
+        default: "",
+        help: "Bearer token the poller sends upstream (data_server's DATA_AUTH_TOKEN).",
+    },
+    Knob {
+        env: "UPSTREAM_AUTH_TOKEN_FILE",
+        flag: "upstream-auth-token-file",
+        default: "",
+        help: "File holding that token instead.",
+    },
+    Knob {
         env: "LOG_LEVEL",
         flag: "log-level",
         default: "INFO",
@@ -46,6 +72,9 @@ pub struct Config {
     pub upstream_url: String,
     pub poll: Duration,
     pub log_level: Level,
+    pub auth_token: Option<Token>,
+    pub upstream_token: Option<Token>,
+    pub front: Limits,
 }
 
 impl Config {
@@ -56,6 +85,9 @@ impl Config {
             upstream_url: upstream_url(v)?,
             poll: Duration::from_millis(v.number("POLL_MS", 10, 86_400_000)?),
             log_level: v.level("LOG_LEVEL")?,
+            auth_token: v.token("METRICS_AUTH_TOKEN", "METRICS_AUTH_TOKEN_FILE")?,
+            upstream_token: v.token("UPSTREAM_AUTH_TOKEN", "UPSTREAM_AUTH_TOKEN_FILE")?,
+            front: Limits::from_values(v)?,
         })
     }
 }
@@ -120,7 +152,7 @@ fn authority_ok(authority: &str) -> Result<(), String> {
 pub const SPEC: Spec<Config> = Spec {
     bin: "metrics_server",
     about: "Polls a data_server's CSV and serves the latest good snapshot as a JSON API.",
-    knobs: KNOBS,
+    knobs: &[KNOBS, crate::server::front::KNOBS],
     build: Config::build,
 };
 

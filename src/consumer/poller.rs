@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::State;
 use super::snapshot::{self, Limits, Origin, Snapshot};
+use crate::auth::Token;
 use crate::clock;
 use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
@@ -115,10 +116,12 @@ pub struct Poller {
     state: Arc<State>,
     /// The `ETag` of the snapshot we hold, exactly as received.
     etag: Option<String>,
+    /// `Authorization` to send upstream, if it wants a token.
+    authorization: Option<String>,
 }
 
 impl Poller {
-    pub fn new(url: &str, period: Duration, state: Arc<State>) -> Poller {
+    pub fn new(url: &str, period: Duration, token: Option<Token>, state: Arc<State>) -> Poller {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(TIMEOUT))
             .http_status_as_error(false)
@@ -131,6 +134,7 @@ impl Poller {
             period,
             state,
             etag: None,
+            authorization: token.map(|t| t.header_value()),
         }
     }
 
@@ -140,6 +144,9 @@ impl Poller {
         let mut request = self.agent.get(&self.url);
         if let Some(tag) = &self.etag {
             request = request.header("If-None-Match", tag);
+        }
+        if let Some(auth) = &self.authorization {
+            request = request.header("Authorization", auth);
         }
         let mut response = request.call()?;
         match response.status().as_u16() {

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use crate::auth::Token;
 use crate::config::{Error, Knob, Spec, Values};
 use crate::log::Level;
+use crate::server::front::Limits;
 
 pub static KNOBS: &[Knob] = &[
     Knob {
@@ -49,6 +51,18 @@ pub static KNOBS: &[Knob] = &[
         help: "Extra delay in ms added to about 20% of /counters requests, 0 to 600000.",
     },
     Knob {
+        env: "DATA_AUTH_TOKEN",
+        flag: "auth-token",
+        default: "",
+        help: "Bearer token /counters requires (unset: open). /health stays open.",
+    },
+    Knob {
+        env: "DATA_AUTH_TOKEN_FILE",
+        flag: "auth-token-file",
+        default: "",
+        help: "File holding that token instead (trailing newline ignored).",
+    },
+    Knob {
         env: "LOG_LEVEL",
         flag: "log-level",
         default: "INFO",
@@ -67,6 +81,8 @@ pub struct Config {
     pub fault_500_pct: f64,
     pub fault_slow: Duration,
     pub log_level: Level,
+    pub auth_token: Option<Token>,
+    pub front: Limits,
 }
 
 impl Config {
@@ -80,6 +96,8 @@ impl Config {
             fault_500_pct: v.number("FAULT_500_PCT", 0.0, 100.0)?,
             fault_slow: Duration::from_millis(v.number("FAULT_SLOW_MS", 0, 600_000)?),
             log_level: v.level("LOG_LEVEL")?,
+            auth_token: v.token("DATA_AUTH_TOKEN", "DATA_AUTH_TOKEN_FILE")?,
+            front: Limits::from_values(v)?,
         })
     }
 }
@@ -87,7 +105,7 @@ impl Config {
 pub const SPEC: Spec<Config> = Spec {
     bin: "data_server",
     about: "Simulates a switch fabric and serves its latest counters as CSV at GET /counters.",
-    knobs: KNOBS,
+    knobs: &[KNOBS, crate::server::front::KNOBS],
     build: Config::build,
 };
 

@@ -1,0 +1,339 @@
+//! Bearer-token authentication: one shared secret that a client sends as
+//! `Authorization: Bearer <token>` and a server checks.
+//!
+//! The token comes from a literal value or from a file (so it need not sit in
+//! the process's environment or command line). It is kept out of everything
+//! a person might read: [`Token`]'s `Debug` does not print it, and no error
+//! from [`load`] quotes it or a file's content. [`Token::verify`] compares in
+//! constant time, so how long a wrong guess takes says nothing about how much
+//! of it was right.
+
+use std::fmt;
+use std::fs::File;
+use std::hint::black_box;
+use std::io::Read;
+
+use crate::http::Response;
+
+/// The longest token we accept, in bytes. A file longer than this is not a
+/// token (and is not read to its end: think `/dev/zero`).
+pub const MAX_LEN: usize = 4096;
+
+/// The realm named in the `WWW-Authenticate` header of a 401.
+pub const REALM: &str = "fabric-telemetry";
+
+/// A bearer token: a non-empty run of visible ASCII (0x21..=0x7e) bytes.
+#[derive(Clone)]
+pub struct Token {
+    // Validated visible ASCII, so it is always valid UTF-8.
+    secret: String,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Reads the token from `value` (a literal) or from the file at `file`.
+///
+/// Neither set means authentication is off (`Ok(None)`). Both set, an empty
+/// token, a file that cannot be read, a token longer than [`MAX_LEN`] or one
+/// with a byte outside visible ASCII are errors. A file's trailing newline and
+/// other trailing whitespace are dropped; a literal is taken as it is. Error
+/// messages name the source but never quote the token or the file's content.
+pub fn load(value: Option<&str>, file: Option<&str>) -> Result<Option<Token>, String> {
+    match (value, file) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => {
+            Err("auth token: give either a value or a file, not both".to_string())
+        }
+        (Some(v), None) => validate(v.as_bytes(), "auth token").map(Some),
+        (None, Some(path)) => {
+            let bytes = read_capped(path)?;
+            let trimmed = trim_end_ascii_whitespace(&bytes);
+            validate(trimmed, &format!("auth token file {path}")).map(Some)
+        }
+    }
+}
+
+/// Reads at most [`MAX_LEN`] + 1 bytes of `path` (one more than a token may
+/// hold, so an over-long file is noticed without reading all of it).
+fn read_capped(path: &str) -> Result<Vec<u8>, String> {
+    let file = File::open(path).map_err(|e| format!("auth token file {path}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("auth token file {path}: {e}"))?;
+    Ok(bytes)
+}
+
+fn trim_end_ascii_whitespace(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
+/// Checks a candidate token; `source` names where it came from in errors.
+fn validate(bytes: &[u8], source: &str) -> Result<Token, String> {
+    if bytes.is_empty() {
+        return Err(format!("{source}: is empty"));
+    }
+    if bytes.len() > MAX_LEN {
+        return Err(format!("{source}: longer than {MAX_LEN} bytes"));
+    }
+    if !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(format!(
+            "{source}: may only hold visible ASCII characters (no spaces, control characters or non-ASCII)"
+        ));
+    }
+    // Visible ASCII is valid UTF-8; the fallback is never taken.
+    let secret = String::from_utf8(bytes.to_vec()).map_err(|_| format!("{source}: not ASCII"))?;
+    Ok(Token { secret })
+}
+
+impl Token {
+    /// True if `authorization` (the `Authorization` header's value, if sent)
+    /// is `Bearer <token>` with this token. The scheme is matched in any case
+    /// and may be followed by one or more spaces; the token comparison takes
+    /// the same time wherever the first wrong byte is.
+    pub fn verify(&self, authorization: Option<&str>) -> bool {
+        let Some(header) = authorization else {
+            return false;
+        };
+        let header = header.trim_matches([' ', '\t']);
+        // "Bearer" is ASCII, so byte 6 is a char boundary whenever the value
+        // is long enough; `get` also refuses a multibyte char across it.
+        let (Some(scheme), Some(rest)) = (header.get(..6), header.get(6..)) else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") || !rest.starts_with(' ') {
+            return false;
+        }
+        let candidate = rest.trim_start_matches(' ');
+        constant_time_eq(candidate.as_bytes(), self.secret.as_bytes())
+    }
+
+    /// `Bearer <token>`: the `Authorization` value a client sends.
+    pub fn header_value(&self) -> String {
+        format!("Bearer {}", self.secret)
+    }
+}
+
+/// Compares two byte strings without stopping early: every byte position up
+/// to the longer length is visited and the differences are OR-ed together,
+/// so the time depends only on the lengths, never on where they first differ.
+/// `black_box` keeps the optimiser from turning the fold into an early exit.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len().max(b.len());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..len {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff = black_box(diff | (x ^ y));
+    }
+    diff == 0
+}
+
+/// The 401 answer for a request without a valid token.
+pub fn unauthorized() -> Response {
+    Response::error(401, "missing or invalid bearer token")
+        .header("WWW-Authenticate", format!("Bearer realm=\"{REALM}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    /// A file in the temp directory, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn with(name: &str, content: &[u8]) -> TempFile {
+            let path = std::env::temp_dir().join(format!(
+                "fabric-auth-{}-{}-{name}",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            let mut f = File::create(&path).unwrap();
+            f.write_all(content).unwrap();
+            TempFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn token(s: &str) -> Token {
+        load(Some(s), None).unwrap().unwrap()
+    }
+
+    #[test]
+    fn neither_source_means_off() {
+        assert!(load(None, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn literal_value_is_taken_as_is() {
+        let t = token("s3cr3t-._~+/=");
+        assert_eq!(t.header_value(), "Bearer s3cr3t-._~+/=");
+    }
+
+    #[test]
+    fn file_is_trimmed_of_trailing_whitespace() {
+        let f = TempFile::with("ok", b"abc123\r\n \t\n");
+        let t = load(None, Some(f.path())).unwrap().unwrap();
+        assert_eq!(t.header_value(), "Bearer abc123");
+    }
+
+    #[test]
+    fn both_sources_is_an_error() {
+        let f = TempFile::with("both", b"abc");
+        let err = load(Some("abc"), Some(f.path())).unwrap_err();
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn empty_is_an_error() {
+        assert!(load(Some(""), None).unwrap_err().contains("empty"));
+        let f = TempFile::with("empty", b"\n\n  \n");
+        assert!(load(None, Some(f.path())).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn unreadable_file_names_the_path() {
+        let path = "/nonexistent/fabric-auth-token";
+        let err = load(None, Some(path)).unwrap_err();
+        assert!(err.contains(path), "{err}");
+    }
+
+    #[test]
+    fn errors_never_quote_the_content() {
+        let secret = "hunter2 with space";
+        let err = load(Some(secret), None).unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        let f = TempFile::with("bad", "hunter2\u{e9}\n".as_bytes());
+        let err = load(None, Some(f.path())).unwrap_err();
+        assert!(err.contains(f.path()), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let f = TempFile::with("binary", b"hunter2\xff\xfe");
+        let err = load(None, Some(f.path())).unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn characters_outside_visible_ascii_are_refused() {
+        for bad in [
+            "a b",
+            "a\tb",
+            " ab",
+            "ab\n",
+            "a\u{7f}",
+            "a\u{0}",
+            "caf\u{e9}",
+            "\u{1f512}",
+        ] {
+            assert!(load(Some(bad), None).is_err(), "{bad:?}");
+        }
+        assert!(load(Some("!~"), None).is_ok());
+    }
+
+    #[test]
+    fn over_long_tokens_are_refused() {
+        assert!(load(Some(&"a".repeat(MAX_LEN)), None).is_ok());
+        assert!(load(Some(&"a".repeat(MAX_LEN + 1)), None).is_err());
+        let f = TempFile::with("long", "a".repeat(MAX_LEN * 3).as_bytes());
+        assert!(load(None, Some(f.path())).unwrap_err().contains("longer"));
+    }
+
+    #[test]
+    fn debug_does_not_print_the_secret() {
+        let t = token("topsecretvalue");
+        let shown = format!("{t:?} {:?} {:#?}", Some(&t), t);
+        assert!(!shown.contains("topsecret"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+
+    #[test]
+    fn verify_accepts_bearer_forms() {
+        let t = token("abc123");
+        for ok in [
+            "Bearer abc123",
+            "bearer abc123",
+            "BEARER abc123",
+            "bEaReR    abc123",
+            " Bearer abc123 ",
+        ] {
+            assert!(t.verify(Some(ok)), "{ok:?}");
+        }
+        assert!(t.verify(Some(&t.header_value())));
+    }
+
+    #[test]
+    fn verify_rejects_everything_else() {
+        let t = token("abc123");
+        for bad in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc123",
+            "Bearer\tabc123",
+            "Basic abc123",
+            "Token abc123",
+            "abc123",
+            "Bearer abc12",
+            "Bearer abc1234",
+            "Bearer ABC123",
+            "Bearer abc123 extra",
+            "Bearer abc 123",
+            "Bearer xbc123",
+            "Bearer abc12\u{e9}",
+            "Bear\u{e9}r abc123",
+        ] {
+            assert!(!t.verify(Some(bad)), "{bad:?}");
+        }
+        assert!(!t.verify(None));
+    }
+
+    #[test]
+    fn constant_time_eq_matches_plain_equality() {
+        let cases: [(&[u8], &[u8]); 7] = [
+            (b"", b""),
+            (b"a", b""),
+            (b"", b"a"),
+            (b"abc", b"abc"),
+            (b"abc", b"abd"),
+            (b"abc", b"abc\0"),
+            (b"abc\0", b"abc"),
+        ];
+        for (a, b) in cases {
+            assert_eq!(constant_time_eq(a, b), a == b, "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn unauthorized_is_a_401_with_a_challenge() {
+        let r = unauthorized();
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.header_value("www-authenticate"),
+            Some("Bearer realm=\"fabric-telemetry\"")
+        );
+        assert_eq!(r.header_value("content-type"), Some(crate::http::JSON));
+        assert_eq!(
+            r.body_bytes(),
+            br#"{"error":"missing or invalid bearer token"}"#
+        );
+    }
+}

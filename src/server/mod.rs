@@ -1,0 +1,443 @@
+//! The HTTP server both binaries run: a tiny_http listener, a pool of worker
+//! threads feeding requests through the [`front::Front`] to a [`Handler`],
+//! one `http.access` log line per request written after the answer is sent,
+//! and a clean, bounded stop.
+//!
+//! The listener carries what tiny_http's accepted sockets inherit on Linux:
+//! `TCP_NODELAY` (no 40 ms Nagle stalls) and per-call read and write
+//! timeouts (`IDLE_TIMEOUT_MS`: an idle or non-reading client is let go).
+//! The open-file limit is set from `MAX_CONNECTIONS`, so beyond it new
+//! connections wait in the kernel's queue. tiny_http's accept thread dies on
+//! the first accept error (running out of descriptors is one); a supervisor
+//! then starts a new one on the same listener, so the server never goes
+//! deaf. The other tiny_http workarounds are in [`guards`].
+
+pub mod front;
+pub mod guards;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::http::{Request, Response};
+use crate::json;
+use crate::lifecycle::Stop;
+use crate::log::{Event, Level};
+use crate::sys;
+use front::Front;
+use guards::{DRAIN_MAX, Detached, INLINE_BODY_MAX};
+
+/// What a server does with requests. Implementations hold their state behind
+/// `&self` (they are shared by every worker thread).
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request. Must not panic; if it does, the client gets a 500
+    /// and the worker carries on.
+    fn handle(&self, req: &Request) -> Response;
+
+    /// Called after the answer was written, with how long the whole request
+    /// took; the place to record latency.
+    fn observe(&self, _req: &Request, _status: u16, _elapsed: Duration) {}
+}
+
+/// Binds a TCP listener on `host:port` (port 0 picks a free port).
+pub fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    TcpListener::bind(&addrs[..])
+}
+
+/// A sensible worker count: twice the cores, within 4..=32.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .clamp(4, 32)
+}
+
+/// Descriptors kept free beyond two per connection: the poller's upstream
+/// connection, the nudger, a listener copy for a restart, log and /proc.
+const SPARE_FDS: u64 = 64;
+
+/// What every worker of every generation shares.
+struct Shared {
+    handler: Arc<dyn Handler>,
+    front: Front,
+    threads: usize,
+    stopping: AtomicBool,
+    /// Our own copy of the listener, to start a new accept thread on.
+    listener: TcpListener,
+    /// One tiny_http server per accept thread started, with its worker count.
+    generations: Mutex<Vec<(Arc<tiny_http::Server>, usize)>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Cloned into each worker; disconnects when all have returned.
+    workers_alive: Mutex<Option<SyncSender<()>>>,
+    /// A worker reports here that an accept thread ended.
+    accept_died: Mutex<Sender<String>>,
+}
+
+/// A running server.
+pub struct Server {
+    shared: Arc<Shared>,
+    workers_done: Receiver<()>,
+    supervisor: (Stop, JoinHandle<()>),
+    nudger: (Stop, JoinHandle<()>),
+    addr: SocketAddr,
+    /// The open-file limit set for `MAX_CONNECTIONS`, or why it was not.
+    fd_limit: Result<u64, String>,
+}
+
+impl Server {
+    /// Serves `listener` with `threads` workers calling `handler`, behind
+    /// `front`.
+    pub fn start(
+        listener: TcpListener,
+        threads: usize,
+        front: Front,
+        handler: Arc<dyn Handler>,
+    ) -> io::Result<Server> {
+        let addr = listener.local_addr()?;
+        sys::set_listener_options(&listener, front.limits().idle_timeout)?;
+        let fd_limit = cap_connections(front.limits().max_connections);
+        let (alive_tx, workers_done) = sync_channel(0);
+        let (died_tx, died_rx) = channel();
+        let shared = Arc::new(Shared {
+            handler,
+            front,
+            threads: threads.max(1),
+            stopping: AtomicBool::new(false),
+            listener: listener.try_clone()?,
+            generations: Mutex::new(Vec::new()),
+            workers: Mutex::new(Vec::new()),
+            workers_alive: Mutex::new(Some(alive_tx)),
+            accept_died: Mutex::new(died_tx),
+        });
+        shared.start_generation(listener)?;
+        let supervisor = spawn_with_stop("http-supervisor", {
+            let shared = shared.clone();
+            move |stop| supervise(&shared, &died_rx, stop)
+        })?;
+        let nudger = spawn_with_stop("http-nudger", move |stop| guards::nudge(addr, stop))?;
+        Ok(Server {
+            shared,
+            workers_done,
+            supervisor,
+            nudger,
+            addr,
+            fd_limit,
+        })
+    }
+
+    /// Adds the server's address and front settings to an event (the
+    /// `startup` line).
+    pub fn describe(&self, event: Event) -> Event {
+        let limits = self.shared.front.limits();
+        let fd_limit = match &self.fd_limit {
+            Ok(n) => n.to_string(),
+            Err(e) => format!("unchanged: {e}"),
+        };
+        event
+            .str("addr", &self.addr.to_string())
+            .uint("workers", self.shared.threads as u64)
+            .uint("max_connections", limits.max_connections as u64)
+            .str("fd_limit", &fd_limit)
+            .uint("idle_timeout_ms", limits.idle_timeout.as_millis() as u64)
+            .uint("keepalive_requests", u64::from(limits.keepalive_requests))
+            .float("rate_limit_rps", limits.rate_rps)
+            .uint("max_inflight", limits.max_inflight as u64)
+            .bool("auth", self.shared.front.requires_token())
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Lets every worker finish the request it is on, then joins them;
+    /// waits at most `grace` (a client that stopped reading must not hold
+    /// the process). Returns how many workers were still busy.
+    pub fn stop(self, grace: Duration) -> usize {
+        for (stop, thread) in [self.supervisor, self.nudger] {
+            stop.stop();
+            let _ = thread.join();
+        }
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        drop(lock(&shared.workers_alive).take());
+        for (server, workers) in lock(&shared.generations).iter() {
+            for _ in 0..*workers {
+                server.unblock();
+            }
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.workers_done.recv_timeout(left) {
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    return lock(&shared.workers)
+                        .iter()
+                        .filter(|w| !w.is_finished())
+                        .count();
+                }
+                Ok(()) => {}
+            }
+        }
+        for w in lock(&shared.workers).drain(..) {
+            let _ = w.join();
+        }
+        0
+    }
+}
+
+/// A mutex's contents even if a thread panicked holding it (every value
+/// guarded here stays consistent between statements).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn spawn_with_stop(
+    name: &str,
+    body: impl FnOnce(&Stop) + Send + 'static,
+) -> io::Result<(Stop, JoinHandle<()>)> {
+    let stop = Stop::new();
+    let thread = std::thread::Builder::new().name(name.into()).spawn({
+        let stop = stop.clone();
+        move || body(&stop)
+    })?;
+    Ok((stop, thread))
+}
+
+/// Sets the soft open-file limit to what `max` connections need (two
+/// descriptors each in tiny_http) plus spares; returns the limit set.
+fn cap_connections(max: usize) -> Result<u64, String> {
+    let open = sys::open_fds().map_err(|e| e.to_string())?;
+    sys::set_nofile_soft(open + 2 * max as u64 + SPARE_FDS).map_err(|e| e.to_string())
+}
+
+impl Shared {
+    /// Starts a tiny_http server (its own accept thread) on `listener`, with
+    /// a full set of workers.
+    fn start_generation(self: &Arc<Self>, listener: TcpListener) -> io::Result<()> {
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map(Arc::new)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let alive = lock(&self.workers_alive).clone();
+        let Some(alive) = alive else {
+            return Ok(()); // stopping
+        };
+        let generation = lock(&self.generations).len();
+        let mut started = 0;
+        for i in 0..self.threads {
+            let (shared, server, alive) = (self.clone(), server.clone(), alive.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("http-{generation}-{i}"))
+                .spawn(move || {
+                    shared.work(&server);
+                    drop(alive);
+                });
+            match spawned {
+                Ok(w) => {
+                    lock(&self.workers).push(w);
+                    started += 1;
+                }
+                Err(e) if started == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        lock(&self.generations).push((server, started));
+        Ok(())
+    }
+
+    fn work(&self, server: &tiny_http::Server) {
+        loop {
+            let rq = match server.recv() {
+                Ok(rq) => rq,
+                Err(_) if self.stopping.load(Ordering::SeqCst) => return,
+                Err(e) => {
+                    // tiny_http hands out an accept error once, as its accept
+                    // thread ends; this worker's server accepts no more.
+                    let _ = lock(&self.accept_died).send(e.to_string());
+                    continue;
+                }
+            };
+            self.serve(rq);
+        }
+    }
+
+    fn serve(&self, rq: tiny_http::Request) {
+        let started = Instant::now();
+        let req = Request::from_tiny(&rq);
+        let declared = rq.body_length().unwrap_or(0);
+        if declared > INLINE_BODY_MAX {
+            self.refuse_body(rq, req, declared, started);
+            return;
+        }
+        let (mut resp, close) = match self.front.admit(&req, started) {
+            Err(refusal) => (refusal.response, refusal.close),
+            Ok(_inflight) => {
+                let resp = catch_unwind(AssertUnwindSafe(|| self.handler.handle(&req)))
+                    .unwrap_or_else(|_| {
+                        Event::new(Level::Error, "http.panic")
+                            .str("path", json::clip(&req.path, 256))
+                            .emit();
+                        Response::error(500, "internal error")
+                    });
+                (resp, false)
+            }
+        };
+        self.front.seal(&req, &mut resp, close);
+        if resp.delay.is_zero() {
+            return finish(rq, &req, resp, started, self.handler.as_ref());
+        }
+        // A deliberately slow answer waits on a thread of its own, so that
+        // it delays only itself and never the other endpoints. Should too
+        // many be waiting already, it goes out at once instead.
+        let Some(slot) = Detached::take() else {
+            return finish(rq, &req, resp, started, self.handler.as_ref());
+        };
+        let handler = self.handler.clone();
+        let spawned = std::thread::Builder::new()
+            .name("http-delay".into())
+            .spawn(move || {
+                std::thread::sleep(resp.delay);
+                finish(rq, &req, resp, started, handler.as_ref());
+                drop(slot);
+            });
+        if let Err(e) = spawned {
+            Event::new(Level::Error, "http.error")
+                .str("error", &format!("cannot start a delay thread: {e}"))
+                .emit();
+        }
+    }
+
+    /// No endpoint takes a body. A modest one is refused like any answer,
+    /// but off the worker, since dropping the request drains the body and
+    /// that waits on the client. A huge one cannot be drained safely at all
+    /// (see `guards::refuse_body`).
+    fn refuse_body(&self, rq: tiny_http::Request, req: Request, declared: usize, started: Instant) {
+        let slot = if declared <= DRAIN_MAX {
+            Detached::take()
+        } else {
+            None
+        };
+        let Some(slot) = slot else {
+            let bytes = guards::refuse_body(rq, &req);
+            self.handler.observe(&req, 413, started.elapsed());
+            access_log(&req, 413, bytes, started.elapsed(), None);
+            return;
+        };
+        let mut resp = Response::error(413, "request body not accepted");
+        self.front.seal(&req, &mut resp, true);
+        let handler = self.handler.clone();
+        let spawned = std::thread::Builder::new()
+            .name("http-drain".into())
+            .spawn(move || {
+                finish(rq, &req, resp, started, handler.as_ref());
+                drop(slot);
+            });
+        if let Err(e) = spawned {
+            Event::new(Level::Error, "http.error")
+                .str("error", &format!("cannot start a drain thread: {e}"))
+                .emit();
+        }
+    }
+}
+
+/// Starts a new accept thread whenever one dies (reported by a worker, or
+/// seen as a panic in tiny_http's accept code), backing off while it keeps
+/// failing, e.g. while descriptors are exhausted.
+fn supervise(shared: &Arc<Shared>, died: &Receiver<String>, stop: &Stop) {
+    let mut panics_seen = guards::accept_panics();
+    let mut backoff = Duration::from_millis(50);
+    let mut last_death = Instant::now();
+    while !stop.is_stopped() {
+        let reason = match died.recv_timeout(Duration::from_millis(100)) {
+            Ok(reason) => reason,
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                let panics = guards::accept_panics();
+                if panics == panics_seen {
+                    continue;
+                }
+                panics_seen = panics;
+                "accept thread panicked (out of file descriptors?)".to_string()
+            }
+        };
+        if last_death.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(50);
+        }
+        last_death = Instant::now();
+        Event::new(Level::Error, "http.accept_failed")
+            .str("error", &reason)
+            .uint("retry_in_ms", backoff.as_millis() as u64)
+            .emit();
+        loop {
+            if stop.wait(backoff) {
+                return;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            let restarted = shared
+                .listener
+                .try_clone()
+                .and_then(|l| shared.start_generation(l));
+            match restarted {
+                Ok(()) => {
+                    Event::new(Level::Warn, "http.listener_restarted")
+                        .uint("generations", lock(&shared.generations).len() as u64)
+                        .emit();
+                    break;
+                }
+                Err(e) => Event::new(Level::Error, "http.accept_failed")
+                    .str("error", &format!("restart failed: {e}"))
+                    .uint("retry_in_ms", backoff.as_millis() as u64)
+                    .emit(),
+            }
+        }
+    }
+}
+
+/// Writes the answer, then records and logs the request.
+fn finish(
+    rq: tiny_http::Request,
+    req: &Request,
+    resp: Response,
+    started: Instant,
+    handler: &dyn Handler,
+) {
+    let status = resp.status;
+    // What goes on the wire after the head: nothing for HEAD, 1xx, 204, 304.
+    let bodyless = req.method == "HEAD" || matches!(status, 100..=199 | 204 | 304);
+    let bytes = if bodyless { 0 } else { resp.body_len() };
+    let sent = rq.respond(resp.into_tiny());
+    let elapsed = started.elapsed();
+    handler.observe(req, status, elapsed);
+    access_log(req, status, bytes, elapsed, sent.err());
+}
+
+/// One `http.access` line: DEBUG for successes (a busy server answers
+/// thousands a second), INFO for client errors, WARN for server errors.
+fn access_log(req: &Request, status: u16, bytes: usize, elapsed: Duration, err: Option<io::Error>) {
+    let level = match status {
+        500.. => Level::Warn,
+        400..=499 => Level::Info,
+        _ => Level::Debug,
+    };
+    let mut event = Event::new(level, "http.access")
+        .str("method", json::clip(&req.method, 32))
+        .str("path", json::clip(&req.path, 256))
+        .uint("status", u64::from(status))
+        .ms("duration_ms", elapsed)
+        .uint("bytes", bytes as u64)
+        .str("request_id", &req.id);
+    if let Some(remote) = req.remote {
+        event = event.str("remote", &remote.to_string());
+    }
+    if let Some(err) = err {
+        event = event.str("write_error", &err.to_string());
+    }
+    event.emit();
+}
