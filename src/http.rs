@@ -3,7 +3,6 @@
 //! and fuzzed without a socket, plus the conditional-request rule
 //! ([`if_none_match`]). `server` puts them on the wire through tiny_http.
 
-use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +110,7 @@ pub enum Chunk {
 }
 
 impl Chunk {
-    fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Static(b) => b,
             Chunk::Shared(b) => b,
@@ -231,49 +230,6 @@ impl Response {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-
-    pub(crate) fn into_tiny(self) -> tiny_http::Response<BodyReader> {
-        let len = self.body_len();
-        let headers = tiny_headers(self.headers.iter().map(|(n, v)| (*n, v.as_str())));
-        tiny_http::Response::new(
-            tiny_http::StatusCode(self.status),
-            headers,
-            BodyReader {
-                chunks: self.body,
-                index: 0,
-                offset: 0,
-            },
-            Some(len),
-            None,
-        )
-        // A known length goes out as Content-Length, never chunked.
-        .with_chunked_threshold(usize::MAX)
-    }
-}
-
-/// Reads a body's chunks in order without copying them first.
-pub(crate) struct BodyReader {
-    chunks: Vec<Chunk>,
-    index: usize,
-    offset: usize,
-}
-
-impl Read for BodyReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while let Some(chunk) = self.chunks.get(self.index) {
-            let rest = &chunk.bytes()[self.offset..];
-            if rest.is_empty() {
-                self.index += 1;
-                self.offset = 0;
-                continue;
-            }
-            let n = rest.len().min(buf.len());
-            buf[..n].copy_from_slice(&rest[..n]);
-            self.offset += n;
-            return Ok(n);
-        }
-        Ok(0)
-    }
 }
 
 /// True if an `If-None-Match` header value names the entity tag `tag`
@@ -311,18 +267,6 @@ pub fn if_none_match(header: &str, tag: &str) -> bool {
     false
 }
 
-/// tiny_http headers, with our `Server` name first; a pair that is not a
-/// valid header (never one of ours) is left out rather than panicking.
-pub(crate) fn tiny_headers<'a>(
-    pairs: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Vec<tiny_http::Header> {
-    [("Server", "fabric-telemetry")]
-        .into_iter()
-        .chain(pairs)
-        .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,27 +280,6 @@ mod tests {
         assert!(r.is_read());
         assert_eq!(r.header("if-none-match"), Some("\"a\""));
         assert!(!Request::new("POST", "/x").is_read());
-    }
-
-    #[test]
-    fn body_reader_streams_every_chunk() {
-        let shared: Arc<[u8]> = Arc::from(&b"middle-"[..]);
-        let resp = Response::json(200, "{\"a\":")
-            .chunk(shared)
-            .chunk(String::new())
-            .chunk(String::from("end}"));
-        assert_eq!(resp.body_len(), 16);
-        let mut reader = resp.into_tiny().into_reader();
-        let mut out = Vec::new();
-        let mut buf = [0u8; 3];
-        loop {
-            let n = reader.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(out, b"{\"a\":middle-end}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub static KNOBS: &[Knob] = &[
     Knob {
         env: "KEEPALIVE_REQUESTS",
         flag: "keepalive-requests",
-        default: "1000",
+        default: "100",
         help: "Requests one connection may make before it is asked to reconnect, 1 to 1000000000.",
     },
     Knob {
@@ -79,7 +79,7 @@ impl Default for Limits {
         Limits {
             max_connections: 1024,
             idle_timeout: Duration::from_millis(15_000),
-            keepalive_requests: 1000,
+            keepalive_requests: 100,
             rate_rps: 0.0,
             rate_burst: 0,
             max_inflight: 0,
@@ -201,16 +201,16 @@ impl Front {
         Ok(guard)
     }
 
-    /// Adds what every answer carries: the request id, and `Connection:
-    /// close` when the connection should end.
-    pub fn seal(&self, req: &Request, resp: &mut Response, close: bool) {
+    /// Adds the request id to an answer and says whether the connection
+    /// should end after it: when the client asked, when the request was
+    /// refused in a way that leaves the stream in doubt (`close`), or when
+    /// the connection has served `KEEPALIVE_REQUESTS`.
+    pub fn seal(&self, req: &Request, resp: &mut Response, close: bool) -> bool {
         resp.headers.push(("X-Request-Id", req.id.clone()));
         let asked = req
             .headers_named("Connection")
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
-        if close || asked || self.used_up(req.remote) {
-            resp.headers.push(("Connection", "close".into()));
-        }
+        close | asked | self.used_up(req.remote)
     }
 
     /// Counts a request on its connection; true when that was its last.
@@ -331,15 +331,16 @@ mod tests {
         let closes: Vec<bool> = (0..6)
             .map(|_| {
                 let mut resp = Response::new(200);
-                front.seal(&r, &mut resp, false);
+                let close = front.seal(&r, &mut resp, false);
                 assert_eq!(resp.header_value("x-request-id"), Some("rid"));
-                resp.header_value("connection") == Some("close")
+                close
             })
             .collect();
         assert_eq!(closes, [false, false, true, false, false, true]);
         let asked = req("/health").with_header("Connection", "keep-alive, Close");
-        let mut resp = Response::new(200);
-        front.seal(&asked, &mut resp, false);
-        assert_eq!(resp.header_value("connection"), Some("close"));
+        assert!(front.seal(&asked, &mut Response::new(200), false));
+        let mut fresh = req("/health");
+        fresh.remote = Some("10.9.9.9:1".parse().unwrap());
+        assert!(front.seal(&fresh, &mut Response::new(200), true));
     }
 }

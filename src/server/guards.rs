@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::http::{JSON, Request, tiny_headers};
+use crate::http::{JSON, Request};
 use crate::json;
 use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
@@ -85,9 +85,10 @@ pub const DRAIN_MAX: usize = 1024 * 1024;
 /// made an interim `100` (which clients skip) and the real answer follows,
 /// complete with `Content-Length`, written by us.
 pub fn refuse_body(rq: tiny_http::Request, req: &Request) -> usize {
+    let server = tiny_http::Header::from_bytes(&b"Server"[..], &b"fabric-telemetry"[..]);
     let interim = tiny_http::Response::new(
         tiny_http::StatusCode(100),
-        tiny_headers(std::iter::empty()),
+        server.into_iter().collect(),
         io::empty(),
         Some(0),
         None,
@@ -111,6 +112,34 @@ pub fn refuse_body(rq: tiny_http::Request, req: &Request) -> usize {
         .uint("sockets_closed", closed as u64)
         .emit();
     body.len()
+}
+
+/// Answers through tiny_http's own writer, which sends the answer first and
+/// drains the request's body after (our own writer, reached through
+/// `into_writer`, drains first). For modest declared bodies only (see
+/// [`DRAIN_MAX`]), on a thread of their own: the drain waits on the client,
+/// for at most the idle timeout per read. tiny_http will not send the
+/// `Connection: close` such an answer deserves; the stream is in step once
+/// drained, so nothing is lost. Returns the body bytes sent.
+pub fn respond_then_drain(
+    rq: tiny_http::Request,
+    resp: &crate::http::Response,
+) -> io::Result<usize> {
+    let body = resp.body_bytes();
+    let len = body.len();
+    let headers = [("Server", "fabric-telemetry")]
+        .into_iter()
+        .chain(resp.headers.iter().map(|(n, v)| (*n, v.as_str())))
+        .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
+        .collect();
+    let answer = tiny_http::Response::new(
+        tiny_http::StatusCode(resp.status),
+        headers,
+        io::Cursor::new(body),
+        Some(len),
+        None,
+    );
+    rq.respond(answer).map(|()| len)
 }
 
 /// Threads that answer off the worker pool (delayed answers, drained

@@ -14,6 +14,7 @@
 
 pub mod front;
 pub mod guards;
+pub mod wire;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -31,6 +32,7 @@ use crate::log::{Event, Level};
 use crate::sys;
 use front::Front;
 use guards::{DRAIN_MAX, Detached, INLINE_BODY_MAX};
+use wire::Persistence;
 
 /// What a server does with requests. Implementations hold their state behind
 /// `&self` (they are shared by every worker thread).
@@ -276,9 +278,10 @@ impl Shared {
             self.refuse_body(rq, req, declared, started);
             return;
         }
-        let (mut resp, close) = match self.front.admit(&req, started) {
-            Err(refusal) => (refusal.response, refusal.close),
-            Ok(_inflight) => {
+        // An in-flight slot is held until the answer is written.
+        let (mut resp, close, _inflight) = match self.front.admit(&req, started) {
+            Err(refusal) => (refusal.response, refusal.close, None),
+            Ok(inflight) => {
                 let resp = catch_unwind(AssertUnwindSafe(|| self.handler.handle(&req)))
                     .unwrap_or_else(|_| {
                         Event::new(Level::Error, "http.panic")
@@ -286,25 +289,25 @@ impl Shared {
                             .emit();
                         Response::error(500, "internal error")
                     });
-                (resp, false)
+                (resp, false, inflight)
             }
         };
-        self.front.seal(&req, &mut resp, close);
+        let close = self.front.seal(&req, &mut resp, close);
         if resp.delay.is_zero() {
-            return finish(rq, &req, resp, started, self.handler.as_ref());
+            return finish(rq, &req, resp, close, started, self.handler.as_ref());
         }
         // A deliberately slow answer waits on a thread of its own, so that
         // it delays only itself and never the other endpoints. Should too
         // many be waiting already, it goes out at once instead.
         let Some(slot) = Detached::take() else {
-            return finish(rq, &req, resp, started, self.handler.as_ref());
+            return finish(rq, &req, resp, close, started, self.handler.as_ref());
         };
         let handler = self.handler.clone();
         let spawned = std::thread::Builder::new()
             .name("http-delay".into())
             .spawn(move || {
                 std::thread::sleep(resp.delay);
-                finish(rq, &req, resp, started, handler.as_ref());
+                finish(rq, &req, resp, close, started, handler.as_ref());
                 drop(slot);
             });
         if let Err(e) = spawned {
@@ -336,7 +339,10 @@ impl Shared {
         let spawned = std::thread::Builder::new()
             .name("http-drain".into())
             .spawn(move || {
-                finish(rq, &req, resp, started, handler.as_ref());
+                let sent = guards::respond_then_drain(rq, &resp);
+                handler.observe(&req, 413, started.elapsed());
+                let bytes = *sent.as_ref().unwrap_or(&0);
+                access_log(&req, 413, bytes, started.elapsed(), sent.err());
                 drop(slot);
             });
         if let Err(e) = spawned {
@@ -405,17 +411,33 @@ fn finish(
     rq: tiny_http::Request,
     req: &Request,
     resp: Response,
+    close: bool,
     started: Instant,
     handler: &dyn Handler,
 ) {
+    let http10 = *rq.http_version() == (1, 0);
+    let persistence = match (close, http10) {
+        (true, _) => Persistence::Close,
+        // tiny_http keeps an HTTP/1.0 connection only if it asked to.
+        (false, true) if asked_keep_alive(req) => Persistence::KeepAlive10,
+        (false, true) => Persistence::Close,
+        (false, false) => Persistence::KeepAlive,
+    };
     let status = resp.status;
-    // What goes on the wire after the head: nothing for HEAD, 1xx, 204, 304.
-    let bodyless = req.method == "HEAD" || matches!(status, 100..=199 | 204 | 304);
-    let bytes = if bodyless { 0 } else { resp.body_len() };
-    let sent = rq.respond(resp.into_tiny());
+    let mut writer = rq.into_writer();
+    let sent = wire::write(&mut *writer, &req.method, &resp, persistence);
+    drop(writer);
     let elapsed = started.elapsed();
     handler.observe(req, status, elapsed);
+    let bytes = *sent.as_ref().unwrap_or(&0);
     access_log(req, status, bytes, elapsed, sent.err());
+}
+
+fn asked_keep_alive(req: &Request) -> bool {
+    req.headers_named("Connection").any(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"))
+    })
 }
 
 /// One `http.access` line: DEBUG for successes (a busy server answers

@@ -262,6 +262,28 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
         .unwrap_or_else(|| panic!("unparsable answer: {:?}", String::from_utf8_lossy(&buf)))
 }
 
+/// Reads one answer with a Content-Length from a connection that stays open;
+/// `None` if the connection ends first.
+pub fn try_read_reply(s: &mut TcpStream) -> Option<Reply> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(r) = parse_reply(&buf) {
+            let want: usize = r
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if r.body.len() >= want {
+                return Some(r);
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// Reads one answer with a Content-Length from a connection that stays open.
 pub fn read_reply(s: &mut TcpStream) -> Reply {
     let mut buf = Vec::new();

@@ -1,0 +1,200 @@
+//! Putting an answer on the wire ourselves.
+//!
+//! tiny_http's own response writer silently drops any `Connection` header
+//! (so a server could never say `Connection: close`), adds its own
+//! `Server`, and writes a head in many small pieces. So answers are written
+//! through the raw stream tiny_http hands out (`Request::into_writer`): one
+//! buffer with the status line and every header, then the body's shared
+//! chunks as they are. The framing rules are HTTP/1.1's: a `Content-Length`
+//! always (never chunked), no body after HEAD, 1xx, 204 or 304, and a 304
+//! or HEAD carrying the length the full answer would have.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+
+use crate::clock;
+use crate::http::Response;
+
+/// How the connection goes on after this answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Persistence {
+    /// HTTP/1.1 default: nothing to say.
+    KeepAlive,
+    /// An HTTP/1.0 client that asked for keep-alive must be told it holds.
+    KeepAlive10,
+    /// The connection ends after this answer.
+    Close,
+}
+
+/// The reason phrase for the statuses we send (empty is allowed for others).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+/// The `Date` header value, formatted once per second per thread.
+fn date() -> String {
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = clock::epoch_ms() / 1000;
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != now {
+            *c = (now, clock::http_date(now));
+        }
+        c.1.clone()
+    })
+}
+
+/// True if nothing may follow the head (RFC 9110 §6.4.1).
+pub fn bodyless(method: &str, status: u16) -> bool {
+    method == "HEAD" || matches!(status, 100..=199 | 204 | 304)
+}
+
+/// The head of `resp`: status line, `Date`, `Server`, its headers,
+/// `Content-Length` and `Connection` as `persistence` says.
+pub fn head(resp: &Response, persistence: Persistence) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + resp.headers.len() * 40);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nServer: fabric-telemetry\r\n",
+        resp.status,
+        reason(resp.status),
+        date()
+    );
+    for (name, value) in &resp.headers {
+        // Values are ours, but a stray line break must never split a header.
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            continue;
+        }
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    if !matches!(resp.status, 100..=199 | 204) {
+        let _ = write!(out, "Content-Length: {}\r\n", resp.body_len());
+    }
+    match persistence {
+        Persistence::KeepAlive => {}
+        Persistence::KeepAlive10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Writes `resp` to `w` and flushes; returns the body bytes sent.
+pub fn write(
+    w: &mut dyn Write,
+    method: &str,
+    resp: &Response,
+    persistence: Persistence,
+) -> io::Result<usize> {
+    let mut head = head(resp, persistence);
+    let mut sent = 0;
+    if bodyless(method, resp.status) {
+        w.write_all(&head)?;
+    } else {
+        // A small body rides in the same write as the head.
+        let small = resp.body_len() <= 16 * 1024;
+        if small {
+            for chunk in &resp.body {
+                head.extend_from_slice(chunk.bytes());
+            }
+        }
+        w.write_all(&head)?;
+        if !small {
+            for chunk in &resp.body {
+                w.write_all(chunk.bytes())?;
+            }
+        }
+        sent = resp.body_len();
+    }
+    w.flush()?;
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn text(method: &str, resp: &Response, p: Persistence) -> String {
+        let mut out = Vec::new();
+        write(&mut out, method, resp, p).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_json_answer_with_every_header() {
+        let resp = Response::json(200, "{\"ok\":true}").header("ETag", "\"x\"");
+        let t = text("GET", &resp, Persistence::KeepAlive);
+        assert!(t.starts_with("HTTP/1.1 200 OK\r\nDate: "), "{t}");
+        assert!(t.contains("\r\nServer: fabric-telemetry\r\n"));
+        assert!(t.contains("\r\nContent-Type: application/json\r\nETag: \"x\"\r\n"));
+        assert!(
+            t.ends_with("\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"),
+            "{t}"
+        );
+        assert!(!t.contains("Connection"));
+    }
+
+    #[test]
+    fn connection_close_and_http10_keepalive_are_said() {
+        let resp = Response::error(429, "slow down");
+        let t = text("GET", &resp, Persistence::Close);
+        assert!(t.starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
+        assert!(t.contains("\r\nConnection: close\r\n\r\n{"));
+        let t = text("GET", &resp, Persistence::KeepAlive10);
+        assert!(t.contains("\r\nConnection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn head_and_304_carry_the_length_but_no_body() {
+        let big: Arc<[u8]> = Arc::from(vec![b'x'; 100_000]);
+        let resp = Response::new(200).chunk(big.clone());
+        let t = text("HEAD", &resp, Persistence::KeepAlive);
+        assert!(t.ends_with("Content-Length: 100000\r\n\r\n"), "{t}");
+        let resp = Response::new(304).chunk(big);
+        let t = text("GET", &resp, Persistence::KeepAlive);
+        assert!(t.starts_with("HTTP/1.1 304 Not Modified\r\n"));
+        assert!(t.ends_with("Content-Length: 100000\r\n\r\n"));
+    }
+
+    #[test]
+    fn large_bodies_follow_the_head_whole() {
+        let big: Arc<[u8]> = Arc::from(vec![b'y'; 50_000]);
+        let resp = Response::new(200).chunk("[").chunk(big).chunk("]");
+        let mut out = Vec::new();
+        assert_eq!(
+            write(&mut out, "GET", &resp, Persistence::KeepAlive).unwrap(),
+            50_002
+        );
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(out.len() - split, 50_002);
+        assert_eq!(out[split], b'[');
+        assert_eq!(*out.last().unwrap(), b']');
+    }
+
+    #[test]
+    fn a_header_value_with_a_line_break_is_dropped() {
+        let resp = Response::new(200).header("X-Evil", "a\r\nSet-Cookie: x");
+        assert!(!text("GET", &resp, Persistence::KeepAlive).contains("Set-Cookie"));
+    }
+}
