@@ -4,6 +4,11 @@
 mod cli;
 mod consumer;
 mod e2e;
+mod front_auth;
+mod front_keepalive;
+mod front_limits;
+mod front_shedding;
 mod hostile;
 mod producer;
+mod props;
 mod support;
