@@ -2,7 +2,7 @@
 CARGO ?= cargo
 MUSL := x86_64-unknown-linux-musl
 
-.PHONY: help build run demo test lint fmt static clean
+.PHONY: help build run demo test lint fmt static fuzz clean
 
 help:
 	@echo "make run     build, then start data_server (:9001) and metrics_server (:8080); Ctrl-C stops both"
@@ -11,6 +11,7 @@ help:
 	@echo "make demo    curl/jq tour of a running metrics_server"
 	@echo "make build   release binaries in target/release"
 	@echo "make static  static musl release binaries, with their sizes"
+	@echo "make fuzz    cargo-fuzz every target for FUZZ_SECONDS each (default 60; nightly)"
 
 build:
 	$(CARGO) build --release --bins
@@ -38,6 +39,10 @@ static:
 	  f=target/$(MUSL)/release/$$b; \
 	  printf '%-16s %8s bytes  %s\n' $$b $$(stat -c %s $$f) "$$(file -b $$f 2>/dev/null | cut -d, -f1-2)"; \
 	done
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
 	$(CARGO) clean
