@@ -1,0 +1,773 @@
+//! Properties that must hold whatever the input: one source of truth for the
+//! fuzz targets (`fuzz/fuzz_targets/*`) and the seeded property test
+//! (`tests/it/props.rs` includes this file with `#[path]`).
+//!
+//! Every check returns `Err(reason)` instead of panicking, so the caller can
+//! name the input that broke it. Depends only on `fabric_telemetry` and
+//! `serde_json`, which both the fuzz crate and the test binary have.
+
+use std::borrow::Cow;
+
+use fabric_telemetry::consumer::Snapshot;
+use fabric_telemetry::consumer::snapshot::{Limits, Origin};
+use fabric_telemetry::csv;
+use fabric_telemetry::http::{CSV, JSON, Request, Response, TEXT};
+use fabric_telemetry::producer;
+use fabric_telemetry::query;
+use serde_json::Value;
+
+/// Turns a failed condition into an `Err` naming it.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+/// An error body echoes at most 128 bytes of hostile input, each escaped to
+/// at most 6 bytes of JSON, plus a short message.
+pub const MAX_ERROR_BODY: usize = 1024;
+
+/// RFC 9110 `tchar`: what a header name may be made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Well-formedness every answer of either server must have.
+///
+/// `json_errors`: every answer with status >= 400 must be a JSON error
+/// (false only for data_server's injected 500, which is plain text).
+pub fn check_response(resp: &Response, json_errors: bool) -> Result<(), String> {
+    ensure!(
+        (100..=599).contains(&resp.status),
+        "status {} outside 100..=599",
+        resp.status
+    );
+    for (i, (name, value)) in resp.headers.iter().enumerate() {
+        ensure!(
+            !name.is_empty() && name.bytes().all(is_tchar),
+            "header name {name:?} is not an HTTP token"
+        );
+        ensure!(
+            value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b)),
+            "header {name}: value {value:?} holds a byte that is not visible ASCII, SP or HTAB"
+        );
+        ensure!(
+            value.trim_matches([' ', '\t']).len() == value.len(),
+            "header {name}: value {value:?} has leading or trailing whitespace"
+        );
+        ensure!(
+            !resp.headers[..i]
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name)),
+            "header {name} is sent twice"
+        );
+    }
+    let body = resp.body_bytes();
+    ensure!(
+        body.len() == resp.body_len(),
+        "body_len() {} but {} body bytes",
+        resp.body_len(),
+        body.len()
+    );
+    let content_type = resp.header_value("Content-Type");
+    ensure!(
+        body.is_empty() || content_type.is_some(),
+        "a {}-byte body without Content-Type",
+        body.len()
+    );
+    let is_json = content_type.is_some_and(|ct| ct.starts_with(JSON));
+    if is_json {
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
+            format!(
+                "Content-Type is JSON but the body is not ({e}): {:?}",
+                String::from_utf8_lossy(&body)
+            )
+        })?;
+        if resp.status >= 400 {
+            ensure!(
+                matches!(v.get("error"), Some(Value::String(s)) if !s.is_empty()),
+                "error answer {} without a non-empty string \"error\": {v}",
+                resp.status
+            );
+        }
+    }
+    if resp.status >= 400 && json_errors {
+        ensure!(
+            is_json,
+            "error answer {} with Content-Type {content_type:?}, not JSON",
+            resp.status
+        );
+        ensure!(
+            body.len() <= MAX_ERROR_BODY,
+            "error body of {} bytes: hostile input is echoed unclipped",
+            body.len()
+        );
+    }
+    if resp.status == 405 {
+        let allow = resp.header_value("Allow");
+        ensure!(
+            allow.is_some_and(|a| {
+                let methods: Vec<&str> = a.split(',').map(str::trim).collect();
+                methods.contains(&"GET") && methods.contains(&"HEAD")
+            }),
+            "405 without an Allow header naming GET and HEAD: {allow:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The JSON body of an answer (after `check_response` said it is JSON).
+fn json_body(resp: &Response) -> Result<Value, String> {
+    serde_json::from_slice(&resp.body_bytes()).map_err(|e| format!("body is not JSON: {e}"))
+}
+
+/// `status` must be `want`.
+fn status_is(resp: &Response, want: u16, why: &str) -> Result<(), String> {
+    ensure!(
+        resp.status == want,
+        "{why}: status {} where {want} was due; body {:?}",
+        resp.status,
+        String::from_utf8_lossy(&resp.body_bytes())
+    );
+    Ok(())
+}
+
+/// The value of `name` as both servers must read it: the first pair named
+/// `name` (empty counts as missing), computed with the reference decoder.
+fn wanted_param(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty())
+}
+
+/// metrics_server: what the answer to `req` must be, given the snapshot its
+/// store holds (`None` before the first one). Checks well-formedness first.
+pub fn check_consumer(
+    req: &Request,
+    resp: &Response,
+    snap: Option<&Snapshot>,
+) -> Result<(), String> {
+    check_response(resp, true)?;
+    const PATHS: [&str; 4] = [
+        "/telemetry/ListMetrics",
+        "/telemetry/GetMetric",
+        "/stats",
+        "/health",
+    ];
+    if !PATHS.contains(&req.path.as_str()) {
+        return status_is(resp, 404, "unknown path");
+    }
+    if req.method != "GET" && req.method != "HEAD" {
+        return status_is(resp, 405, "a method other than GET/HEAD");
+    }
+    match req.path.as_str() {
+        "/health" => {
+            status_is(resp, 200, "/health")?;
+            ensure!(
+                resp.body_bytes() == b"{\"ok\":true}",
+                "/health body {:?}",
+                String::from_utf8_lossy(&resp.body_bytes())
+            );
+        }
+        "/stats" => {
+            status_is(resp, 200, "/stats")?;
+            let v = json_body(resp)?;
+            ensure!(
+                v["endpoints"].is_object() && v["uptime_s"].is_u64(),
+                "/stats lacks endpoints or uptime_s: {v}"
+            );
+        }
+        "/telemetry/ListMetrics" => {
+            let Some(snap) = snap else {
+                return status_is(resp, 503, "ListMetrics before the first snapshot");
+            };
+            status_is(resp, 200, "ListMetrics")?;
+            data_headers(resp, snap)?;
+            let v = json_body(resp)?;
+            check_list_json(&v, snap)?;
+            let header_age = resp.header_value("X-Data-Age-Ms").unwrap_or_default();
+            ensure!(
+                v["age_ms"].as_u64().map(|a| a.to_string()).as_deref() == Some(header_age),
+                "body age_ms {} differs from X-Data-Age-Ms {header_age}",
+                v["age_ms"]
+            );
+        }
+        _ => check_get_metric(req, resp, snap)?,
+    }
+    Ok(())
+}
+
+/// `ETag` and `X-Data-Age-Ms` on an answer about `snap`.
+fn data_headers(resp: &Response, snap: &Snapshot) -> Result<(), String> {
+    ensure!(
+        resp.header_value("ETag") == Some(snap.etag.as_str()),
+        "ETag {:?} where {:?} was due",
+        resp.header_value("ETag"),
+        snap.etag
+    );
+    ensure!(
+        resp.header_value("X-Data-Age-Ms")
+            .is_some_and(|a| a.parse::<u64>().is_ok()),
+        "X-Data-Age-Ms missing or not a number: {:?}",
+        resp.header_value("X-Data-Age-Ms")
+    );
+    Ok(())
+}
+
+fn check_get_metric(req: &Request, resp: &Response, snap: Option<&Snapshot>) -> Result<(), String> {
+    let Ok(pairs) = reference_pairs(&req.query) else {
+        return status_is(resp, 400, "a malformed query string");
+    };
+    let (Some(switch_id), Some(metric)) = (
+        wanted_param(&pairs, "switch_id"),
+        wanted_param(&pairs, "metric"),
+    ) else {
+        return status_is(resp, 400, "a missing or empty parameter");
+    };
+    let Some(snap) = snap else {
+        return status_is(resp, 503, "GetMetric before the first snapshot");
+    };
+    let row = snap.switch_ids.iter().position(|s| **s == *switch_id);
+    let col = snap.fields.iter().position(|f| *f == metric);
+    let (Some(row), Some(col)) = (row, col) else {
+        status_is(resp, 404, "an unknown switch or metric")?;
+        return data_headers(resp, snap);
+    };
+    status_is(resp, 200, "a known switch and metric")?;
+    data_headers(resp, snap)?;
+    let v = json_body(resp)?;
+    ensure!(
+        v["switch_id"] == *switch_id && v["metric"] == *metric && v["snapshot_id"] == snap.id(),
+        "GetMetric names the wrong thing: {v}"
+    );
+    ensure!(v["age_ms"].is_u64(), "GetMetric age_ms {}", v["age_ms"]);
+    // The number exactly as rendered: `,"value":` cannot occur inside a JSON
+    // string (a quote there is always escaped), so the first one is the key.
+    let body = String::from_utf8_lossy(&resp.body_bytes()).into_owned();
+    let text = body
+        .split_once(",\"value\":")
+        .and_then(|(_, rest)| rest.split(',').next())
+        .unwrap_or_default();
+    ensure!(
+        text == snap.number(row, col),
+        "GetMetric value {text:?} where the snapshot spells {:?}",
+        snap.number(row, col)
+    );
+    ensure!(
+        text.parse::<f64>().ok() == Some(snap.value(row, col)),
+        "GetMetric value {text:?} does not read back as {}",
+        snap.value(row, col)
+    );
+    Ok(())
+}
+
+/// data_server: what the answer to `req` must be. `failing`: the routes were
+/// built to answer every `/counters` request 500.
+pub fn check_producer(
+    req: &Request,
+    resp: &Response,
+    snap: &producer::Snapshot,
+    failing: bool,
+) -> Result<(), String> {
+    let injected = failing && req.path == "/counters" && resp.status == 500;
+    check_response(resp, !injected)?;
+    if req.path != "/counters" && req.path != "/health" {
+        return status_is(resp, 404, "unknown path");
+    }
+    if req.method != "GET" && req.method != "HEAD" {
+        return status_is(resp, 405, "a method other than GET/HEAD");
+    }
+    if req.path == "/health" {
+        status_is(resp, 200, "/health")?;
+        ensure!(
+            resp.body_bytes() == b"{\"ok\":true}",
+            "/health body {:?}",
+            String::from_utf8_lossy(&resp.body_bytes())
+        );
+        return Ok(());
+    }
+    if failing {
+        status_is(resp, 500, "fault injection at 100%")?;
+        ensure!(
+            resp.header_value("Content-Type") == Some(TEXT),
+            "injected 500 is not plain text"
+        );
+        return Ok(());
+    }
+    let inm: Vec<&str> = req.headers_named("If-None-Match").collect();
+    // Exactly the tag we sent out, or `*`: always a match.
+    let must_match = inm.iter().any(|h| {
+        let h = h.trim();
+        h == snap.etag || h == format!("W/{}", snap.etag) || h == "*"
+    });
+    // Without the id or a `*` somewhere, never a match.
+    let may_match = inm
+        .iter()
+        .any(|h| h.contains(snap.id.as_str()) || h.contains('*'));
+    match resp.status {
+        304 => ensure!(
+            may_match,
+            "304 for If-None-Match {inm:?}, tag {}",
+            snap.etag
+        ),
+        200 => ensure!(
+            !must_match,
+            "200 for If-None-Match {inm:?} naming the current tag {}",
+            snap.etag
+        ),
+        s => return Err(format!("/counters answered {s}")),
+    }
+    ensure!(
+        resp.header_value("Content-Type") == Some(CSV),
+        "/counters Content-Type {:?}",
+        resp.header_value("Content-Type")
+    );
+    ensure!(
+        resp.header_value("ETag") == Some(snap.etag.as_str()),
+        "/counters ETag {:?}",
+        resp.header_value("ETag")
+    );
+    ensure!(
+        resp.header_value("X-Snapshot-Ts") == Some(snap.ts_ms.to_string().as_str()),
+        "/counters X-Snapshot-Ts {:?}",
+        resp.header_value("X-Snapshot-Ts")
+    );
+    ensure!(
+        resp.body_bytes() == *snap.csv,
+        "/counters body is not the snapshot's CSV"
+    );
+    Ok(())
+}
+
+/// Every record of `body`, or the first error. Checks that the reader makes
+/// progress (at most one record per byte, plus one).
+pub fn read_all_records(body: &[u8]) -> Result<Result<Vec<Vec<String>>, csv::Error>, String> {
+    let mut reader = match csv::Reader::new(body) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut rows = Vec::new();
+    let mut fields: Vec<Cow<'_, str>> = Vec::new();
+    loop {
+        match reader.read_record(&mut fields) {
+            Ok(true) => {
+                ensure!(!fields.is_empty(), "a record with no fields");
+                ensure!(
+                    rows.len() <= body.len(),
+                    "more records than bytes: the reader is not making progress"
+                );
+                rows.push(fields.iter().map(|f| f.to_string()).collect());
+            }
+            Ok(false) => return Ok(Ok(rows)),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+}
+
+/// Records that `csv::push_record` cannot write so that they read back: a
+/// lone empty field is written as a blank line, which the reader skips; a
+/// leading U+FEFF in the body's first field is read as a byte order mark.
+pub fn writer_cannot_round_trip(rows: &[Vec<String>]) -> bool {
+    rows.iter().any(|r| r.len() == 1 && r[0].is_empty())
+        || rows
+            .first()
+            .and_then(|r| r.first())
+            .is_some_and(|f| f.starts_with('\u{feff}'))
+}
+
+/// The CSV reader on arbitrary bytes: it must not panic, must make progress,
+/// and what it reads the writer must write back to the same records.
+pub fn check_csv_reader(body: &[u8]) -> Result<(), String> {
+    let Ok(rows) = read_all_records(body)? else {
+        return Ok(());
+    };
+    if let Some(first) = rows.first() {
+        ensure!(
+            rows.iter().all(|r| r.len() == first.len()),
+            "rows of different widths accepted"
+        );
+    }
+    if writer_cannot_round_trip(&rows) {
+        return Ok(());
+    }
+    let mut out = String::new();
+    for r in &rows {
+        csv::push_record(&mut out, r);
+    }
+    match read_all_records(out.as_bytes())? {
+        Ok(again) => ensure!(
+            again == rows,
+            "write then read changed the records: {rows:?} became {again:?} via {out:?}"
+        ),
+        Err(e) => return Err(format!("the writer produced unreadable CSV ({e}): {out:?}")),
+    }
+    Ok(())
+}
+
+/// The origin the CSV checks use: an id that needs JSON escaping.
+pub fn test_origin(now_ms: u64) -> Origin {
+    Origin {
+        id: "fz-\"q\"\\b\u{1}\u{7f}é-7".into(),
+        producer_ts_ms: Some(now_ms.saturating_sub(1_234)),
+        fetched_ms: now_ms,
+    }
+}
+
+/// `Snapshot::parse` on arbitrary bytes, with a generous and a small row
+/// limit: no panic, the two agree, and an accepted snapshot is consistent
+/// (indexes, numbers, the `ListMetrics` JSON) with the records the CSV
+/// reader sees. Returns the accepted snapshot, if any.
+pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Snapshot>, String> {
+    const NOW: u64 = 1_700_000_000_000;
+    const SMALL: usize = 2;
+    let big = Snapshot::parse(body, test_origin(NOW), Limits { max_rows: 1 << 20 });
+    let small = Snapshot::parse(body, test_origin(NOW), Limits { max_rows: SMALL });
+    match (&big, &small) {
+        (Ok(b), Ok(s)) => ensure!(
+            b.rows() <= SMALL && b.switch_ids == s.switch_ids,
+            "row limit {SMALL} let {} rows through",
+            s.rows()
+        ),
+        (Ok(b), Err(e)) => ensure!(
+            b.rows() > SMALL
+                && *e == fabric_telemetry::consumer::snapshot::Error::TooManyRows { limit: SMALL },
+            "{} rows accepted without a limit, refused with limit {SMALL}: {e}",
+            b.rows()
+        ),
+        (Err(e), Ok(_)) => return Err(format!("refused without a limit ({e}), accepted with one")),
+        (Err(_), Err(_)) => {}
+    }
+    if let Err(e) = &big {
+        ensure!(
+            e.to_string().len() <= MAX_ERROR_BODY,
+            "error message of {} bytes: {e}",
+            e.to_string().len()
+        );
+    }
+    let Ok(snap) = big else { return Ok(None) };
+
+    ensure!(snap.rows() > 0, "a snapshot with no rows");
+    ensure!(
+        snap.rows() == snap.switch_ids.len(),
+        "rows() != switch_ids.len()"
+    );
+    ensure!(!snap.fields.is_empty(), "a snapshot with no fields");
+    ensure!(
+        snap.etag == format!("\"{}\"", snap.id()),
+        "etag {:?}",
+        snap.etag
+    );
+    ensure!(snap.csv_bytes == body.len(), "csv_bytes {}", snap.csv_bytes);
+    let records = match read_all_records(body)? {
+        Ok(r) => r,
+        Err(e) => return Err(format!("snapshot accepted, CSV reader refuses: {e}")),
+    };
+    ensure!(
+        records.len() == snap.rows() + 1,
+        "{} records but {} rows",
+        records.len(),
+        snap.rows()
+    );
+    ensure!(
+        records[0][0] == "switch_id" && records[0][1..] == snap.fields[..],
+        "header {:?} but fields {:?}",
+        records[0],
+        snap.fields
+    );
+    ensure!(snap.column("switch_id").is_none(), "switch_id is a metric");
+    for (j, f) in snap.fields.iter().enumerate() {
+        ensure!(snap.column(f) == Some(j), "column({f:?}) != {j}");
+    }
+    for (r, id) in snap.switch_ids.iter().enumerate() {
+        ensure!(!id.is_empty(), "row {r}: empty switch_id");
+        ensure!(*records[r + 1][0] == **id, "row {r}: switch_id {id:?}");
+        ensure!(snap.row(id) == Some(r), "row({id:?}) != {r}");
+        for c in 0..snap.fields.len() {
+            let text = snap.number(r, c);
+            let value = snap.value(r, c);
+            ensure!(value.is_finite(), "({r},{c}): {value} is not finite");
+            ensure!(
+                text.parse::<f64>().ok() == Some(value),
+                "({r},{c}): {text:?} does not read back as {value}"
+            );
+            let cell = records[r + 1][c + 1].trim().parse::<f64>().ok();
+            ensure!(
+                cell == Some(value),
+                "({r},{c}): CSV cell {:?} is not {value}",
+                records[r + 1][c + 1]
+            );
+            let json = serde_json::from_str::<Value>(text)
+                .map_err(|e| format!("({r},{c}): {text:?} is not a JSON number: {e}"))?;
+            ensure!(
+                json.as_f64().is_some_and(f64::is_finite),
+                "({r},{c}): {text:?} is not a finite JSON number"
+            );
+        }
+    }
+    let v = list_json(&snap, NOW)?;
+    check_list_json(&v, &snap)?;
+    ensure!(
+        v["age_ms"] == 1_234,
+        "age_ms {} where 1234 was due",
+        v["age_ms"]
+    );
+    Ok(Some(snap))
+}
+
+/// The `ListMetrics` body of `snap` at `now_ms`, parsed.
+pub fn list_json(snap: &Snapshot, now_ms: u64) -> Result<Value, String> {
+    let body = Response::json_chunks(200, snap.list_body(now_ms)).body_bytes();
+    serde_json::from_slice(&body).map_err(|e| {
+        format!(
+            "list_body is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&body)
+        )
+    })
+}
+
+/// A `ListMetrics` document says exactly what `snap` holds.
+pub fn check_list_json(v: &Value, snap: &Snapshot) -> Result<(), String> {
+    ensure!(
+        v["snapshot_id"] == snap.id(),
+        "snapshot_id {}",
+        v["snapshot_id"]
+    );
+    ensure!(v["age_ms"].is_u64(), "age_ms {}", v["age_ms"]);
+    let fields: Vec<&str> = v["fields"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    ensure!(
+        fields == snap.fields,
+        "fields {} vs {:?}",
+        v["fields"],
+        snap.fields
+    );
+    let items = v["items"].as_array().ok_or("items is not an array")?;
+    ensure!(
+        items.len() == snap.rows(),
+        "{} items for {} rows",
+        items.len(),
+        snap.rows()
+    );
+    for (r, item) in items.iter().enumerate() {
+        let obj = item.as_object().ok_or("an item is not an object")?;
+        ensure!(
+            obj.len() == snap.fields.len() + 1,
+            "item {r} has {} keys for {} fields",
+            obj.len(),
+            snap.fields.len()
+        );
+        ensure!(
+            item["switch_id"] == *snap.switch_ids[r],
+            "item {r}: switch_id {}",
+            item["switch_id"]
+        );
+        for (c, f) in snap.fields.iter().enumerate() {
+            let got = item[f.as_str()].as_f64();
+            ensure!(
+                got.is_some_and(|g| close(g, snap.value(r, c))),
+                "item {r}: {f} is {} where {} was due",
+                item[f.as_str()],
+                snap.value(r, c)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Equal up to serde_json's float parsing, which without its
+/// `float_roundtrip` feature may be a few ulps off (and flushes values below
+/// the normal range less carefully).
+fn close(a: f64, b: f64) -> bool {
+    a == b
+        || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
+        || (a.abs() < 1e-300 && b.abs() < 1e-300)
+}
+
+/// The reference decoder: form decoding written the obvious way, to compare
+/// `query::decode` against.
+pub fn reference_decode(s: &str) -> Result<String, query::Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                let byte = hex
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(query::Error::BadEscape)?;
+                out.push(byte);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| query::Error::NotUtf8)
+}
+
+/// The reference `pairs`: split on `&`, skip empty pairs, split on the first
+/// `=`, decode name then value; the first failure is the answer.
+pub fn reference_pairs(q: &str) -> Result<Vec<(String, String)>, query::Error> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((reference_decode(k)?, reference_decode(v)?))
+        })
+        .collect()
+}
+
+/// Form-encodes one component so that it decodes back to `s`.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => out.push(b as char),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `query::decode`, `pairs` and `param` agree with the reference on `q`, and
+/// what they decode re-encodes and decodes to the same pairs.
+pub fn check_query(q: &str) -> Result<(), String> {
+    let got = query::decode(q).map(Cow::into_owned);
+    ensure!(
+        got == reference_decode(q),
+        "decode({q:?}) = {got:?}, reference {:?}",
+        reference_decode(q)
+    );
+    if !q.contains(['%', '+']) {
+        ensure!(
+            matches!(query::decode(q), Ok(Cow::Borrowed(d)) if d == q),
+            "decode({q:?}) copies or changes a string with nothing to decode"
+        );
+    }
+    let got: Result<Vec<(String, String)>, _> = query::pairs(q).map(|ps| {
+        ps.into_iter()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    });
+    let want = reference_pairs(q);
+    ensure!(got == want, "pairs({q:?}) = {got:?}, reference {want:?}");
+    let mut names = vec!["switch_id".to_string(), "metric".to_string(), String::new()];
+    if let Ok(ps) = &want {
+        names.extend(ps.iter().take(4).map(|(k, _)| k.clone()));
+        let encoded: Vec<String> = ps
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        let again = reference_pairs(&encoded.join("&"));
+        ensure!(
+            again.as_ref() == Ok(ps),
+            "encode then decode changed {ps:?} into {again:?}"
+        );
+    }
+    for name in &names {
+        let got = query::param(q, name).map(|v| v.map(Cow::into_owned));
+        let want = want
+            .as_ref()
+            .map_err(Clone::clone)
+            .map(|ps| ps.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
+        ensure!(
+            got == want,
+            "param({q:?}, {name:?}) = {got:?}, reference {want:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The CSV behind the consumer fixture: quoted ids and names, a control
+/// character in an id, numbers in spellings JSON does not share.
+pub const FIXTURE_CSV: &str = "switch_id,bandwidth_gbps,cpu_util_pct,packet_errors,\"odd, name\",é✓\n\
+sw-000,121.5,34.1,0,1e3,-0.25\n\
+sw-001,118.30,36.5,7,.5,+2\n\
+\"quoted \"\"id\"\", with comma\",1,2,3,4,5\n\
+sw\u{1}ctl,-0,0.0001,1E-7,99999999999999999999,4.\n";
+
+/// Both servers' routes, as pure handlers: a metrics_server holding a
+/// snapshot of [`FIXTURE_CSV`], one with an empty store, a data_server and
+/// one whose faults fail every `/counters` request.
+pub struct Servers {
+    pub consumer_state: std::sync::Arc<fabric_telemetry::consumer::State>,
+    pub consumer: fabric_telemetry::consumer::Routes,
+    pub empty_consumer: fabric_telemetry::consumer::Routes,
+    pub producer_cell: std::sync::Arc<fabric_telemetry::swap::Swap<producer::Snapshot>>,
+    pub producer: producer::Routes,
+    pub failing_producer: producer::Routes,
+}
+
+impl Servers {
+    pub fn new() -> Servers {
+        use fabric_telemetry::consumer::{Routes, State};
+        use std::sync::Arc;
+        let now = fabric_telemetry::clock::epoch_ms();
+        let origin = Origin {
+            id: "19ad1e6c2a01f3c-42".into(),
+            producer_ts_ms: Some(now.saturating_sub(2_000)),
+            fetched_ms: now,
+        };
+        let snap = Snapshot::parse(FIXTURE_CSV.as_bytes(), origin, Limits { max_rows: 100 })
+            .unwrap_or_else(|e| panic!("the fixture CSV is refused: {e}"));
+        let consumer_state = Arc::new(State::default());
+        consumer_state.store.store(Arc::new(snap));
+        let generator = producer::Generator::new(3, Some(1), std::time::Duration::from_secs(3600));
+        let producer_cell = generator.cell();
+        let failing = producer::routes::Faults {
+            fail_pct: 100.0,
+            slow: std::time::Duration::ZERO,
+        };
+        Servers {
+            consumer: Routes::new(consumer_state.clone()),
+            consumer_state,
+            empty_consumer: Routes::new(Arc::new(State::default())),
+            producer: producer::Routes::new(producer_cell.clone(), Default::default()),
+            failing_producer: producer::Routes::new(producer_cell.clone(), failing),
+            producer_cell,
+        }
+    }
+
+    /// Sends `req` to every handler and checks every answer; `observe`s the
+    /// consumer's answer so `/stats` has figures to render.
+    pub fn check(&self, req: &Request, elapsed: std::time::Duration) -> Result<(), String> {
+        use fabric_telemetry::server::Handler;
+        let snap = self.consumer_state.store.load();
+        let resp = self.consumer.handle(req);
+        check_consumer(req, &resp, snap.as_deref()).map_err(|e| format!("metrics_server: {e}"))?;
+        self.consumer.observe(req, resp.status, elapsed);
+        let resp = self.empty_consumer.handle(req);
+        check_consumer(req, &resp, None)
+            .map_err(|e| format!("metrics_server, no snapshot: {e}"))?;
+        let psnap = self
+            .producer_cell
+            .load()
+            .ok_or("the generator published no snapshot")?;
+        let resp = self.producer.handle(req);
+        check_producer(req, &resp, &psnap, false).map_err(|e| format!("data_server: {e}"))?;
+        let resp = self.failing_producer.handle(req);
+        check_producer(req, &resp, &psnap, true)
+            .map_err(|e| format!("data_server, failing: {e}"))?;
+        Ok(())
+    }
+}
+
+impl Default for Servers {
+    fn default() -> Servers {
+        Servers::new()
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared invariants for the fuzz targets; see `checks.rs`.
+
+pub mod checks;
