@@ -241,9 +241,11 @@ enum FieldEnd {
 
 /// True if `field` must be quoted to survive a round trip.
 fn needs_quotes(field: &str) -> bool {
-    field
-        .bytes()
-        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    // A leading U+FEFF would be read back as a byte order mark.
+    field.starts_with('\u{feff}')
+        || field
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
 }
 
 /// Appends `field` to `out`, quoted (with inner quotes doubled) only if it
@@ -265,6 +267,13 @@ pub fn push_field(out: &mut String, field: &str) {
 
 /// Appends one record and its `\n` line end to `out`.
 pub fn push_record<S: AsRef<str>>(out: &mut String, fields: &[S]) {
+    // A lone empty field would be a blank line, which readers skip.
+    if let [only] = fields {
+        if only.as_ref().is_empty() {
+            out.push_str("\"\"\n");
+            return;
+        }
+    }
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -398,6 +407,12 @@ mod tests {
         let mut plain = String::new();
         push_record(&mut plain, &["sw-000", "1.5"]);
         assert_eq!(plain, "sw-000,1.5\n");
+        // Two edge cases: a record of one empty field, a leading BOM char.
+        let mut edge = String::new();
+        push_record(&mut edge, &[""]);
+        push_record(&mut edge, &["\u{feff}x"]);
+        let rows = read_all(format!("\u{feff}x\n{edge}").as_bytes()).unwrap();
+        assert_eq!(rows, vec![vec!["x"], vec![""], vec!["\u{feff}x"]]);
     }
 
     #[test]
