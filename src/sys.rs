@@ -150,18 +150,21 @@ pub fn close_leaked_connection(peer_addr: SocketAddr) -> usize {
     let fds: Vec<RawFd> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
-    let mut closed = 0;
-    for fd in fds {
-        if peer(fd) == Some(peer_addr) {
-            // SAFETY: `fd` is a socket connected to `peer_addr`, owned only
-            // by leaked objects that never touch it again (see above).
-            unsafe {
-                libc::shutdown(fd, libc::SHUT_RDWR);
-                libc::close(fd);
-            }
-            closed += 1;
+    // Find every match first: once one is shut down, a peer that closes
+    // makes `getpeername` fail on its twin.
+    let matches: Vec<RawFd> = fds
+        .into_iter()
+        .filter(|&fd| peer(fd) == Some(peer_addr))
+        .collect();
+    for &fd in &matches {
+        // SAFETY: `fd` is a socket connected to `peer_addr`, owned only by
+        // leaked objects that never touch it again (see above).
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_RDWR);
+            libc::close(fd);
         }
     }
+    let closed = matches.len();
     closed
 }
 
