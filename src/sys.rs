@@ -164,8 +164,7 @@ pub fn close_leaked_connection(peer_addr: SocketAddr) -> usize {
             libc::close(fd);
         }
     }
-    let closed = matches.len();
-    closed
+    matches.len()
 }
 
 #[cfg(test)]
