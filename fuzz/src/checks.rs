@@ -154,11 +154,12 @@ pub fn check_consumer(
     snap: Option<&Snapshot>,
 ) -> Result<(), String> {
     check_response(resp, true)?;
-    const PATHS: [&str; 4] = [
+    const PATHS: [&str; 5] = [
         "/telemetry/ListMetrics",
         "/telemetry/GetMetric",
         "/stats",
         "/health",
+        "/ready",
     ];
     if !PATHS.contains(&req.path.as_str()) {
         return status_is(resp, 404, "unknown path");
@@ -174,6 +175,24 @@ pub fn check_consumer(
                 "/health body {:?}",
                 String::from_utf8_lossy(&resp.body_bytes())
             );
+        }
+        "/ready" => {
+            // Ready exactly when a snapshot exists (the test state never
+            // opens the breaker, and its data is well within the default age).
+            let v = json_body(resp)?;
+            match snap {
+                None => {
+                    status_is(resp, 503, "/ready before the first snapshot")?;
+                    ensure!(
+                        v["ready"] == false && v["error"] == "no snapshot yet",
+                        "/ready {v}"
+                    );
+                }
+                Some(_) => {
+                    status_is(resp, 200, "/ready with a snapshot")?;
+                    ensure!(v["ready"] == true && v["age_ms"].is_u64(), "/ready {v}");
+                }
+            }
         }
         "/stats" => {
             status_is(resp, 200, "/stats")?;
@@ -733,9 +752,9 @@ impl Servers {
             slow: std::time::Duration::ZERO,
         };
         Servers {
-            consumer: Routes::new(consumer_state.clone()),
+            consumer: Routes::new(consumer_state.clone(), Default::default()),
             consumer_state,
-            empty_consumer: Routes::new(Arc::new(State::default())),
+            empty_consumer: Routes::new(Arc::new(State::default()), Default::default()),
             producer: producer::Routes::new(producer_cell.clone(), Default::default()),
             failing_producer: producer::Routes::new(producer_cell.clone(), failing),
             producer_cell,

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC};
+use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC, routes::Freshness};
 use fabric_telemetry::lifecycle::{self, Signal, Stop};
 use fabric_telemetry::log;
 use fabric_telemetry::server::front::{Access, Front};
@@ -31,7 +31,11 @@ fn main() -> ExitCode {
             return lifecycle::fatal(SERVICE, &msg);
         }
     };
-    let routes = Arc::new(Routes::new(state.clone()));
+    let freshness = Freshness {
+        max_stale: cfg.max_stale,
+        ready_max_age: cfg.ready_max_age,
+    };
+    let routes = Arc::new(Routes::new(state.clone(), freshness));
     let access = Access {
         token: cfg.auth_token.take(),
         open_paths: &["/health", "/ready"],
@@ -44,16 +48,28 @@ fn main() -> ExitCode {
     lifecycle::startup_event(SERVICE, &server, cfg.log_level)
         .str("upstream_url", &cfg.upstream_url)
         .uint("poll_ms", cfg.poll.as_millis() as u64)
+        .uint(
+            "breaker_failures",
+            u64::from(cfg.resilience.breaker_failures),
+        )
+        .uint(
+            "breaker_cooldown_ms",
+            cfg.resilience.breaker_cooldown.as_millis() as u64,
+        )
+        .uint(
+            "max_stale_ms",
+            cfg.max_stale.map_or(0, |d| d.as_millis() as u64),
+        )
         .emit();
     let stop = Stop::new();
-    let poller = match Poller::new(
+    let poller = Poller::new(
         &cfg.upstream_url,
         cfg.poll,
+        cfg.resilience.clone(),
         cfg.upstream_token.take(),
         state,
-    )
-    .spawn(stop.clone())
-    {
+    );
+    let poller = match poller.spawn(stop.clone()) {
         Ok(p) => p,
         Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the poller: {e}")),
     };

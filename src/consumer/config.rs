@@ -33,6 +33,54 @@ pub static KNOBS: &[Knob] = &[
         help: "Milliseconds between polls, start to start, 10 to 86400000.",
     },
     Knob {
+        env: "POLL_BACKOFF_MAX_MS",
+        flag: "poll-backoff-max-ms",
+        default: "30000",
+        help: "Longest wait after failed polls (random up to min(this, POLL_MS x 2^failures)), 10 to 86400000.",
+    },
+    Knob {
+        env: "BREAKER_FAILURES",
+        flag: "breaker-failures",
+        default: "5",
+        help: "Consecutive failed polls that open the circuit breaker, 1 to 1000000.",
+    },
+    Knob {
+        env: "BREAKER_COOLDOWN_MS",
+        flag: "breaker-cooldown-ms",
+        default: "10000",
+        help: "How long an open breaker sends nothing upstream before one probe, 10 to 86400000.",
+    },
+    Knob {
+        env: "MAX_STALE_MS",
+        flag: "max-stale-ms",
+        default: "0",
+        help: "Data older than this is answered 503 \"data stale\" instead; 0 = serve any age.",
+    },
+    Knob {
+        env: "READY_MAX_AGE_MS",
+        flag: "ready-max-age-ms",
+        default: "60000",
+        help: "GET /ready is 200 only while the data is at most this old, 1 to 86400000.",
+    },
+    Knob {
+        env: "UPSTREAM_TIMEOUT_MS",
+        flag: "upstream-timeout-ms",
+        default: "5000",
+        help: "Longest a whole poll (connect, request, body) may take, 10 to 3600000.",
+    },
+    Knob {
+        env: "UPSTREAM_MAX_BYTES",
+        flag: "upstream-max-bytes",
+        default: "268435456",
+        help: "Largest upstream body accepted, 1024 to 17179869184.",
+    },
+    Knob {
+        env: "UPSTREAM_MAX_ROWS",
+        flag: "upstream-max-rows",
+        default: "1000000",
+        help: "Most switches (rows) accepted from upstream, 1 to 100000000.",
+    },
+    Knob {
         env: "METRICS_AUTH_TOKEN",
         flag: "auth-token",
         default: "",
@@ -71,6 +119,9 @@ pub struct Config {
     pub port: u16,
     pub upstream_url: String,
     pub poll: Duration,
+    pub resilience: Resilience,
+    pub max_stale: Option<Duration>,
+    pub ready_max_age: Duration,
     pub log_level: Level,
     pub auth_token: Option<Token>,
     pub upstream_token: Option<Token>,
@@ -84,11 +135,53 @@ impl Config {
             port: v.number("METRICS_PORT", 0, u16::MAX)?,
             upstream_url: upstream_url(v)?,
             poll: Duration::from_millis(v.number("POLL_MS", 10, 86_400_000)?),
+            resilience: Resilience {
+                backoff_max: ms(v.number("POLL_BACKOFF_MAX_MS", 10, 86_400_000)?),
+                breaker_failures: v.number("BREAKER_FAILURES", 1, 1_000_000)?,
+                breaker_cooldown: ms(v.number("BREAKER_COOLDOWN_MS", 10, 86_400_000)?),
+                timeout: ms(v.number("UPSTREAM_TIMEOUT_MS", 10, 3_600_000)?),
+                max_bytes: v.number("UPSTREAM_MAX_BYTES", 1024, 16 << 30)?,
+                max_rows: v.number("UPSTREAM_MAX_ROWS", 1, 100_000_000)?,
+            },
+            max_stale: match v.number("MAX_STALE_MS", 0, 86_400_000)? {
+                0 => None,
+                n => Some(ms(n)),
+            },
+            ready_max_age: ms(v.number("READY_MAX_AGE_MS", 1, 86_400_000)?),
             log_level: v.level("LOG_LEVEL")?,
             auth_token: v.token("METRICS_AUTH_TOKEN", "METRICS_AUTH_TOKEN_FILE")?,
             upstream_token: v.token("UPSTREAM_AUTH_TOKEN", "UPSTREAM_AUTH_TOKEN_FILE")?,
             front: Limits::from_values(v)?,
         })
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// How the poller treats a misbehaving upstream.
+#[derive(Debug, Clone)]
+pub struct Resilience {
+    pub backoff_max: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    pub timeout: Duration,
+    pub max_bytes: u64,
+    pub max_rows: usize,
+}
+
+impl Default for Resilience {
+    /// The defaults of the knob table.
+    fn default() -> Resilience {
+        Resilience {
+            backoff_max: ms(30_000),
+            breaker_failures: 5,
+            breaker_cooldown: ms(10_000),
+            timeout: ms(5_000),
+            max_bytes: 256 << 20,
+            max_rows: 1_000_000,
+        }
     }
 }
 
@@ -175,6 +268,19 @@ mod tests {
         assert_eq!(c.upstream_url, "http://127.0.0.1:9001/counters");
         assert_eq!(c.poll, Duration::from_millis(1500));
         assert_eq!(c.log_level, Level::Info);
+        let r = Resilience::default();
+        assert_eq!(c.resilience.backoff_max, r.backoff_max);
+        assert_eq!(c.resilience.breaker_failures, r.breaker_failures);
+        assert_eq!(c.resilience.breaker_cooldown, r.breaker_cooldown);
+        assert_eq!(
+            (c.resilience.timeout, c.resilience.max_bytes),
+            (r.timeout, r.max_bytes)
+        );
+        assert_eq!(c.resilience.max_rows, r.max_rows);
+        assert_eq!(
+            (c.max_stale, c.ready_max_age),
+            (None, Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -222,6 +328,11 @@ mod tests {
             ("UPSTREAM_URL", "http://user@/c"),
             ("UPSTREAM_URL", "http://user@host/c"),
             ("LOG_LEVEL", "chatty"),
+            ("BREAKER_FAILURES", "0"),
+            ("POLL_BACKOFF_MAX_MS", "x"),
+            ("MAX_STALE_MS", "-1"),
+            ("UPSTREAM_MAX_BYTES", "10"),
+            ("UPSTREAM_TIMEOUT_MS", "0"),
         ] {
             let err = resolve(&[], &[(k, v)]).unwrap_err().to_string();
             assert!(err.contains(k), "{k}={v}: {err}");

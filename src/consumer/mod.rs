@@ -1,5 +1,6 @@
 //! metrics_server's side: the poller writes the store; the routes read it.
 
+pub mod breaker;
 pub mod config;
 pub mod poller;
 pub mod routes;

@@ -12,31 +12,26 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::State;
+use super::breaker::{Breaker, Transition, backoff};
+use super::config::Resilience;
 use super::snapshot::{self, Limits, Origin, Snapshot};
 use crate::auth::Token;
 use crate::clock;
 use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
 
-/// Longest a whole poll (connect, request, body) may take.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest upstream body accepted, in bytes.
-pub const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
-/// Most switches (rows) accepted: data_server's own maximum.
-pub const MAX_ROWS: usize = 1_000_000;
-
 /// Why a poll failed.
 #[derive(Debug)]
 pub enum PollError {
     /// No connection: refused, unreachable, or the host name did not resolve.
     Connect(String),
-    /// No complete answer within [`TIMEOUT`].
+    /// No complete answer within `UPSTREAM_TIMEOUT_MS`.
     Timeout,
     /// An answer other than 200 or 304.
     Status(u16),
     /// A 304 although we hold no snapshot it could refer to.
     UnexpectedNotModified,
-    /// A body larger than [`MAX_BODY_BYTES`].
+    /// A body larger than `UPSTREAM_MAX_BYTES`.
     TooLarge(u64),
     /// A body that is not a valid snapshot.
     Invalid(snapshot::Error),
@@ -44,8 +39,18 @@ pub enum PollError {
     Transport(String),
 }
 
+/// Every [`PollError::kind`], in `/stats` order.
+pub const KINDS: [&str; 6] = [
+    "connect",
+    "timeout",
+    "http_status",
+    "body_too_large",
+    "invalid_csv",
+    "transport",
+];
+
 impl PollError {
-    /// A short, stable name for the kind of failure.
+    /// A short, stable name for the kind of failure (one of [`KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
             PollError::Connect(_) => "connect",
@@ -62,7 +67,7 @@ impl fmt::Display for PollError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PollError::Connect(e) => write!(f, "connect: {e}"),
-            PollError::Timeout => write!(f, "timeout: no answer within {} ms", TIMEOUT.as_millis()),
+            PollError::Timeout => write!(f, "timeout: no complete answer in time"),
             PollError::Status(s) => write!(f, "http: upstream answered {s}"),
             PollError::UnexpectedNotModified => write!(f, "http: 304 before any snapshot"),
             PollError::TooLarge(n) => write!(f, "body: larger than {n} bytes"),
@@ -113,6 +118,7 @@ pub struct Poller {
     agent: ureq::Agent,
     url: String,
     period: Duration,
+    resilience: Resilience,
     state: Arc<State>,
     /// The `ETag` of the snapshot we hold, exactly as received.
     etag: Option<String>,
@@ -121,9 +127,15 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(url: &str, period: Duration, token: Option<Token>, state: Arc<State>) -> Poller {
+    pub fn new(
+        url: &str,
+        period: Duration,
+        resilience: Resilience,
+        token: Option<Token>,
+        state: Arc<State>,
+    ) -> Poller {
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
+            .timeout_global(Some(resilience.timeout))
             .http_status_as_error(false)
             .user_agent(format!("fabric-telemetry/{}", crate::VERSION))
             .build()
@@ -132,6 +144,7 @@ impl Poller {
             agent,
             url: url.to_string(),
             period,
+            resilience,
             state,
             etag: None,
             authorization: token.map(|t| t.header_value()),
@@ -172,7 +185,7 @@ impl Poller {
         let body = response
             .body_mut()
             .with_config()
-            .limit(MAX_BODY_BYTES)
+            .limit(self.resilience.max_bytes)
             .read_to_vec()?;
         let fetch = started.elapsed();
 
@@ -185,7 +198,9 @@ impl Poller {
             producer_ts_ms,
             fetched_ms: clock::epoch_ms(),
         };
-        let limits = Limits { max_rows: MAX_ROWS };
+        let limits = Limits {
+            max_rows: self.resilience.max_rows,
+        };
         let snap = Snapshot::parse(&body, origin, limits).map_err(PollError::Invalid)?;
         let rows = snap.rows();
         // Swap, then drop the old snapshot outside the lock.
@@ -199,8 +214,8 @@ impl Poller {
         })
     }
 
-    /// Polls, then records and logs the result.
-    fn cycle(&mut self) {
+    /// Polls, then records and logs the result; true on success.
+    fn cycle(&mut self, failures: u32) -> bool {
         let started = Instant::now();
         let result = self.poll_once();
         let cycle = started.elapsed();
@@ -237,47 +252,90 @@ impl Poller {
                     .str("snapshot_id", id.as_deref().unwrap_or(""))
                     .ms("cycle_ms", cycle)
                     .emit();
+                true
             }
             Err(e) => {
                 let reason = e.to_string();
-                let mut failures = 0;
                 self.state.stats.update_poll(|p| {
                     p.last_cycle = Some(cycle);
                     p.failed += 1;
-                    p.consecutive_failures += 1;
+                    p.consecutive_failures = u64::from(failures) + 1;
+                    p.count_error(e.kind());
                     p.last_error = Some(reason.clone());
                     p.last_error_ms = Some(now);
-                    failures = p.consecutive_failures;
                 });
                 Event::new(Level::Warn, "poll.error")
                     .str("kind", e.kind())
                     .str("reason", &reason)
                     .str("url", &self.url)
-                    .uint("consecutive_failures", failures)
+                    .uint("consecutive_failures", u64::from(failures) + 1)
                     .ms("cycle_ms", cycle)
                     .emit();
+                false
             }
         }
     }
 
-    /// Polls at once, then every period (start to start) until `stop`.
+    /// Polls at once, then every period (start to start) while it works;
+    /// after failures, backs off with jitter and, past the threshold, lets
+    /// the breaker hold polls back. Runs until `stop`.
     pub fn spawn(mut self, stop: Stop) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("poller".into())
             .spawn(move || {
-                let mut next = Instant::now();
+                let r = self.resilience.clone();
+                let mut breaker = Breaker::new(r.breaker_failures, r.breaker_cooldown);
+                let mut rng = fastrand::Rng::new();
+                let mut failures: u32 = 0;
                 loop {
-                    self.cycle();
-                    next += self.period;
-                    let now = Instant::now();
-                    if next < now {
-                        next = now;
+                    let started = Instant::now();
+                    if let Some(t) = breaker.before_poll(started) {
+                        self.log_breaker(t, failures);
                     }
+                    let transition = if self.cycle(failures) {
+                        failures = 0;
+                        breaker.on_success()
+                    } else {
+                        failures = failures.saturating_add(1);
+                        breaker.on_failure(failures, Instant::now())
+                    };
+                    if let Some(t) = transition {
+                        self.log_breaker(t, failures);
+                    }
+                    let wait = backoff(self.period, failures, r.backoff_max, rng.f64());
+                    let base = if failures == 0 {
+                        started
+                    } else {
+                        Instant::now()
+                    };
+                    let next = breaker.ready_at((base + wait).max(Instant::now()));
+                    let state = breaker.state();
+                    self.state.stats.update_poll(|p| {
+                        p.backoff = next.saturating_duration_since(Instant::now());
+                        p.breaker = state.name();
+                    });
                     if stop.wait_until(next) {
                         return;
                     }
                 }
             })
+    }
+
+    fn log_breaker(&self, t: Transition, failures: u32) {
+        let level = if t.to == "open" {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        Event::new(level, "poll.breaker")
+            .str("from", t.from)
+            .str("to", t.to)
+            .uint("consecutive_failures", u64::from(failures))
+            .uint(
+                "cooldown_ms",
+                self.resilience.breaker_cooldown.as_millis() as u64,
+            )
+            .emit();
     }
 }
 

@@ -16,21 +16,79 @@ const LIST: &str = "/telemetry/ListMetrics";
 const GET: &str = "/telemetry/GetMetric";
 const STATS: &str = "/stats";
 const HEALTH: &str = "/health";
+const READY: &str = "/ready";
+
+/// How old data may be before the API stops vouching for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// Data endpoints answer 503 "data stale" past this (`MAX_STALE_MS`).
+    pub max_stale: Option<Duration>,
+    /// `/ready` is 200 only within this (`READY_MAX_AGE_MS`).
+    pub ready_max_age: Duration,
+}
+
+impl Default for Freshness {
+    fn default() -> Freshness {
+        Freshness {
+            max_stale: None,
+            ready_max_age: Duration::from_secs(60),
+        }
+    }
+}
 
 pub struct Routes {
     state: Arc<State>,
+    freshness: Freshness,
 }
 
 impl Routes {
-    pub fn new(state: Arc<State>) -> Routes {
-        Routes { state }
+    pub fn new(state: Arc<State>, freshness: Freshness) -> Routes {
+        Routes { state, freshness }
+    }
+
+    /// The snapshot a data endpoint may answer from at `now`, or the 503
+    /// that says why there is none: none yet, or too old (`MAX_STALE_MS`).
+    fn fresh_snapshot(&self, now: u64) -> Result<Arc<Snapshot>, Response> {
+        let Some(snap) = self.state.store.load() else {
+            return Err(no_snapshot());
+        };
+        if let Some(max) = self.freshness.max_stale {
+            let age = snap.age_ms(now);
+            let max = max.as_millis() as u64;
+            if age > max {
+                let body =
+                    format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
+                return Err(data_headers(Response::json(503, body), &snap, now));
+            }
+        }
+        Ok(snap)
+    }
+
+    fn ready(&self) -> Response {
+        let Some(snap) = self.state.store.load() else {
+            return Response::json(503, "{\"ready\":false,\"error\":\"no snapshot yet\"}");
+        };
+        let age = snap.age_ms(clock::epoch_ms());
+        let max = self.freshness.ready_max_age.as_millis() as u64;
+        let why = if age > max {
+            "data stale"
+        } else if self.state.stats.poll().breaker == "open" {
+            "upstream circuit open"
+        } else {
+            return Response::json(200, format!("{{\"ready\":true,\"age_ms\":{age}}}"));
+        };
+        let body = format!(
+            "{{\"ready\":false,\"error\":\"{why}\",\"age_ms\":{age},\"max_age_ms\":{max}}}"
+        );
+        Response::json(503, body)
     }
 
     fn list_metrics(&self) -> Response {
-        let Some(snap) = self.state.store.load() else {
-            return no_snapshot();
-        };
         let now = clock::epoch_ms();
+        let snap = match self.fresh_snapshot(now) {
+            Ok(snap) => snap,
+            Err(resp) => return resp,
+        };
         data_headers(Response::json_chunks(200, snap.list_body(now)), &snap, now)
     }
 
@@ -54,10 +112,11 @@ impl Routes {
             };
             return Response::error(400, &format!("missing query parameter: {missing}"));
         };
-        let Some(snap) = self.state.store.load() else {
-            return no_snapshot();
-        };
         let now = clock::epoch_ms();
+        let snap = match self.fresh_snapshot(now) {
+            Ok(snap) => snap,
+            Err(resp) => return resp,
+        };
         let Some(row) = snap.row(switch_id) else {
             let msg = format!("unknown switch_id: {}", json::clip(switch_id, 128));
             return data_headers(Response::error(404, &msg), &snap, now);
@@ -102,7 +161,7 @@ fn no_snapshot() -> Response {
 impl Handler for Routes {
     fn handle(&self, req: &Request) -> Response {
         let path = req.path.as_str();
-        if ![LIST, GET, STATS, HEALTH].contains(&path) {
+        if ![LIST, GET, STATS, HEALTH, READY].contains(&path) {
             return Response::unknown_path(path);
         }
         if !req.is_read() {
@@ -112,6 +171,7 @@ impl Handler for Routes {
             LIST => self.list_metrics(),
             GET => self.get_metric(req),
             STATS => self.stats(),
+            READY => self.ready(),
             _ => Response::json(200, "{\"ok\":true}"),
         }
     }
@@ -128,6 +188,10 @@ mod tests {
     use serde_json::Value;
 
     fn routes_with(csv: Option<&str>) -> Routes {
+        routes_fresh(csv, Freshness::default())
+    }
+
+    fn routes_fresh(csv: Option<&str>, freshness: Freshness) -> Routes {
         let state = Arc::new(State::default());
         if let Some(csv) = csv {
             let origin = Origin {
@@ -138,7 +202,7 @@ mod tests {
             let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 100 }).unwrap();
             state.store.store(Arc::new(snap));
         }
-        Routes::new(state)
+        Routes::new(state, freshness)
     }
 
     fn routes() -> Routes {
@@ -257,6 +321,61 @@ mod tests {
         assert_eq!(resp.status, 405);
         assert_eq!(resp.header_value("allow"), Some("GET, HEAD"));
         assert_eq!(r.handle(&Request::new("HEAD", "/stats")).status, 200);
+    }
+
+    #[test]
+    fn stale_data_is_refused_when_a_limit_is_set() {
+        // The test snapshot is 2 s old.
+        let csv = Some("switch_id,a\nsw-000,1\n");
+        let strict = Freshness {
+            max_stale: Some(Duration::from_millis(500)),
+            ..Freshness::default()
+        };
+        let r = routes_fresh(csv, strict);
+        for target in [
+            "/telemetry/ListMetrics",
+            "/telemetry/GetMetric?switch_id=sw-000&metric=a",
+        ] {
+            let resp = r.handle(&Request::get(target));
+            assert_eq!(resp.status, 503, "{target}");
+            let v = body(&resp);
+            assert_eq!(v["error"], "data stale");
+            assert!(v["age_ms"].as_u64().unwrap() >= 2_000);
+            assert_eq!(v["max_stale_ms"], 500);
+        }
+        let lenient = Freshness {
+            max_stale: Some(Duration::from_secs(60)),
+            ..Freshness::default()
+        };
+        let r = routes_fresh(csv, lenient);
+        assert_eq!(
+            r.handle(&Request::get("/telemetry/ListMetrics")).status,
+            200
+        );
+    }
+
+    #[test]
+    fn ready_says_why_not() {
+        let v = body(&routes_with(None).handle(&Request::get("/ready")));
+        assert_eq!(
+            v,
+            serde_json::json!({"ready": false, "error": "no snapshot yet"})
+        );
+        let r = routes();
+        let resp = r.handle(&Request::get("/ready"));
+        assert_eq!(resp.status, 200);
+        assert_eq!(body(&resp)["ready"], true);
+        r.state.stats.update_poll(|p| p.breaker = "open");
+        let resp = r.handle(&Request::get("/ready"));
+        assert_eq!(resp.status, 503);
+        assert_eq!(body(&resp)["error"], "upstream circuit open");
+        let strict = Freshness {
+            ready_max_age: Duration::from_millis(100),
+            ..Freshness::default()
+        };
+        let resp = routes_fresh(Some("switch_id,a\nx,1\n"), strict).handle(&Request::get("/ready"));
+        assert_eq!(resp.status, 503);
+        assert_eq!(body(&resp)["error"], "data stale");
     }
 
     #[test]

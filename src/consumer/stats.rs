@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::poller::KINDS;
 use super::snapshot::Snapshot;
 use crate::percentile::SortedRing;
 
@@ -32,9 +33,24 @@ pub struct PollFigures {
     pub failed: u64,
     /// Failures since the last success.
     pub consecutive_failures: u64,
+    /// Failed polls by kind, in `poller::KINDS` order.
+    pub errors_by_kind: [u64; KINDS.len()],
+    /// How long until the next poll, as last scheduled.
+    pub backoff: Duration,
+    /// The circuit breaker's state: closed, open or half_open.
+    pub breaker: &'static str,
     pub last_error: Option<String>,
     pub last_error_ms: Option<u64>,
     pub last_success_ms: Option<u64>,
+}
+
+impl PollFigures {
+    /// Counts one failure of `kind` (one of `poller::KINDS`).
+    pub fn count_error(&mut self, kind: &str) {
+        if let Some(i) = KINDS.iter().position(|k| *k == kind) {
+            self.errors_by_kind[i] += 1;
+        }
+    }
 }
 
 pub struct Stats {
@@ -107,7 +123,10 @@ impl Stats {
                 "updated_200": poll.updated,
                 "not_modified_304": poll.not_modified,
                 "errors": poll.failed,
+                "errors_by_kind": KINDS.iter().zip(poll.errors_by_kind).map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "consecutive_failures": poll.consecutive_failures,
+                "backoff_ms": poll.backoff.as_millis() as u64,
+                "breaker": if poll.breaker.is_empty() { "closed" } else { poll.breaker },
                 "last_error": poll.last_error,
                 "last_error_at": poll.last_error_ms.map(crate::clock::rfc3339_ms),
                 "last_success_at": poll.last_success_ms.map(crate::clock::rfc3339_ms),
@@ -159,6 +178,11 @@ mod tests {
             p.last_cycle = Some(Duration::from_micros(1500));
             p.last_error = Some("connect: refused".into());
             p.last_error_ms = Some(0);
+            p.count_error("connect");
+            p.count_error("invalid_csv");
+            p.count_error("connect");
+            p.breaker = "open";
+            p.backoff = Duration::from_millis(1234);
         });
         let v: Value = serde_json::from_str(&stats.render(None, 0)).unwrap();
         assert_eq!(v["poll_retry_count"], 3);
@@ -166,5 +190,10 @@ mod tests {
         assert_eq!(v["poll"]["last_error"], "connect: refused");
         assert_eq!(v["poll"]["last_error_at"], "1970-01-01T00:00:00.000Z");
         assert_eq!(v["poll"]["consecutive_failures"], 2);
+        assert_eq!(v["poll"]["errors_by_kind"]["connect"], 2);
+        assert_eq!(v["poll"]["errors_by_kind"]["invalid_csv"], 1);
+        assert_eq!(v["poll"]["errors_by_kind"]["timeout"], 0);
+        assert_eq!(v["poll"]["breaker"], "open");
+        assert_eq!(v["poll"]["backoff_ms"], 1234);
     }
 }

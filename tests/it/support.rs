@@ -99,9 +99,19 @@ pub fn data_server(args: &[&str]) -> Proc {
     spawn(DATA_SERVER, args, &[])
 }
 
-/// A metrics_server polling `upstream` every 50 ms unless `args` say otherwise.
+/// A metrics_server polling `upstream` every 50 ms, backing off at most
+/// 200 ms and with a 300 ms breaker cooldown, unless `args` say otherwise.
 pub fn metrics_server(upstream: &str, args: &[&str]) -> Proc {
-    let mut all = vec!["--upstream-url", upstream, "--poll-ms", "50"];
+    let mut all = vec![
+        "--upstream-url",
+        upstream,
+        "--poll-ms",
+        "50",
+        "--poll-backoff-max-ms",
+        "200",
+        "--breaker-cooldown-ms",
+        "300",
+    ];
     all.extend_from_slice(args);
     spawn(METRICS_SERVER, &all, &[])
 }
