@@ -11,4 +11,5 @@ mod front_shedding;
 mod hostile;
 mod producer;
 mod props;
+mod resilience;
 mod support;

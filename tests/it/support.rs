@@ -408,6 +408,7 @@ pub struct FakeUpstream {
     pub addr: SocketAddr,
     script: Arc<Mutex<Script>>,
     seen: Seen,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -418,15 +419,18 @@ impl FakeUpstream {
         let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(script));
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (script, seen, stop) = (script.clone(), seen.clone(), stop.clone());
+            let arrivals = arrivals.clone();
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
                     let Ok(conn) = conn else { continue };
+                    arrivals.lock().unwrap().push(Instant::now());
                     let (script, seen, stop) = (script.clone(), seen.clone(), stop.clone());
                     std::thread::spawn(move || serve_one(conn, &script, &seen, &stop));
                 }
@@ -436,6 +440,7 @@ impl FakeUpstream {
             addr,
             script,
             seen,
+            arrivals,
             stop,
             thread: Some(thread),
         }
@@ -447,6 +452,11 @@ impl FakeUpstream {
 
     pub fn set(&self, script: Script) {
         *self.script.lock().unwrap() = script;
+    }
+
+    /// When each connection arrived (the poller makes one per poll here).
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.arrivals.lock().unwrap().clone()
     }
 
     /// Header lists of every request received so far.
