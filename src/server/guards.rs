@@ -24,8 +24,16 @@ use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
 use crate::sys;
 
-/// How often the nudger connects to its own listener.
+/// How often the nudger connects to its own listener while requests flow.
 pub const NUDGE_EVERY: Duration = Duration::from_millis(20);
+
+/// How often it does once the server has been quiet for [`QUIET_AFTER`]: a
+/// pool thread that is never woken for 5 s exits, so a quiet server's pool
+/// shrinks back instead of keeping every thread a burst made.
+pub const NUDGE_EVERY_QUIET: Duration = Duration::from_secs(1);
+
+/// See [`NUDGE_EVERY_QUIET`].
+pub const QUIET_AFTER: Duration = Duration::from_secs(2);
 
 /// Keeps tiny_http's connection pool from stranding new connections.
 ///
@@ -39,10 +47,19 @@ pub const NUDGE_EVERY: Duration = Duration::from_millis(20);
 /// idle thread gets a new one, which, once done, serves the queue. This loop
 /// provides exactly that: every [`NUDGE_EVERY`] it opens a connection to our
 /// own listener and resets it at once (no TIME_WAIT left behind), so a
-/// stranded connection waits at most that long.
-pub fn nudge(addr: SocketAddr, stop: &Stop) {
+/// stranded connection waits at most that long (a second on a server that
+/// has been quiet; `since_last_request` says how long it has been).
+pub fn nudge(addr: SocketAddr, stop: &Stop, since_last_request: impl Fn() -> Duration) {
     let target = SocketAddr::new(connectable(addr.ip()), addr.port());
-    while !stop.wait(NUDGE_EVERY) {
+    loop {
+        let every = if since_last_request() < QUIET_AFTER {
+            NUDGE_EVERY
+        } else {
+            NUDGE_EVERY_QUIET
+        };
+        if stop.wait(every) {
+            return;
+        }
         if let Ok(stream) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
             let _ = sys::set_linger_zero(&stream);
         }

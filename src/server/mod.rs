@@ -19,7 +19,7 @@ pub mod wire;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -79,6 +79,9 @@ struct Shared {
     workers_alive: Mutex<Option<SyncSender<()>>>,
     /// A worker reports here that an accept thread ended.
     accept_died: Mutex<Sender<String>>,
+    /// When the last request arrived, in ms since `born`.
+    last_request_ms: AtomicU64,
+    born: Instant,
 }
 
 /// A running server.
@@ -116,13 +119,18 @@ impl Server {
             workers: Mutex::new(Vec::new()),
             workers_alive: Mutex::new(Some(alive_tx)),
             accept_died: Mutex::new(died_tx),
+            last_request_ms: AtomicU64::new(0),
+            born: Instant::now(),
         });
         shared.start_generation(listener)?;
         let supervisor = spawn_with_stop("http-supervisor", {
             let shared = shared.clone();
             move |stop| supervise(&shared, &died_rx, stop)
         })?;
-        let nudger = spawn_with_stop("http-nudger", move |stop| guards::nudge(addr, stop))?;
+        let nudger = spawn_with_stop("http-nudger", {
+            let shared = shared.clone();
+            move |stop| guards::nudge(addr, stop, || shared.since_last_request())
+        })?;
         Ok(Server {
             shared,
             workers_done,
@@ -232,13 +240,15 @@ impl Shared {
             return Ok(()); // stopping
         };
         let generation = lock(&self.generations).len();
+        // Workers of earlier generations retire once their connections are gone.
+        lock(&self.workers).retain(|w| !w.is_finished());
         let mut started = 0;
         for i in 0..self.threads {
             let (shared, server, alive) = (self.clone(), server.clone(), alive.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("http-{generation}-{i}"))
                 .spawn(move || {
-                    shared.work(&server);
+                    shared.work(&server, generation);
                     drop(alive);
                 });
             match spawned {
@@ -254,24 +264,46 @@ impl Shared {
         Ok(())
     }
 
-    fn work(&self, server: &tiny_http::Server) {
+    /// Serves one generation's requests. Once a newer generation took over
+    /// accepting, its workers retire after twice the idle timeout without a
+    /// request: by then every connection of theirs has been closed.
+    fn work(&self, server: &tiny_http::Server, generation: usize) {
+        let mut last_request = Instant::now();
         loop {
-            let rq = match server.recv() {
-                Ok(rq) => rq,
-                Err(_) if self.stopping.load(Ordering::SeqCst) => return,
+            match server.recv_timeout(Duration::from_secs(1)) {
+                Ok(Some(rq)) => {
+                    last_request = Instant::now();
+                    self.serve(rq);
+                }
+                Ok(None) | Err(_) if self.stopping.load(Ordering::SeqCst) => return,
+                Ok(None) => {
+                    let superseded = lock(&self.generations).len() > generation + 1;
+                    let quiet = last_request.elapsed() > 2 * self.front.limits().idle_timeout;
+                    if superseded && quiet {
+                        return;
+                    }
+                }
                 Err(e) => {
                     // tiny_http hands out an accept error once, as its accept
                     // thread ends; this worker's server accepts no more.
                     let _ = lock(&self.accept_died).send(e.to_string());
-                    continue;
                 }
-            };
-            self.serve(rq);
+            }
         }
+    }
+
+    fn since_last_request(&self) -> Duration {
+        let last = Duration::from_millis(self.last_request_ms.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last)
     }
 
     fn serve(&self, rq: tiny_http::Request) {
         let started = Instant::now();
+        let ms = started.duration_since(self.born).as_millis() as u64;
+        // One store per request, skipped when another made it this millisecond.
+        if self.last_request_ms.load(Ordering::Relaxed) != ms {
+            self.last_request_ms.store(ms, Ordering::Relaxed);
+        }
         let req = Request::from_tiny(&rq);
         let declared = rq.body_length().unwrap_or(0);
         if declared > INLINE_BODY_MAX {
