@@ -158,6 +158,16 @@ impl<T> Spec<T> {
         self.resolve(args.iter().map(|s| s.to_string()), &lookup)
     }
 
+    /// Like [`Spec::resolve_strs`], for a command line that must configure
+    /// (not print help): what the binaries' config tests want.
+    #[cfg(test)]
+    pub(crate) fn config_strs(&self, args: &[&str], env: &[(&str, &str)]) -> Result<T, Error> {
+        match self.resolve_strs(args, env)? {
+            Cli::Run(c) => Ok(c),
+            Cli::Print(text) => panic!("printed instead of configuring: {text}"),
+        }
+    }
+
     /// Reads the process's arguments and environment; prints help, version
     /// or a usage error and exits as the contract says (0 or 2).
     pub fn from_process(&self) -> T {

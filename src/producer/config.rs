@@ -112,13 +112,9 @@ pub const SPEC: Spec<Config> = Spec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Cli;
 
     fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config, Error> {
-        match SPEC.resolve_strs(args, env)? {
-            Cli::Run(c) => Ok(c),
-            Cli::Print(text) => panic!("printed instead of configuring: {text}"),
-        }
+        SPEC.config_strs(args, env)
     }
 
     #[test]

@@ -306,26 +306,7 @@ pub fn try_read_reply(s: &mut TcpStream) -> Option<Reply> {
 
 /// Reads one answer with a Content-Length from a connection that stays open.
 pub fn read_reply(s: &mut TcpStream) -> Reply {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(r) = parse_reply(&buf) {
-            let want: usize = r
-                .header("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if r.body.len() >= want {
-                return r;
-            }
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => panic!(
-                "connection ended mid-answer: {:?}",
-                String::from_utf8_lossy(&buf)
-            ),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
+    try_read_reply(s).unwrap_or_else(|| panic!("the connection ended before a whole answer"))
 }
 
 /// Parses one HTTP/1.1 answer with a Content-Length (or none) from `buf`.
