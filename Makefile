@@ -2,7 +2,7 @@
 CARGO ?= cargo
 MUSL := x86_64-unknown-linux-musl
 
-.PHONY: help build run demo test lint fmt static fuzz clean
+.PHONY: help build run demo test lint fmt static fuzz chaos clean
 
 help:
 	@echo "make run     build, then start data_server (:9001) and metrics_server (:8080); Ctrl-C stops both"
@@ -12,6 +12,7 @@ help:
 	@echo "make build   release binaries in target/release"
 	@echo "make static  static musl release binaries, with their sizes"
 	@echo "make fuzz    cargo-fuzz every target for FUZZ_SECONDS each (default 60; nightly)"
+	@echo "make chaos   CHAOS_SECONDS (default 60) of producer restarts, faults and bad data under load"
 
 build:
 	$(CARGO) build --release --bins
@@ -28,6 +29,8 @@ lint:
 
 test: lint
 	$(CARGO) test --locked
+	# A short chaos soak on the debug binaries cargo test just built.
+	python3 scripts/chaos.py --duration 15 --bin-dir target/debug
 
 fmt:
 	$(CARGO) fmt --all
@@ -43,6 +46,10 @@ static:
 FUZZ_SECONDS ?= 60
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+CHAOS_SECONDS ?= 60
+chaos: build
+	python3 scripts/chaos.py --duration $(CHAOS_SECONDS) --bin-dir target/release
 
 clean:
 	$(CARGO) clean

@@ -44,11 +44,6 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the server: {e}")),
     };
-    let stop = Stop::new();
-    let ticker = match generator.spawn(stop.clone()) {
-        Ok(t) => t,
-        Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the generator: {e}")),
-    };
     lifecycle::startup_event(SERVICE, &server, cfg.log_level)
         .uint("switches", cfg.switches as u64)
         .float("interval_sec", cfg.interval.as_secs_f64())
@@ -56,5 +51,10 @@ fn main() -> ExitCode {
         .float("fault_500_pct", cfg.fault_500_pct)
         .uint("fault_slow_ms", cfg.fault_slow.as_millis() as u64)
         .emit();
+    let stop = Stop::new();
+    let ticker = match generator.spawn(stop.clone()) {
+        Ok(t) => t,
+        Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the generator: {e}")),
+    };
     lifecycle::run_until_signal(SERVICE, signal, server, stop, ticker)
 }
