@@ -216,7 +216,7 @@ impl Front {
     /// Counts a request on its connection; true when that was its last.
     fn used_up(&self, remote: Option<SocketAddr>) -> bool {
         let Some(remote) = remote else { return false };
-        let slot = &self.uses[slot_of(remote, self.uses.len())];
+        let slot = &self.uses[connection_slot(remote, self.uses.len())];
         if slot.fetch_add(1, Ordering::Relaxed) + 1 >= self.limits.keepalive_requests {
             slot.store(0, Ordering::Relaxed);
             return true;
@@ -225,8 +225,9 @@ impl Front {
     }
 }
 
-/// FNV-1a over the address and port: cheap, and spread enough for slots.
-fn slot_of(addr: SocketAddr, slots: usize) -> usize {
+/// A connection's slot among `slots`: FNV-1a over the client's address and
+/// port (its identity while it is open); cheap, and spread enough.
+pub(crate) fn connection_slot(addr: SocketAddr, slots: usize) -> usize {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let ip = match addr.ip() {
         std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),

@@ -16,6 +16,7 @@ pub mod front;
 pub mod guards;
 pub mod wire;
 
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -82,6 +83,19 @@ struct Shared {
     /// When the last request arrived, in ms since `born`.
     last_request_ms: AtomicU64,
     born: Instant,
+    /// Connections with an answer in progress, by client address, in
+    /// shards (see [`Shared::dispatch`]).
+    lanes: Box<[Mutex<HashMap<SocketAddr, Lane>>]>,
+}
+
+/// One connection's answers in progress.
+#[derive(Default)]
+struct Lane {
+    /// Workers answering its requests right now.
+    busy: u32,
+    /// A thread of its own is answering the queued ones, in order.
+    drainer: bool,
+    queue: VecDeque<tiny_http::Request>,
 }
 
 /// A running server.
@@ -121,6 +135,7 @@ impl Server {
             accept_died: Mutex::new(died_tx),
             last_request_ms: AtomicU64::new(0),
             born: Instant::now(),
+            lanes: (0..64).map(|_| Mutex::new(HashMap::new())).collect(),
         });
         shared.start_generation(listener)?;
         let supervisor = spawn_with_stop("http-supervisor", {
@@ -267,13 +282,13 @@ impl Shared {
     /// Serves one generation's requests. Once a newer generation took over
     /// accepting, its workers retire after twice the idle timeout without a
     /// request: by then every connection of theirs has been closed.
-    fn work(&self, server: &tiny_http::Server, generation: usize) {
+    fn work(self: &Arc<Self>, server: &tiny_http::Server, generation: usize) {
         let mut last_request = Instant::now();
         loop {
             match server.recv_timeout(Duration::from_secs(1)) {
                 Ok(Some(rq)) => {
                     last_request = Instant::now();
-                    self.serve(rq);
+                    self.dispatch(rq);
                 }
                 Ok(None) | Err(_) if self.stopping.load(Ordering::SeqCst) => return,
                 Ok(None) => {
@@ -295,6 +310,94 @@ impl Shared {
     fn since_last_request(&self) -> Duration {
         let last = Duration::from_millis(self.last_request_ms.load(Ordering::Relaxed));
         self.born.elapsed().saturating_sub(last)
+    }
+
+    /// Serves a request on this worker, unless its connection already has
+    /// an answer in progress (a pipelining client). tiny_http writes a
+    /// connection's answers in order, so a later one waits until the client
+    /// has read the earlier ones, for as long as it likes: a client that
+    /// pipelines and never reads would pin every worker. Its later requests
+    /// are queued instead, and one thread of its own (bounded in number)
+    /// answers them in order. Should none be free, the worker does.
+    fn dispatch(self: &Arc<Self>, rq: tiny_http::Request) {
+        let Some(remote) = rq.remote_addr().copied() else {
+            return self.serve(rq);
+        };
+        let rq = {
+            let mut lanes = lock(self.lane_shard(remote));
+            let lane = lanes.entry(remote).or_default();
+            if lane.busy > 0 || lane.drainer {
+                lane.queue.push_back(rq);
+                if lane.drainer {
+                    return;
+                }
+                match Detached::take() {
+                    Some(slot) => {
+                        lane.drainer = true;
+                        drop(lanes);
+                        return self.spawn_drainer(remote, slot);
+                    }
+                    // No thread to spare: this worker answers, in order.
+                    None => match lane.queue.pop_front() {
+                        Some(rq) => {
+                            lane.busy += 1;
+                            rq
+                        }
+                        None => return,
+                    },
+                }
+            } else {
+                lane.busy += 1;
+                rq
+            }
+        };
+        self.serve(rq);
+        let mut lanes = lock(self.lane_shard(remote));
+        if let Some(lane) = lanes.get_mut(&remote) {
+            lane.busy = lane.busy.saturating_sub(1);
+            if lane.busy == 0 && lane.queue.is_empty() && !lane.drainer {
+                lanes.remove(&remote);
+            }
+        }
+    }
+
+    fn lane_shard(&self, remote: SocketAddr) -> &Mutex<HashMap<SocketAddr, Lane>> {
+        &self.lanes[front::connection_slot(remote, self.lanes.len())]
+    }
+
+    fn spawn_drainer(self: &Arc<Self>, remote: SocketAddr, slot: Detached) {
+        let shared = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("http-lane".into())
+            .spawn(move || {
+                loop {
+                    let next = {
+                        let mut lanes = lock(shared.lane_shard(remote));
+                        let Some(lane) = lanes.get_mut(&remote) else {
+                            break;
+                        };
+                        match lane.queue.pop_front() {
+                            Some(rq) => rq,
+                            None => {
+                                lane.drainer = false;
+                                if lane.busy == 0 {
+                                    lanes.remove(&remote);
+                                }
+                                break;
+                            }
+                        }
+                    };
+                    shared.serve(next);
+                }
+                drop(slot);
+            });
+        if let Err(e) = spawned {
+            // The queued requests are dropped (tiny_http answers them 500).
+            lock(self.lane_shard(remote)).remove(&remote);
+            Event::new(Level::Error, "http.error")
+                .str("error", &format!("cannot start a thread: {e}"))
+                .emit();
+        }
     }
 
     fn serve(&self, rq: tiny_http::Request) {

@@ -133,3 +133,29 @@ fn beyond_max_connections_clients_wait_and_the_server_recovers() {
         (ms.threads() <= baseline + 12).then_some(())
     });
 }
+
+#[test]
+fn pipelining_clients_that_never_read_pin_no_worker() {
+    // ~100 KB answers; each hog pipelines 50 of them and reads none.
+    let rows: String = (0..2500).map(|i| format!("sw-{i:04},1.5,2.5\n")).collect();
+    let up = FakeUpstream::start(Script::csv("\"p\"", &format!("switch_id,a,b\n{rows}")));
+    let ms = metrics_server(&up.url(), &[]);
+    eventually("a snapshot", || {
+        (get(ms.addr, "/telemetry/ListMetrics").status == 200).then_some(())
+    });
+    let hogs: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(ms.addr).unwrap();
+            let burst = "GET /telemetry/ListMetrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50);
+            s.write_all(burst.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert_eq!(get(ms.addr, "/health").status, 200);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(hogs);
+}
