@@ -12,7 +12,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::log::{self, Event, Level};
-use crate::server::Server;
+use crate::server::front::{Access, Front, Limits};
+use crate::server::{self, Handler, Server};
 
 /// How long requests in flight may take to finish once a stop is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -52,6 +53,22 @@ pub fn install_panic_hook() {
             .emit();
         previous(info);
     }));
+}
+
+/// Binds `host:port` and starts the HTTP server behind a front with these
+/// limits and access rules; on failure, reports it and gives the exit code.
+pub fn serve(
+    service: &str,
+    (host, port): (&str, u16),
+    limits: &Limits,
+    access: Access,
+    handler: Arc<dyn Handler>,
+) -> Result<Server, ExitCode> {
+    let listener = server::bind(host, port)
+        .map_err(|e| fatal(service, &format!("cannot listen on {host}:{port}: {e}")))?;
+    let front = Front::new(limits.clone(), access);
+    Server::start(listener, server::default_workers(), front, handler)
+        .map_err(|e| fatal(service, &format!("cannot start the server: {e}")))
 }
 
 /// Waits for SIGINT/SIGTERM, then stops the background thread (through

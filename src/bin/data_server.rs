@@ -7,8 +7,7 @@ use std::sync::Arc;
 use fabric_telemetry::lifecycle::{self, Signal, Stop};
 use fabric_telemetry::log;
 use fabric_telemetry::producer::{Generator, Routes, config::SPEC, routes::Faults};
-use fabric_telemetry::server::front::{Access, Front};
-use fabric_telemetry::server::{self, Server};
+use fabric_telemetry::server::front::Access;
 
 const SERVICE: &str = "data_server";
 
@@ -28,21 +27,14 @@ fn main() -> ExitCode {
         slow: cfg.fault_slow,
     };
     let routes = Arc::new(Routes::new(generator.cell(), faults));
-    let listener = match server::bind(&cfg.host, cfg.port) {
-        Ok(l) => l,
-        Err(e) => {
-            let msg = format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port);
-            return lifecycle::fatal(SERVICE, &msg);
-        }
-    };
     let access = Access {
         token: cfg.auth_token.take(),
         open_paths: &["/health"],
     };
-    let front = Front::new(cfg.front.clone(), access);
-    let server = match Server::start(listener, server::default_workers(), front, routes) {
+    let server = match lifecycle::serve(SERVICE, (&cfg.host, cfg.port), &cfg.front, access, routes)
+    {
         Ok(s) => s,
-        Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the server: {e}")),
+        Err(code) => return code,
     };
     lifecycle::startup_event(SERVICE, &server, cfg.log_level)
         .uint("switches", cfg.switches as u64)

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC, routes::Freshness};
 use fabric_telemetry::lifecycle::{self, Signal, Stop};
 use fabric_telemetry::log;
-use fabric_telemetry::server::front::{Access, Front};
-use fabric_telemetry::server::{self, Server};
+use fabric_telemetry::server::front::Access;
 
 const SERVICE: &str = "metrics_server";
 
@@ -24,13 +23,6 @@ fn main() -> ExitCode {
     log::init(cfg.log_level);
 
     let state = Arc::new(State::default());
-    let listener = match server::bind(&cfg.host, cfg.port) {
-        Ok(l) => l,
-        Err(e) => {
-            let msg = format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port);
-            return lifecycle::fatal(SERVICE, &msg);
-        }
-    };
     let freshness = Freshness {
         max_stale: cfg.max_stale,
         ready_max_age: cfg.ready_max_age,
@@ -40,10 +32,10 @@ fn main() -> ExitCode {
         token: cfg.auth_token.take(),
         open_paths: &["/health", "/ready"],
     };
-    let front = Front::new(cfg.front.clone(), access);
-    let server = match Server::start(listener, server::default_workers(), front, routes) {
+    let server = match lifecycle::serve(SERVICE, (&cfg.host, cfg.port), &cfg.front, access, routes)
+    {
         Ok(s) => s,
-        Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the server: {e}")),
+        Err(code) => return code,
     };
     lifecycle::startup_event(SERVICE, &server, cfg.log_level)
         .str("upstream_url", &cfg.upstream_url)
