@@ -137,8 +137,11 @@ impl From<Arc<[u8]>> for Chunk {
     }
 }
 
+/// A body written over time after the head (Server-Sent Events): given the
+/// connection, it writes until it is done or the client goes away.
+pub type Stream = Box<dyn FnOnce(&mut dyn std::io::Write) + Send>;
+
 /// An answer: status, headers and a body made of chunks.
-#[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
@@ -146,6 +149,21 @@ pub struct Response {
     /// Hold the answer back this long (fault injection). The server waits
     /// off its worker pool, so a delayed answer delays only itself.
     pub delay: Duration,
+    /// A streamed body instead of `body`: sent without a length on a thread
+    /// of its own, the connection closing when it ends.
+    pub stream: Option<Stream>,
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body_len())
+            .field("delay", &self.delay)
+            .field("stream", &self.stream.is_some())
+            .finish()
+    }
 }
 
 impl Response {
@@ -156,6 +174,7 @@ impl Response {
             headers: Vec::new(),
             body: Vec::new(),
             delay: Duration::ZERO,
+            stream: None,
         }
     }
 
@@ -196,6 +215,15 @@ impl Response {
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
         self.headers.push((name, value.into()));
         self
+    }
+
+    /// A streamed answer (see [`Response::stream`]).
+    pub fn streaming(status: u16, content_type: &str, stream: Stream) -> Response {
+        let mut resp = Response::new(status)
+            .header("Content-Type", content_type)
+            .header("Cache-Control", "no-store");
+        resp.stream = Some(stream);
+        resp
     }
 
     /// Holds the answer back for `d` (see [`Response::delay`]).

@@ -18,6 +18,7 @@ pub mod json;
 pub mod lifecycle;
 pub mod log;
 pub mod percentile;
+pub mod prometheus;
 pub mod query;
 pub mod ratelimit;
 pub mod request_id;

@@ -154,12 +154,14 @@ pub fn check_consumer(
     snap: Option<&Snapshot>,
 ) -> Result<(), String> {
     check_response(resp, true)?;
-    const PATHS: [&str; 5] = [
+    const PATHS: [&str; 7] = [
         "/telemetry/ListMetrics",
         "/telemetry/GetMetric",
         "/stats",
         "/health",
         "/ready",
+        "/metrics",
+        "/telemetry/stream",
     ];
     if !PATHS.contains(&req.path.as_str()) {
         return status_is(resp, 404, "unknown path");
@@ -175,6 +177,21 @@ pub fn check_consumer(
                 "/health body {:?}",
                 String::from_utf8_lossy(&resp.body_bytes())
             );
+        }
+        "/metrics" => check_exposition(resp)?,
+        "/telemetry/stream" => {
+            // An event stream, or a JSON 400 for a query ListMetrics would refuse.
+            if resp.status == 200 {
+                ensure!(resp.stream.is_some(), "a 200 stream without a stream");
+                ensure!(
+                    resp.header_value("Content-Type") == Some("text/event-stream"),
+                    "stream content type {:?}",
+                    resp.header_value("Content-Type")
+                );
+            } else {
+                status_is(resp, 400, "a stream request that is not 200")?;
+                json_body(resp)?;
+            }
         }
         "/ready" => {
             // Ready exactly when a snapshot exists (the test state never
@@ -203,6 +220,12 @@ pub fn check_consumer(
             );
         }
         "/telemetry/ListMetrics" => {
+            let Ok(pairs) = reference_pairs(&req.query) else {
+                return status_is(resp, 400, "a malformed query string");
+            };
+            if !is_plain_list(req, &pairs) {
+                return check_list_filtered(resp, snap);
+            }
             let Some(snap) = snap else {
                 return status_is(resp, 503, "ListMetrics before the first snapshot");
             };
@@ -218,6 +241,111 @@ pub fn check_consumer(
             );
         }
         _ => check_get_metric(req, resp, snap)?,
+    }
+    Ok(())
+}
+
+/// True if a `ListMetrics` request asks for the whole table as JSON: no
+/// filter or paging parameter, and no CSV by `format` or `Accept`.
+fn is_plain_list(req: &Request, pairs: &[(String, String)]) -> bool {
+    const FILTERS: [&str; 6] = [
+        "fields",
+        "switch_id",
+        "switch_prefix",
+        "limit",
+        "offset",
+        "format",
+    ];
+    let formats: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "format")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let others = pairs
+        .iter()
+        .any(|(k, _)| k != "format" && FILTERS.contains(&k.as_str()));
+    let accept_csv = req
+        .headers_named("Accept")
+        .any(|a| a.to_ascii_lowercase().contains("text/csv"));
+    !others && (formats == ["json"] || (formats.is_empty() && !accept_csv))
+}
+
+/// A filtered, paged or CSV `ListMetrics` answer: a 400 for a bad query, or
+/// a subset of the snapshot's rows (in upstream order) and columns, with the
+/// snapshot's numbers.
+fn check_list_filtered(resp: &Response, snap: Option<&Snapshot>) -> Result<(), String> {
+    if resp.status == 400 {
+        return Ok(());
+    }
+    let Some(snap) = snap else {
+        return status_is(resp, 503, "filtered ListMetrics before the first snapshot");
+    };
+    status_is(resp, 200, "filtered ListMetrics")?;
+    data_headers(resp, snap)?;
+    // (row, column name, value text) of every cell, in body order.
+    let mut ids: Vec<String> = Vec::new();
+    let mut cells: Vec<(usize, String, String)> = Vec::new();
+    if resp.header_value("Content-Type") == Some(CSV) {
+        let rows = read_all_records(&resp.body_bytes())?
+            .map_err(|e| format!("CSV ListMetrics does not read back: {e}"))?;
+        let header = rows.first().ok_or("CSV ListMetrics without a header")?;
+        ensure!(
+            header.first().map(String::as_str) == Some("switch_id"),
+            "CSV header {header:?}"
+        );
+        for (i, row) in rows.iter().enumerate().skip(1) {
+            ids.push(row[0].clone());
+            for (name, text) in header.iter().zip(row).skip(1) {
+                cells.push((i - 1, name.clone(), text.clone()));
+            }
+        }
+    } else {
+        let v = json_body(resp)?;
+        ensure!(
+            v["snapshot_id"] == snap.id() && v["age_ms"].is_u64() && v["total"].is_u64(),
+            "filtered ListMetrics head {v}"
+        );
+        ensure!(
+            v["next_offset"].is_null() || v["next_offset"].is_u64(),
+            "next_offset {}",
+            v["next_offset"]
+        );
+        let items = v["items"].as_array().ok_or("items is not an array")?;
+        ensure!(
+            v["total"].as_u64() >= Some(items.len() as u64),
+            "total {} below {} items",
+            v["total"],
+            items.len()
+        );
+        for (i, item) in items.iter().enumerate() {
+            let obj = item.as_object().ok_or("an item is not an object")?;
+            ids.push(item["switch_id"].as_str().unwrap_or_default().to_string());
+            for (k, val) in obj.iter().filter(|(k, _)| *k != "switch_id") {
+                cells.push((i, k.clone(), val.to_string()));
+            }
+        }
+    }
+    let rows: Vec<usize> = ids
+        .iter()
+        .map(|id| {
+            snap.row(id)
+                .ok_or(format!("unknown switch_id {id:?} listed"))
+        })
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        rows.windows(2).all(|w| w[0] < w[1]),
+        "rows out of upstream order: {ids:?}"
+    );
+    for (i, name, text) in cells {
+        let col = snap
+            .column(&name)
+            .ok_or(format!("unknown field {name:?} listed"))?;
+        let due = snap.value(rows[i], col);
+        ensure!(
+            text.parse::<f64>().is_ok_and(|g| close(g, due)),
+            "{}.{name} is {text} where {due} was due",
+            ids[i]
+        );
     }
     Ok(())
 }
@@ -286,6 +414,25 @@ fn check_get_metric(req: &Request, resp: &Response, snap: Option<&Snapshot>) -> 
     Ok(())
 }
 
+/// A `/metrics` answer: 200, the exposition content type, and every line a
+/// comment or `name{labels} value` with a parseable value.
+pub fn check_exposition(resp: &Response) -> Result<(), String> {
+    status_is(resp, 200, "/metrics")?;
+    ensure!(
+        resp.header_value("Content-Type") == Some("text/plain; version=0.0.4; charset=utf-8"),
+        "/metrics content type {:?}",
+        resp.header_value("Content-Type")
+    );
+    let body =
+        String::from_utf8(resp.body_bytes()).map_err(|_| "/metrics is not UTF-8".to_string())?;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit_once(' ').map(|(_, v)| v).unwrap_or_default();
+        let ok = value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value);
+        ensure!(ok && line.starts_with("fabric_"), "/metrics line {line:?}");
+    }
+    Ok(())
+}
+
 /// data_server: what the answer to `req` must be. `failing`: the routes were
 /// built to answer every `/counters` request 500.
 pub fn check_producer(
@@ -296,11 +443,14 @@ pub fn check_producer(
 ) -> Result<(), String> {
     let injected = failing && req.path == "/counters" && resp.status == 500;
     check_response(resp, !injected)?;
-    if req.path != "/counters" && req.path != "/health" {
+    if !["/counters", "/health", "/metrics"].contains(&req.path.as_str()) {
         return status_is(resp, 404, "unknown path");
     }
     if req.method != "GET" && req.method != "HEAD" {
         return status_is(resp, 405, "a method other than GET/HEAD");
+    }
+    if req.path == "/metrics" {
+        return check_exposition(resp);
     }
     if req.path == "/health" {
         status_is(resp, 200, "/health")?;
@@ -755,8 +905,16 @@ impl Servers {
             consumer: Routes::new(consumer_state.clone(), Default::default()),
             consumer_state,
             empty_consumer: Routes::new(Arc::new(State::default()), Default::default()),
-            producer: producer::Routes::new(producer_cell.clone(), Default::default()),
-            failing_producer: producer::Routes::new(producer_cell.clone(), failing),
+            producer: producer::Routes::new(
+                producer_cell.clone(),
+                Default::default(),
+                Default::default(),
+            ),
+            failing_producer: producer::Routes::new(
+                producer_cell.clone(),
+                failing,
+                Default::default(),
+            ),
             producer_cell,
         }
     }

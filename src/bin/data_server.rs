@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         fail_pct: cfg.fault_500_pct,
         slow: cfg.fault_slow,
     };
-    let routes = Arc::new(Routes::new(generator.cell(), faults));
+    let routes = Arc::new(Routes::new(generator.cell(), faults, generator.stats()));
     let access = Access {
         token: cfg.auth_token.take(),
         open_paths: &["/health"],

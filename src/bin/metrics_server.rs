@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let mut cfg = SPEC.from_process();
     log::init(cfg.log_level);
 
-    let state = Arc::new(State::default());
+    let state = Arc::new(State::new(cfg.stream_max_subscribers));
     let freshness = Freshness {
         max_stale: cfg.max_stale,
         ready_max_age: cfg.ready_max_age,

@@ -81,6 +81,12 @@ pub static KNOBS: &[Knob] = &[
         help: "Most switches (rows) accepted from upstream, 1 to 100000000.",
     },
     Knob {
+        env: "STREAM_MAX_SUBSCRIBERS",
+        flag: "stream-max-subscribers",
+        default: "64",
+        help: "Clients on GET /telemetry/stream at once before 503, 0 to 100000.",
+    },
+    Knob {
         env: "METRICS_AUTH_TOKEN",
         flag: "auth-token",
         default: "",
@@ -122,6 +128,7 @@ pub struct Config {
     pub resilience: Resilience,
     pub max_stale: Option<Duration>,
     pub ready_max_age: Duration,
+    pub stream_max_subscribers: usize,
     pub log_level: Level,
     pub auth_token: Option<Token>,
     pub upstream_token: Option<Token>,
@@ -148,6 +155,7 @@ impl Config {
                 n => Some(ms(n)),
             },
             ready_max_age: ms(v.number("READY_MAX_AGE_MS", 1, 86_400_000)?),
+            stream_max_subscribers: v.number("STREAM_MAX_SUBSCRIBERS", 0, 100_000)?,
             log_level: v.level("LOG_LEVEL")?,
             auth_token: v.token("METRICS_AUTH_TOKEN", "METRICS_AUTH_TOKEN_FILE")?,
             upstream_token: v.token("UPSTREAM_AUTH_TOKEN", "UPSTREAM_AUTH_TOKEN_FILE")?,

@@ -1,11 +1,15 @@
-//! metrics_server's routes: `/telemetry/ListMetrics`, `/telemetry/GetMetric`,
-//! `/stats` and `/health`, as pure functions of a request and the state.
+//! metrics_server's routes: `/telemetry/ListMetrics` (its query parameters
+//! are read in `filter`), `/telemetry/GetMetric`, `/stats` and `/health`, as
+//! pure functions of a request and the state.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::State;
+use super::filter::{Filter, Format};
+use super::metrics;
 use super::snapshot::Snapshot;
+use super::stream;
 use crate::clock;
 use crate::http::{Request, Response};
 use crate::json;
@@ -17,6 +21,8 @@ const GET: &str = "/telemetry/GetMetric";
 const STATS: &str = "/stats";
 const HEALTH: &str = "/health";
 const READY: &str = "/ready";
+const METRICS: &str = "/metrics";
+const STREAM: &str = "/telemetry/stream";
 
 /// How old data may be before the API stops vouching for it.
 #[derive(Debug, Clone, Copy)]
@@ -83,13 +89,26 @@ impl Routes {
         Response::json(503, body)
     }
 
-    fn list_metrics(&self) -> Response {
+    /// The whole table pre-rendered, or, with filter, paging or CSV
+    /// parameters, an answer rendered for this request (see `filter`).
+    fn list_metrics(&self, req: &Request) -> Response {
+        let filter = match Filter::from_request(req) {
+            Ok(f) => f,
+            Err(e) => return Response::error(400, &e.to_string()),
+        };
         let now = clock::epoch_ms();
         let snap = match self.fresh_snapshot(now) {
             Ok(snap) => snap,
             Err(resp) => return resp,
         };
-        data_headers(Response::json_chunks(200, snap.list_body(now)), &snap, now)
+        let resp = if filter.is_whole_table() && filter.format == Format::Json {
+            Response::json_chunks(200, snap.list_body(now))
+        } else {
+            filter
+                .render(&snap, now)
+                .unwrap_or_else(|e| Response::error(400, &e.to_string()))
+        };
+        data_headers(resp, &snap, now)
     }
 
     fn get_metric(&self, req: &Request) -> Response {
@@ -161,23 +180,30 @@ fn no_snapshot() -> Response {
 impl Handler for Routes {
     fn handle(&self, req: &Request) -> Response {
         let path = req.path.as_str();
-        if ![LIST, GET, STATS, HEALTH, READY].contains(&path) {
+        if ![LIST, GET, STATS, HEALTH, READY, METRICS, STREAM].contains(&path) {
             return Response::unknown_path(path);
         }
         if !req.is_read() {
             return Response::method_not_allowed(&req.method);
         }
         match path {
-            LIST => self.list_metrics(),
+            LIST => self.list_metrics(req),
             GET => self.get_metric(req),
             STATS => self.stats(),
             READY => self.ready(),
+            STREAM => stream::subscribe(&self.state, req),
+            METRICS => {
+                let body = metrics::render(&self.state, &self.state.exposition, clock::epoch_ms());
+                Response::new(200)
+                    .header("Content-Type", crate::prometheus::CONTENT_TYPE)
+                    .chunk(body)
+            }
             _ => Response::json(200, "{\"ok\":true}"),
         }
     }
 
-    fn observe(&self, req: &Request, _status: u16, elapsed: Duration) {
-        self.state.stats.record_request(&req.path, elapsed);
+    fn observe(&self, req: &Request, status: u16, elapsed: Duration) {
+        self.state.stats.record_request(&req.path, status, elapsed);
     }
 }
 
@@ -185,6 +211,7 @@ impl Handler for Routes {
 mod tests {
     use super::*;
     use crate::consumer::snapshot::{Limits, Origin};
+    use crate::http::Chunk;
     use serde_json::Value;
 
     fn routes_with(csv: Option<&str>) -> Routes {
@@ -309,6 +336,168 @@ mod tests {
         assert_eq!(v["items"][1]["packet_errors"], 1);
         let header_age: u64 = resp.header_value("x-data-age-ms").unwrap().parse().unwrap();
         assert!(v["age_ms"].as_u64().unwrap() >= header_age);
+    }
+
+    /// Routes over a snapshot stamped in the future, so its age is always 0
+    /// and bodies can be compared byte for byte.
+    fn routes_ageless() -> (Routes, Arc<Snapshot>) {
+        let state = Arc::new(State::default());
+        let origin = Origin {
+            id: "snap-0".into(),
+            producer_ts_ms: Some(clock::epoch_ms() + 3_600_000),
+            fetched_ms: clock::epoch_ms(),
+        };
+        let csv = "switch_id,a,b\nsw-000,1.50,0\n\"x,\"\"y\"\"\",2,1e3\nsw-001,3,4\n";
+        let snap =
+            Arc::new(Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 10 }).unwrap());
+        state.store.store(snap.clone());
+        (Routes::new(state, Freshness::default()), snap)
+    }
+
+    fn list(r: &Routes, query: &str, accept: Option<&str>) -> Response {
+        let mut req = Request::get(&format!("/telemetry/ListMetrics?{query}"));
+        if let Some(a) = accept {
+            req = req.with_header("Accept", a);
+        }
+        r.handle(&req)
+    }
+
+    fn text(resp: &Response) -> String {
+        String::from_utf8(resp.body_bytes()).unwrap()
+    }
+
+    #[test]
+    fn list_metrics_default_is_the_prerendered_body() {
+        let (r, snap) = routes_ageless();
+        let want: Vec<u8> = snap
+            .list_body(0)
+            .iter()
+            .flat_map(|c| c.bytes().to_vec())
+            .collect();
+        for (query, accept) in [
+            ("", None),
+            ("format=json", None),
+            ("format=json", Some("text/csv")),
+            ("unrelated=1&&x", None),
+            ("", Some("*/*")),
+            ("", Some("application/json")),
+        ] {
+            let resp = list(&r, query, accept);
+            assert_eq!(resp.status, 200, "{query}");
+            assert_eq!(resp.body_bytes(), want, "{query} {accept:?}");
+            // The shared, pre-rendered parts: no per-request rendering.
+            assert!(matches!(
+                resp.body[..],
+                [Chunk::Shared(_), Chunk::Owned(_), Chunk::Shared(_)]
+            ));
+            assert_eq!(resp.header_value("content-type"), Some(crate::http::JSON));
+            assert_eq!(resp.header_value("etag"), Some("\"snap-0\""));
+            assert_eq!(resp.header_value("x-data-age-ms"), Some("0"));
+        }
+    }
+
+    #[test]
+    fn list_metrics_filters_and_pages() {
+        let (r, _) = routes_ageless();
+        let resp = list(&r, "fields=b&switch_prefix=sw-&limit=1", None);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header_value("etag"), Some("\"snap-0\""));
+        assert_eq!(resp.header_value("x-data-age-ms"), Some("0"));
+        assert_eq!(
+            text(&resp),
+            "{\"snapshot_id\":\"snap-0\",\"age_ms\":0,\"total\":2,\"next_offset\":1,\
+             \"fields\":[\"b\"],\"items\":[{\"switch_id\":\"sw-000\",\"b\":0}]}"
+        );
+        let v = body(&list(
+            &r,
+            "switch_id=sw-001,x%2C%22y%22,nope&offset=1",
+            None,
+        ));
+        assert_eq!(v["total"], 2);
+        assert_eq!(v["next_offset"], Value::Null);
+        assert_eq!(
+            v["items"],
+            serde_json::json!([{"switch_id":"sw-001","a":3,"b":4}])
+        );
+    }
+
+    #[test]
+    fn list_metrics_csv_by_format_or_accept() {
+        let (r, snap) = routes_ageless();
+        for (query, accept) in [
+            ("format=csv", None),
+            ("", Some("text/csv")),
+            ("format=csv", Some("application/json")),
+        ] {
+            let resp = list(&r, query, accept);
+            assert_eq!(resp.status, 200);
+            assert_eq!(
+                resp.header_value("content-type"),
+                Some("text/csv; charset=utf-8")
+            );
+            assert_eq!(resp.header_value("etag"), Some("\"snap-0\""));
+            assert_eq!(resp.header_value("x-data-age-ms"), Some("0"));
+            let body = resp.body_bytes();
+            let mut reader = crate::csv::Reader::new(&body).unwrap();
+            let mut rec = Vec::new();
+            assert!(reader.read_record(&mut rec).unwrap());
+            assert_eq!(rec, ["switch_id", "a", "b"]);
+            let mut row = 0;
+            while reader.read_record(&mut rec).unwrap() {
+                assert_eq!(rec[0], &*snap.switch_ids[row]);
+                assert_eq!(rec[1], snap.number(row, 0));
+                assert_eq!(rec[2], snap.number(row, 1));
+                row += 1;
+            }
+            assert_eq!(row, 3);
+        }
+        let resp = list(&r, "format=csv&fields=b,a&switch_id=sw-001", None);
+        assert_eq!(text(&resp), "switch_id,b,a\nsw-001,4,3\n");
+        assert_eq!(resp.header_value("x-total-count"), Some("1"));
+    }
+
+    #[test]
+    fn list_metrics_bad_parameters_are_400_naming_the_value() {
+        let (r, _) = routes_ageless();
+        for (query, msg) in [
+            ("fields=a,nope", "unknown field: nope"),
+            ("fields=a,,b", "empty element in fields: a,,b"),
+            ("limit=0", "invalid limit: 0 (want an integer 1..=100000)"),
+            (
+                "limit=abc",
+                "invalid limit: abc (want an integer 1..=100000)",
+            ),
+            (
+                "offset=-3",
+                "invalid offset: -3 (want a non-negative integer)",
+            ),
+            ("format=xml", "invalid format: xml (want json or csv)"),
+            ("format=csv&fields=zz", "unknown field: zz"),
+            ("x=%zz", "malformed query string: bad %-escape"),
+        ] {
+            let resp = list(&r, query, None);
+            assert_eq!(resp.status, 400, "{query}");
+            assert_eq!(resp.header_value("content-type"), Some(crate::http::JSON));
+            assert_eq!(body(&resp)["error"], msg, "{query}");
+        }
+        // Syntax is checked before the snapshot; names need one.
+        let none = routes_with(None);
+        assert_eq!(list(&none, "limit=0", None).status, 400);
+        assert_eq!(list(&none, "fields=nope&format=csv", None).status, 503);
+    }
+
+    #[test]
+    fn filtered_and_csv_answers_respect_staleness() {
+        let strict = Freshness {
+            max_stale: Some(Duration::from_millis(500)),
+            ..Freshness::default()
+        };
+        let r = routes_fresh(Some("switch_id,a\nsw-000,1\n"), strict);
+        for query in ["limit=1", "format=csv", "fields=a&switch_id=sw-000"] {
+            let resp = list(&r, query, None);
+            assert_eq!(resp.status, 503, "{query}");
+            assert_eq!(body(&resp)["error"], "data stale");
+        }
     }
 
     #[test]

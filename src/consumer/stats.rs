@@ -13,12 +13,34 @@ use serde_json::{Value, json};
 use super::poller::KINDS;
 use super::snapshot::Snapshot;
 use crate::percentile::SortedRing;
+use crate::prometheus::Histogram;
 
 /// Requests the percentiles are computed over, per endpoint.
 pub const WINDOW: usize = 1000;
 
-/// The endpoints whose latency is tracked, in `/stats` order.
+/// The endpoints `/stats` reports percentiles for, in order.
 pub const TRACKED: [&str; 2] = ["/telemetry/GetMetric", "/telemetry/ListMetrics"];
+
+/// Every endpoint counted for `/metrics` (tracked ones first); any other
+/// path counts as `other`, so that label stays bounded.
+pub const ENDPOINTS: [&str; 7] = [
+    "/telemetry/GetMetric",
+    "/telemetry/ListMetrics",
+    "/stats",
+    "/health",
+    "/ready",
+    "/metrics",
+    "other",
+];
+
+/// One endpoint's traffic: the percentile window, answers by status, and
+/// the latency histogram.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    pub ring: SortedRing,
+    pub by_status: std::collections::BTreeMap<u16, u64>,
+    pub latency: Histogram,
+}
 
 /// The poller's running figures.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +77,7 @@ impl PollFigures {
 
 pub struct Stats {
     started: Instant,
-    rings: [Mutex<SortedRing>; TRACKED.len()],
+    traffic: [Mutex<Traffic>; ENDPOINTS.len()],
     poll: Mutex<PollFigures>,
 }
 
@@ -69,20 +91,41 @@ impl Stats {
     pub fn new() -> Stats {
         Stats {
             started: Instant::now(),
-            rings: std::array::from_fn(|_| Mutex::new(SortedRing::new(WINDOW))),
+            traffic: std::array::from_fn(|_| {
+                Mutex::new(Traffic {
+                    ring: SortedRing::new(WINDOW),
+                    by_status: Default::default(),
+                    latency: Histogram::default(),
+                })
+            }),
             poll: Mutex::new(PollFigures::default()),
         }
     }
 
-    /// Records one request to `path` if it is a tracked endpoint.
-    pub fn record_request(&self, path: &str, elapsed: Duration) {
-        if let Some(i) = TRACKED.iter().position(|&p| p == path) {
-            let micros = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
-            self.rings[i]
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .record(micros);
-        }
+    /// Records one answered request (one lock, held for the update).
+    pub fn record_request(&self, path: &str, status: u16, elapsed: Duration) {
+        let i = ENDPOINTS
+            .iter()
+            .position(|&p| p == path)
+            .unwrap_or(ENDPOINTS.len() - 1);
+        let micros = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
+        let mut t = self.traffic[i].lock().unwrap_or_else(|p| p.into_inner());
+        t.ring.record(micros);
+        *t.by_status.entry(status).or_default() += 1;
+        t.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// A copy of every endpoint's traffic, in [`ENDPOINTS`] order.
+    pub fn traffic(&self) -> Vec<Traffic> {
+        self.traffic
+            .iter()
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    /// Seconds since the server started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Updates the poll figures under their lock.
@@ -98,8 +141,12 @@ impl Stats {
     /// The `/stats` body.
     pub fn render(&self, snapshot: Option<&Snapshot>, now_ms: u64) -> String {
         let mut endpoints = serde_json::Map::new();
-        for (path, ring) in TRACKED.iter().zip(&self.rings) {
-            let ring = ring.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (path, traffic) in TRACKED.iter().zip(&self.traffic) {
+            let ring = traffic
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ring
+                .clone();
             let ms = |p: f64| ring.percentile(p).map(|us| f64::from(us) / 1000.0);
             endpoints.insert(
                 path.to_string(),
@@ -150,9 +197,9 @@ mod tests {
     fn reports_sub_millisecond_percentiles_per_endpoint() {
         let stats = Stats::new();
         for us in 1..=100u64 {
-            stats.record_request("/telemetry/GetMetric", Duration::from_micros(us * 10));
+            stats.record_request("/telemetry/GetMetric", 200, Duration::from_micros(us * 10));
         }
-        stats.record_request("/health", Duration::from_secs(1));
+        stats.record_request("/health", 200, Duration::from_secs(1));
         let v: Value = serde_json::from_str(&stats.render(None, 0)).unwrap();
         let gm = &v["endpoints"]["/telemetry/GetMetric"];
         assert_eq!(gm["p50_ms"], 0.5);

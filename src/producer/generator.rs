@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::metrics::ProducerStats;
 use super::simulator::{Simulator, Snapshot};
 use crate::clock;
 use crate::lifecycle::Stop;
@@ -26,6 +27,7 @@ pub struct Generator {
     /// How long the first snapshot took; logged once the thread starts, so
     /// that `startup` is the process's first line.
     first_took: Option<Duration>,
+    stats: Arc<ProducerStats>,
 }
 
 impl Generator {
@@ -39,11 +41,19 @@ impl Generator {
             seq: 0,
             interval,
             first_took: None,
+            stats: Arc::default(),
         };
         let started = Instant::now();
         generator.publish();
-        generator.first_took = Some(started.elapsed());
+        let took = started.elapsed();
+        generator.stats.snapshot_built(switches, took);
+        generator.first_took = Some(took);
         generator
+    }
+
+    /// The counters `/metrics` reports, shared with the routes.
+    pub fn stats(&self) -> Arc<ProducerStats> {
+        self.stats.clone()
     }
 
     /// The cell the routes read snapshots from.
@@ -56,7 +66,9 @@ impl Generator {
         let started = Instant::now();
         self.sim.step();
         self.publish();
-        self.log_tick(started.elapsed());
+        let took = started.elapsed();
+        self.stats.snapshot_built(self.sim.len(), took);
+        self.log_tick(took);
     }
 
     fn publish(&mut self) {

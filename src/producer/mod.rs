@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod generator;
+pub mod metrics;
 pub mod routes;
 pub mod simulator;
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::metrics::{Fault, ProducerStats};
 use super::simulator::Snapshot;
 use crate::http::{self, CSV, Request, Response};
 use crate::log::{Event, Level};
@@ -25,15 +26,21 @@ pub struct Faults {
 pub struct Routes {
     cell: Arc<Swap<Snapshot>>,
     faults: Faults,
+    stats: Arc<ProducerStats>,
 }
 
 impl Routes {
-    pub fn new(cell: Arc<Swap<Snapshot>>, faults: Faults) -> Routes {
-        Routes { cell, faults }
+    pub fn new(cell: Arc<Swap<Snapshot>>, faults: Faults, stats: Arc<ProducerStats>) -> Routes {
+        Routes {
+            cell,
+            faults,
+            stats,
+        }
     }
 
     fn counters(&self, req: &Request) -> Response {
         let delay = if !self.faults.slow.is_zero() && fastrand::f64() < SLOW_SHARE {
+            self.stats.fault_injected(Fault::Slow);
             Event::new(Level::Info, "gen.inject_fault")
                 .str("kind", "slow")
                 .uint("delay_ms", self.faults.slow.as_millis() as u64)
@@ -47,6 +54,7 @@ impl Routes {
 
     fn answer(&self, req: &Request) -> Response {
         if self.faults.fail_pct > 0.0 && fastrand::f64() * 100.0 < self.faults.fail_pct {
+            self.stats.fault_injected(Fault::Http500);
             Event::new(Level::Info, "gen.inject_fault")
                 .str("kind", "http_500")
                 .emit();
@@ -75,7 +83,7 @@ impl Routes {
 
 impl Handler for Routes {
     fn handle(&self, req: &Request) -> Response {
-        let known = matches!(req.path.as_str(), "/counters" | "/health");
+        let known = matches!(req.path.as_str(), "/counters" | "/health" | "/metrics");
         if !known {
             return Response::unknown_path(&req.path);
         }
@@ -84,7 +92,16 @@ impl Handler for Routes {
         }
         match req.path.as_str() {
             "/counters" => self.counters(req),
+            "/metrics" => Response::new(200)
+                .header("Content-Type", crate::prometheus::CONTENT_TYPE)
+                .chunk(self.stats.render()),
             _ => Response::json(200, "{\"ok\":true}"),
+        }
+    }
+
+    fn observe(&self, req: &Request, status: u16, _elapsed: Duration) {
+        if req.path == "/counters" {
+            self.stats.counters_answered(status);
         }
     }
 }
@@ -96,7 +113,7 @@ mod tests {
 
     fn routes(faults: Faults) -> (Routes, Generator) {
         let g = Generator::new(3, Some(1), Duration::from_secs(60));
-        (Routes::new(g.cell(), faults), g)
+        (Routes::new(g.cell(), faults, g.stats()), g)
     }
 
     #[test]

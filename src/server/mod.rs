@@ -541,11 +541,12 @@ fn supervise(shared: &Arc<Shared>, died: &Receiver<String>, stop: &Stop) {
     }
 }
 
-/// Writes the answer, then records and logs the request.
+/// Writes the answer, then records and logs the request. A streamed answer
+/// goes on writing on a thread of its own (the route bounds how many).
 fn finish(
     rq: tiny_http::Request,
     req: &Request,
-    resp: Response,
+    mut resp: Response,
     close: bool,
     started: Instant,
     handler: &dyn Handler,
@@ -561,11 +562,23 @@ fn finish(
     let status = resp.status;
     let mut writer = rq.into_writer();
     let sent = wire::write(&mut *writer, &req.method, &resp, persistence);
-    drop(writer);
+    let stream = resp.stream.take();
     let elapsed = started.elapsed();
     handler.observe(req, status, elapsed);
     let bytes = *sent.as_ref().unwrap_or(&0);
+    let failed = sent.is_err();
     access_log(req, status, bytes, elapsed, sent.err());
+    let Some(stream) = stream.filter(|_| !failed && req.method != "HEAD") else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("http-stream".into())
+        .spawn(move || stream(&mut *writer));
+    if let Err(e) = spawned {
+        Event::new(Level::Error, "http.error")
+            .str("error", &format!("cannot start a stream thread: {e}"))
+            .emit();
+    }
 }
 
 fn asked_keep_alive(req: &Request) -> bool {

@@ -87,7 +87,8 @@ pub fn head(resp: &Response, persistence: Persistence) -> Vec<u8> {
         }
         let _ = write!(out, "{name}: {value}\r\n");
     }
-    if !matches!(resp.status, 100..=199 | 204) {
+    // A streamed body has no length: it ends when the connection closes.
+    if !matches!(resp.status, 100..=199 | 204) && resp.stream.is_none() {
         let _ = write!(out, "Content-Length: {}\r\n", resp.body_len());
     }
     match persistence {
@@ -99,13 +100,19 @@ pub fn head(resp: &Response, persistence: Persistence) -> Vec<u8> {
     out
 }
 
-/// Writes `resp` to `w` and flushes; returns the body bytes sent.
+/// Writes `resp` to `w` and flushes; returns the body bytes sent. A
+/// streamed answer's head is written here, its body by its own stream.
 pub fn write(
     w: &mut dyn Write,
     method: &str,
     resp: &Response,
     persistence: Persistence,
 ) -> io::Result<usize> {
+    let persistence = if resp.stream.is_some() {
+        Persistence::Close
+    } else {
+        persistence
+    };
     let mut head = head(resp, persistence);
     let mut sent = 0;
     if bodyless(method, resp.status) {

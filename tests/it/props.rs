@@ -471,16 +471,16 @@ fn mutated_csv_bodies_never_panic_and_accepted_ones_render_json() {
 /// breaks one property and must be refused.
 #[test]
 fn the_checks_refuse_malformed_answers() {
-    let ok = Response::json(200, "{\"ok\":true}");
-    assert_eq!(checks::check_response(&ok, true), Ok(()));
+    let ok = || Response::json(200, "{\"ok\":true}");
+    assert_eq!(checks::check_response(&ok(), true), Ok(()));
     let bad = [
         Response::new(600),
         Response::new(99),
-        ok.clone().header("X-Bad", "a\r\nInjected: 1"),
-        ok.clone().header("X-Bad", "caf\u{e9}"),
-        ok.clone().header("X-Bad", " padded"),
-        ok.clone().header("Bad Name", "x"),
-        ok.clone().header("Content-Type", "text/plain"),
+        ok().header("X-Bad", "a\r\nInjected: 1"),
+        ok().header("X-Bad", "caf\u{e9}"),
+        ok().header("X-Bad", " padded"),
+        ok().header("Bad Name", "x"),
+        ok().header("Content-Type", "text/plain"),
         Response::json(200, "{\"ok\":tru"),
         Response::json(404, "{\"message\":\"nope\"}"),
         Response::json(400, "{\"error\":\"\"}"),

@@ -1,0 +1,774 @@
+//! `ListMetrics` filtering, paging and CSV output: the query parameters a
+//! shell user reaches for (`fields=`, `switch_id=`, `switch_prefix=`,
+//! `limit=`, `offset=`, `format=` or `Accept: text/csv`), parsed into a
+//! [`Filter`], checked against a snapshot, and rendered per request as JSON
+//! or CSV in O(rows × chosen fields). A request with none of these
+//! parameters never comes here: it gets the snapshot's pre-rendered body.
+//!
+//! The rules, each answered 400 with `{"error":"…"}` naming the bad value
+//! when broken:
+//! - `fields=a,b` keeps those fields, in that order (`switch_id` always
+//!   comes first; naming it is allowed and changes nothing). Unknown,
+//!   repeated or empty names are refused.
+//! - `switch_id=a,b` keeps those switches, in upstream row order; ids the
+//!   snapshot lacks are simply absent (`total` says how many matched).
+//!   `switch_prefix=p` keeps ids starting with `p`; both together intersect.
+//! - `limit` (1..=100000) and `offset` (≥ 0) page through what matched;
+//!   `total` counts the matches before paging, `next_offset` is where the
+//!   next page starts (`null` on the last one).
+//! - `format=csv`, or `Accept: text/csv` without `format=json`, answers
+//!   CSV: `switch_id,<fields…>` then one row per item, with `X-Total-Count`
+//!   (and `X-Next-Offset` when there is a next page) for paging.
+//!
+//! List parameters (`fields`, `switch_id`) may be repeated and their lists
+//! are joined; any other known parameter given twice is refused. Unknown
+//! parameters are ignored, as `GetMetric` ignores them.
+
+use std::fmt;
+
+use super::snapshot::Snapshot;
+use crate::csv;
+use crate::http::{self, Request, Response};
+use crate::json;
+use crate::query;
+
+/// The largest page a client may ask for.
+pub const MAX_LIMIT: usize = 100_000;
+
+/// Why a `ListMetrics` query was refused. Every one is a 400.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The query string itself is malformed (a bad `%`-escape, not UTF-8).
+    Query(query::Error),
+    /// A single-valued parameter given more than once.
+    Repeated(&'static str),
+    /// A parameter given with an empty value (`limit=`).
+    Empty(&'static str),
+    /// A comma list with an empty element (`fields=a,,b`); the whole value.
+    EmptyElement { param: &'static str, value: String },
+    /// `limit` is not an integer in 1..=[`MAX_LIMIT`].
+    Limit(String),
+    /// `offset` is not a non-negative integer.
+    Offset(String),
+    /// `format` is neither `json` nor `csv`.
+    Format(String),
+    /// A name in `fields` the snapshot does not have.
+    UnknownField(String),
+    /// A name given twice in `fields`.
+    DuplicateField(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Query(e) => write!(f, "{e}"),
+            Error::Repeated(p) => write!(f, "repeated query parameter: {p}"),
+            Error::Empty(p) => write!(f, "empty query parameter: {p}"),
+            Error::EmptyElement { param, value } => {
+                write!(f, "empty element in {param}: {}", clip(value))
+            }
+            Error::Limit(v) => write!(
+                f,
+                "invalid limit: {} (want an integer 1..={MAX_LIMIT})",
+                clip(v)
+            ),
+            Error::Offset(v) => write!(
+                f,
+                "invalid offset: {} (want a non-negative integer)",
+                clip(v)
+            ),
+            Error::Format(v) => write!(f, "invalid format: {} (want json or csv)", clip(v)),
+            Error::UnknownField(v) => write!(f, "unknown field: {}", clip(v)),
+            Error::DuplicateField(v) => write!(f, "duplicate field: {}", clip(v)),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<query::Error> for Error {
+    fn from(e: query::Error) -> Error {
+        Error::Query(e)
+    }
+}
+
+/// Untrusted text clipped for an error message.
+fn clip(s: &str) -> String {
+    let c = json::clip(s, 128);
+    if c.len() < s.len() {
+        format!("{c}…")
+    } else {
+        c.to_string()
+    }
+}
+
+/// The body format an answer is rendered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
+}
+
+/// What a `ListMetrics` request asks for. `None` means "not given".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Fields to keep, in order (`switch_id` already dropped).
+    pub fields: Option<Vec<String>>,
+    /// Exact switch ids to keep.
+    pub switch_ids: Option<Vec<String>>,
+    pub switch_prefix: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+    pub format: Format,
+}
+
+impl Filter {
+    /// Reads the query string and `Accept` header of `req`.
+    pub fn from_request(req: &Request) -> Result<Filter, Error> {
+        let (mut filter, format) = Filter::read(&req.query)?;
+        filter.format = match format {
+            Some(f) => f,
+            None if accepts_csv(req.headers_named("Accept")) => Format::Csv,
+            None => Format::Json,
+        };
+        Ok(filter)
+    }
+
+    /// Reads a query string (the format defaults to JSON).
+    pub fn parse(query: &str) -> Result<Filter, Error> {
+        let (mut filter, format) = Filter::read(query)?;
+        filter.format = format.unwrap_or_default();
+        Ok(filter)
+    }
+
+    /// The filter and the `format` given, if any. List values are split on
+    /// the raw commas before decoding, so `%2C` is a comma inside an id.
+    fn read(query: &str) -> Result<(Filter, Option<Format>), Error> {
+        let mut filter = Filter::default();
+        let mut format: Option<Format> = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = query::decode(name)?;
+            match &*name {
+                "fields" => {
+                    let list = filter.fields.get_or_insert_with(Vec::new);
+                    for f in split_list("fields", raw)? {
+                        if f == "switch_id" {
+                            continue;
+                        }
+                        list.push(f);
+                    }
+                }
+                "switch_id" => {
+                    let list = filter.switch_ids.get_or_insert_with(Vec::new);
+                    list.extend(split_list("switch_id", raw)?);
+                }
+                "switch_prefix" => {
+                    let value = single("switch_prefix", raw, filter.switch_prefix.is_some())?;
+                    filter.switch_prefix = Some(value);
+                }
+                "limit" => {
+                    let value = single("limit", raw, filter.limit.is_some())?;
+                    let limit = uint(&value)
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or(Error::Limit(value))?;
+                    filter.limit = Some(limit);
+                }
+                "offset" => {
+                    let value = single("offset", raw, filter.offset.is_some())?;
+                    filter.offset = Some(uint(&value).ok_or(Error::Offset(value))?);
+                }
+                "format" => {
+                    let value = single("format", raw, format.is_some())?;
+                    format = Some(match value.as_str() {
+                        "json" => Format::Json,
+                        "csv" => Format::Csv,
+                        _ => return Err(Error::Format(value)),
+                    });
+                }
+                // Unknown parameters are ignored, but must still decode.
+                _ => {
+                    query::decode(raw)?;
+                }
+            }
+        }
+        Ok((filter, format))
+    }
+
+    /// True if no filter or paging parameter was given: the answer is the
+    /// whole table, which JSON clients get pre-rendered.
+    pub fn is_whole_table(&self) -> bool {
+        self.fields.is_none()
+            && self.switch_ids.is_none()
+            && self.switch_prefix.is_none()
+            && self.limit.is_none()
+            && self.offset.is_none()
+    }
+
+    /// Checks the filter against `snap` and picks the page it asks for.
+    pub fn select(&self, snap: &Snapshot) -> Result<Page, Error> {
+        let columns = match &self.fields {
+            None => (0..snap.fields.len()).collect(),
+            Some(names) => {
+                let mut taken = vec![false; snap.fields.len()];
+                let mut columns = Vec::with_capacity(names.len());
+                for name in names {
+                    let col = snap
+                        .column(name)
+                        .ok_or_else(|| Error::UnknownField(name.clone()))?;
+                    if std::mem::replace(&mut taken[col], true) {
+                        return Err(Error::DuplicateField(name.clone()));
+                    }
+                    columns.push(col);
+                }
+                columns
+            }
+        };
+        let offset = self.offset.unwrap_or(0);
+        let end = self.limit.map_or(usize::MAX, |l| offset.saturating_add(l));
+        let prefix = self.switch_prefix.as_deref();
+        let mut page = Page {
+            columns,
+            rows: Vec::new(),
+            total: 0,
+            next_offset: None,
+        };
+        let mut visit = |row: usize| {
+            if prefix.is_some_and(|p| !snap.switch_ids[row].starts_with(p)) {
+                return;
+            }
+            if (offset..end).contains(&page.total) {
+                page.rows.push(row);
+            }
+            page.total += 1;
+        };
+        match &self.switch_ids {
+            None => (0..snap.rows()).for_each(&mut visit),
+            Some(ids) => {
+                let mut rows: Vec<usize> = ids.iter().filter_map(|id| snap.row(id)).collect();
+                rows.sort_unstable();
+                rows.dedup();
+                rows.into_iter().for_each(&mut visit);
+            }
+        }
+        if end < page.total {
+            page.next_offset = Some(end);
+        }
+        Ok(page)
+    }
+
+    /// The whole answer (status, Content-Type, body; the caller adds the
+    /// data headers) for `snap` at `now_ms`.
+    pub fn render(&self, snap: &Snapshot, now_ms: u64) -> Result<Response, Error> {
+        let page = self.select(snap)?;
+        Ok(match self.format {
+            Format::Json => Response::json(200, page.json(snap, now_ms)),
+            Format::Csv => {
+                let mut resp = Response::new(200)
+                    .header("Content-Type", http::CSV)
+                    .header("X-Total-Count", page.total.to_string());
+                if let Some(next) = page.next_offset {
+                    resp = resp.header("X-Next-Offset", next.to_string());
+                }
+                resp.chunk(page.csv(snap))
+            }
+        })
+    }
+}
+
+/// The decoded elements of a raw comma list, refusing an empty one.
+fn split_list(param: &'static str, raw: &str) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for element in raw.split(',') {
+        let element = query::decode(element)?;
+        if element.is_empty() {
+            let value = query::decode(raw)?.into_owned();
+            return Err(if raw.is_empty() {
+                Error::Empty(param)
+            } else {
+                Error::EmptyElement { param, value }
+            });
+        }
+        out.push(element.into_owned());
+    }
+    Ok(out)
+}
+
+/// The decoded value of a parameter that may appear once and not be empty.
+fn single(param: &'static str, raw: &str, seen: bool) -> Result<String, Error> {
+    if seen {
+        return Err(Error::Repeated(param));
+    }
+    let value = query::decode(raw)?;
+    if value.is_empty() {
+        return Err(Error::Empty(param));
+    }
+    Ok(value.into_owned())
+}
+
+/// Plain decimal digits (no sign, no spaces) as a `usize`.
+fn uint(s: &str) -> Option<usize> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// True if `Accept` prefers CSV: `text/csv` with q > 0, above any
+/// `application/json` and at least as high as any wildcard. A plain
+/// `*/*` (curl's default) or no header at all means JSON.
+fn accepts_csv<'a>(headers: impl Iterator<Item = &'a str>) -> bool {
+    let (mut csv, mut json, mut wild) = (0.0f32, 0.0f32, 0.0f32);
+    for range in headers.flat_map(|h| h.split(',')) {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let mut q = 1.0f32;
+        for p in parts {
+            let Some((k, v)) = p.split_once('=') else {
+                continue;
+            };
+            if k.trim().eq_ignore_ascii_case("q") {
+                q = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|q: &f32| (0.0..=1.0).contains(q))
+                    .unwrap_or(0.0);
+            }
+        }
+        let slot = if media.eq_ignore_ascii_case("text/csv") {
+            &mut csv
+        } else if media.eq_ignore_ascii_case("application/json") {
+            &mut json
+        } else if media == "*/*" || media.eq_ignore_ascii_case("text/*") {
+            &mut wild
+        } else {
+            continue;
+        };
+        *slot = slot.max(q);
+    }
+    csv > 0.0 && csv > json && csv >= wild
+}
+
+/// The rows and columns one request selected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Snapshot columns, in the order asked for.
+    pub columns: Vec<usize>,
+    /// Snapshot rows on this page, in upstream order.
+    pub rows: Vec<usize>,
+    /// Rows that matched before paging.
+    pub total: usize,
+    /// Where the next page starts, if there are more rows.
+    pub next_offset: Option<usize>,
+}
+
+impl Page {
+    /// `{"snapshot_id","age_ms","total","next_offset","fields","items"}`.
+    pub fn json(&self, snap: &Snapshot, now_ms: u64) -> String {
+        let keys: Vec<String> = self
+            .columns
+            .iter()
+            .map(|&c| {
+                let mut k = json::string(&snap.fields[c]);
+                k.push(':');
+                k
+            })
+            .collect();
+        let per_row = 16 + keys.iter().map(|k| k.len() + 8).sum::<usize>();
+        let mut out = String::with_capacity(128 + per_row * self.rows.len());
+        out.push_str("{\"snapshot_id\":");
+        json::push_str(&mut out, snap.id());
+        out.push_str(",\"age_ms\":");
+        out.push_str(&snap.age_ms(now_ms).to_string());
+        out.push_str(",\"total\":");
+        out.push_str(&self.total.to_string());
+        out.push_str(",\"next_offset\":");
+        match self.next_offset {
+            Some(n) => out.push_str(&n.to_string()),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"fields\":[");
+        for (i, &c) in self.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json::push_str(&mut out, &snap.fields[c]);
+        }
+        out.push_str("],\"items\":[");
+        for (i, &row) in self.rows.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"switch_id\":");
+            json::push_str(&mut out, &snap.switch_ids[row]);
+            for (key, &col) in keys.iter().zip(&self.columns) {
+                out.push(',');
+                out.push_str(key);
+                out.push_str(snap.number(row, col));
+            }
+            out.push('}');
+        }
+        out.push_str("]}");
+        out
+    }
+
+    /// `switch_id,<fields…>` then one line per row; numbers as in JSON.
+    pub fn csv(&self, snap: &Snapshot) -> String {
+        let mut header = Vec::with_capacity(self.columns.len() + 1);
+        header.push("switch_id");
+        header.extend(self.columns.iter().map(|&c| snap.fields[c].as_str()));
+        let per_row = 16 + 8 * self.columns.len();
+        let mut out = String::with_capacity(64 + per_row * self.rows.len());
+        csv::push_record(&mut out, &header);
+        for &row in &self.rows {
+            csv::push_field(&mut out, &snap.switch_ids[row]);
+            for &col in &self.columns {
+                out.push(',');
+                out.push_str(snap.number(row, col));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::snapshot::{Limits, Origin};
+    use serde_json::{Value, json};
+
+    const TABLE: &str = "switch_id,a,b,c\n\
+        sw-000,1.5,0,10\n\
+        sw-001,2.50,1,11\n\
+        \"core,1 \"\"x\"\"\",3,2,1e3\n\
+        sw-010,4,3,13\n\
+        leaf-1,5,4,14\n";
+
+    fn snap() -> Snapshot {
+        let origin = Origin {
+            id: "s-1".into(),
+            producer_ts_ms: Some(1_000),
+            fetched_ms: 1_000,
+        };
+        Snapshot::parse(TABLE.as_bytes(), origin, Limits { max_rows: 100 }).unwrap()
+    }
+
+    fn ids(s: &Snapshot, page: &Page) -> Vec<String> {
+        page.rows
+            .iter()
+            .map(|&r| s.switch_ids[r].to_string())
+            .collect()
+    }
+
+    fn select(q: &str) -> Result<Page, Error> {
+        Filter::parse(q)?.select(&snap())
+    }
+
+    fn err(q: &str) -> String {
+        match select(q) {
+            Err(e) => e.to_string(),
+            Ok(p) => panic!("{q}: expected an error, got {p:?}"),
+        }
+    }
+
+    #[test]
+    fn no_parameters_is_the_whole_table() {
+        for q in ["", "format=json", "format=csv", "foo=1&bar", "&&"] {
+            assert!(Filter::parse(q).unwrap().is_whole_table(), "{q}");
+        }
+        for q in [
+            "fields=a",
+            "switch_id=x",
+            "switch_prefix=s",
+            "limit=1",
+            "offset=0",
+        ] {
+            assert!(!Filter::parse(q).unwrap().is_whole_table(), "{q}");
+        }
+        let page = select("").unwrap();
+        assert_eq!(page.columns, [0, 1, 2]);
+        assert_eq!(page.rows, [0, 1, 2, 3, 4]);
+        assert_eq!((page.total, page.next_offset), (5, None));
+    }
+
+    #[test]
+    fn fields_keep_the_order_asked_for() {
+        let p = select("fields=c,a").unwrap();
+        assert_eq!(p.columns, [2, 0]);
+        // switch_id is always first; naming it changes nothing.
+        assert_eq!(select("fields=switch_id,b").unwrap().columns, [1]);
+        assert!(select("fields=switch_id").unwrap().columns.is_empty());
+        // Repeated `fields` parameters are one list.
+        assert_eq!(select("fields=b&fields=a").unwrap().columns, [1, 0]);
+        assert_eq!(err("fields=a,nope"), "unknown field: nope");
+        assert_eq!(err("fields=A"), "unknown field: A");
+        assert_eq!(err("fields=a,,b"), "empty element in fields: a,,b");
+        assert_eq!(err("fields=a,"), "empty element in fields: a,");
+        assert_eq!(err("fields="), "empty query parameter: fields");
+        assert_eq!(err("fields=a,b,a"), "duplicate field: a");
+        assert_eq!(err("fields=a&fields=a"), "duplicate field: a");
+    }
+
+    #[test]
+    fn switch_ids_and_prefix_filter_in_row_order() {
+        let s = snap();
+        let p = Filter::parse("switch_id=sw-010,sw-000,nope,sw-000")
+            .unwrap()
+            .select(&s)
+            .unwrap();
+        assert_eq!(ids(&s, &p), ["sw-000", "sw-010"]);
+        assert_eq!(p.total, 2);
+        let p = Filter::parse("switch_prefix=sw-0")
+            .unwrap()
+            .select(&s)
+            .unwrap();
+        assert_eq!(ids(&s, &p), ["sw-000", "sw-001", "sw-010"]);
+        // Both: the intersection.
+        let p = Filter::parse("switch_id=sw-001,leaf-1,sw-010&switch_prefix=sw-")
+            .unwrap()
+            .select(&s)
+            .unwrap();
+        assert_eq!(ids(&s, &p), ["sw-001", "sw-010"]);
+        // A raw comma separates; `%2C` is a comma inside an id.
+        let p = Filter::parse("switch_id=core%2C1+%22x%22,sw-000")
+            .unwrap()
+            .select(&s)
+            .unwrap();
+        assert_eq!(ids(&s, &p), ["sw-000", "core,1 \"x\""]);
+        let p = Filter::parse("switch_prefix=core%2C1")
+            .unwrap()
+            .select(&s)
+            .unwrap();
+        assert_eq!(ids(&s, &p), ["core,1 \"x\""]);
+        assert_eq!(
+            err("switch_id=a,%zz"),
+            "malformed query string: bad %-escape"
+        );
+        assert_eq!(err("unknown=%zz"), "malformed query string: bad %-escape");
+        // Unknown ids are absent, not an error.
+        let p = Filter::parse("switch_id=nope").unwrap().select(&s).unwrap();
+        assert_eq!((p.rows.len(), p.total, p.next_offset), (0, 0, None));
+        assert_eq!(err("switch_id=a,,b"), "empty element in switch_id: a,,b");
+        assert_eq!(err("switch_id="), "empty query parameter: switch_id");
+        assert_eq!(
+            err("switch_prefix="),
+            "empty query parameter: switch_prefix"
+        );
+        assert_eq!(
+            err("switch_prefix=a&switch_prefix=b"),
+            "repeated query parameter: switch_prefix"
+        );
+    }
+
+    #[test]
+    fn paging_after_filtering() {
+        let s = snap();
+        let page = |q: &str| Filter::parse(q).unwrap().select(&s).unwrap();
+        let p = page("limit=2");
+        assert_eq!(
+            (p.rows.clone(), p.total, p.next_offset),
+            (vec![0, 1], 5, Some(2))
+        );
+        let p = page("limit=2&offset=2");
+        assert_eq!((p.rows.clone(), p.next_offset), (vec![2, 3], Some(4)));
+        let p = page("limit=2&offset=4");
+        assert_eq!((p.rows.clone(), p.next_offset), (vec![4], None));
+        let p = page("offset=3");
+        assert_eq!(
+            (p.rows.clone(), p.total, p.next_offset),
+            (vec![3, 4], 5, None)
+        );
+        let p = page("offset=99&limit=5");
+        assert_eq!((p.rows.len(), p.total, p.next_offset), (0, 5, None));
+        let p = page("switch_prefix=sw-&limit=2&offset=1");
+        assert_eq!(
+            (ids(&s, &p), p.total, p.next_offset),
+            (vec!["sw-001".into(), "sw-010".into()], 3, None)
+        );
+        let p = page("limit=100000&offset=18446744073709551615");
+        assert_eq!((p.rows.len(), p.next_offset), (0, None));
+        assert_eq!(page("limit=007").rows.len(), 5);
+    }
+
+    #[test]
+    fn bad_paging_values_name_the_parameter_and_value() {
+        for (q, msg) in [
+            ("limit=0", "invalid limit: 0 (want an integer 1..=100000)"),
+            (
+                "limit=100001",
+                "invalid limit: 100001 (want an integer 1..=100000)",
+            ),
+            ("limit=-1", "invalid limit: -1 (want an integer 1..=100000)"),
+            (
+                "limit=%2B5",
+                "invalid limit: +5 (want an integer 1..=100000)",
+            ),
+            (
+                "limit=1.5",
+                "invalid limit: 1.5 (want an integer 1..=100000)",
+            ),
+            (
+                "limit=%205",
+                "invalid limit:  5 (want an integer 1..=100000)",
+            ),
+            ("limit=", "empty query parameter: limit"),
+            ("limit=1&limit=2", "repeated query parameter: limit"),
+            (
+                "offset=-1",
+                "invalid offset: -1 (want a non-negative integer)",
+            ),
+            (
+                "offset=x",
+                "invalid offset: x (want a non-negative integer)",
+            ),
+            (
+                "offset=99999999999999999999999",
+                "invalid offset: 99999999999999999999999 (want a non-negative integer)",
+            ),
+            ("offset=", "empty query parameter: offset"),
+            ("format=xml", "invalid format: xml (want json or csv)"),
+            ("format=CSV", "invalid format: CSV (want json or csv)"),
+            ("format=", "empty query parameter: format"),
+            ("format=csv&format=json", "repeated query parameter: format"),
+            ("limit=%zz", "malformed query string: bad %-escape"),
+        ] {
+            assert_eq!(Filter::parse(q).unwrap_err().to_string(), msg, "{q}");
+        }
+        let long = "9".repeat(1_000);
+        let msg = Filter::parse(&format!("limit={long}"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.len() < 200 && msg.contains('…'), "{msg}");
+    }
+
+    #[test]
+    fn format_from_query_or_accept() {
+        let format = |q: &str, accept: Option<&str>| {
+            let mut req = Request::get(&format!("/telemetry/ListMetrics?{q}"));
+            if let Some(a) = accept {
+                req = req.with_header("Accept", a);
+            }
+            Filter::from_request(&req).unwrap().format
+        };
+        assert_eq!(format("", None), Format::Json);
+        assert_eq!(format("format=csv", None), Format::Csv);
+        assert_eq!(format("", Some("text/csv")), Format::Csv);
+        assert_eq!(format("", Some("TEXT/CSV; charset=utf-8")), Format::Csv);
+        assert_eq!(format("", Some("text/csv, */*;q=0.1")), Format::Csv);
+        assert_eq!(format("", Some("text/csv, */*")), Format::Csv);
+        assert_eq!(format("format=json", Some("text/csv")), Format::Json);
+        assert_eq!(format("format=csv", Some("application/json")), Format::Csv);
+        assert_eq!(format("", Some("*/*")), Format::Json);
+        assert_eq!(format("", Some("application/json, text/csv")), Format::Json);
+        assert_eq!(
+            format("", Some("application/json;q=0.5, text/csv")),
+            Format::Csv
+        );
+        assert_eq!(format("", Some("text/csv;q=0")), Format::Json);
+        assert_eq!(format("", Some("text/csv;q=bogus")), Format::Json);
+        assert_eq!(format("", Some("text/html,*/*;q=0.8")), Format::Json);
+    }
+
+    fn json_body(q: &str) -> (String, Value) {
+        let s = snap();
+        let text = Filter::parse(q)
+            .unwrap()
+            .select(&s)
+            .unwrap()
+            .json(&s, 3_000);
+        let v = serde_json::from_str(&text).unwrap();
+        (text, v)
+    }
+
+    #[test]
+    fn json_has_total_and_next_offset_in_key_order() {
+        let (text, v) = json_body("fields=b,a&limit=1&offset=1");
+        assert_eq!(
+            text,
+            "{\"snapshot_id\":\"s-1\",\"age_ms\":2000,\"total\":5,\"next_offset\":2,\
+             \"fields\":[\"b\",\"a\"],\"items\":[{\"switch_id\":\"sw-001\",\"b\":1,\"a\":2.50}]}"
+        );
+        assert_eq!(v["items"][0]["a"], 2.5);
+        let (text, v) = json_body("switch_id=nope");
+        assert_eq!(
+            v,
+            json!({"snapshot_id":"s-1","age_ms":2000,"total":0,"next_offset":null,"fields":["a","b","c"],"items":[]})
+        );
+        assert!(text.contains("\"next_offset\":null,"));
+        let (_, v) = json_body("switch_prefix=core");
+        assert_eq!(
+            v["items"][0],
+            json!({"switch_id":"core,1 \"x\"","a":3,"b":2,"c":1e3})
+        );
+        assert!(json_body("switch_prefix=core").0.contains("\"c\":1e3}"));
+    }
+
+    /// Every record of a CSV body, read back with our own reader.
+    fn read_csv(text: &str) -> Vec<Vec<String>> {
+        let mut r = csv::Reader::new(text.as_bytes()).unwrap();
+        let mut rec = Vec::new();
+        let mut out = Vec::new();
+        while r.read_record(&mut rec).unwrap() {
+            out.push(rec.iter().map(|f| f.to_string()).collect());
+        }
+        out
+    }
+
+    #[test]
+    fn csv_round_trips_with_json_spelling() {
+        let s = snap();
+        let text = Filter::parse("").unwrap().select(&s).unwrap().csv(&s);
+        assert!(text.starts_with("switch_id,a,b,c\nsw-000,1.5,0,10\nsw-001,2.50,1,11\n"));
+        assert!(text.contains("\n\"core,1 \"\"x\"\"\",3,2,1e3\n"), "{text}");
+        // Read back, it is the upstream table itself.
+        assert_eq!(read_csv(&text), read_csv(TABLE));
+        let text = Filter::parse("fields=c,a&switch_prefix=sw-&limit=2")
+            .unwrap()
+            .select(&s)
+            .unwrap()
+            .csv(&s);
+        assert_eq!(text, "switch_id,c,a\nsw-000,10,1.5\nsw-001,11,2.50\n");
+        // Nothing matched: the header alone.
+        let text = Filter::parse("switch_id=nope")
+            .unwrap()
+            .select(&s)
+            .unwrap()
+            .csv(&s);
+        assert_eq!(text, "switch_id,a,b,c\n");
+        let text = Filter::parse("fields=switch_id")
+            .unwrap()
+            .select(&s)
+            .unwrap()
+            .csv(&s);
+        assert_eq!(read_csv(&text).len(), 6);
+        assert_eq!(read_csv(&text)[3], ["core,1 \"x\""]);
+    }
+
+    #[test]
+    fn render_sets_content_type_and_paging_headers() {
+        let s = snap();
+        let resp = Filter::parse("format=csv&limit=2")
+            .unwrap()
+            .render(&s, 3_000)
+            .unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header_value("content-type"), Some(http::CSV));
+        assert_eq!(resp.header_value("x-total-count"), Some("5"));
+        assert_eq!(resp.header_value("x-next-offset"), Some("2"));
+        let resp = Filter::parse("format=csv&offset=3")
+            .unwrap()
+            .render(&s, 3_000)
+            .unwrap();
+        assert_eq!(resp.header_value("x-next-offset"), None);
+        let resp = Filter::parse("limit=2").unwrap().render(&s, 3_000).unwrap();
+        assert_eq!(resp.header_value("content-type"), Some(http::JSON));
+        let e = Filter::parse("fields=zz")
+            .unwrap()
+            .render(&s, 3_000)
+            .unwrap_err();
+        assert_eq!(e, Error::UnknownField("zz".into()));
+    }
+}

@@ -1,0 +1,299 @@
+//! metrics_server's `/metrics`: the fabric as Prometheus gauges, and the
+//! server's own health.
+//!
+//! Each CSV column becomes a gauge labelled by `switch_id`, named by the
+//! exposition conventions from its unit suffix: `_gbps` → bytes per second
+//! (the base unit is bytes; × 1.25e8), `_us` → seconds, `_pct` → a 0–1
+//! ratio, `_c` → celsius, `_per_s` → per second; any other column is
+//! exported under its sanitised name. That block depends on the snapshot
+//! only, so it is rendered once per snapshot and reused by every scrape.
+
+use std::sync::{Arc, Mutex};
+
+use super::State;
+use super::poller::KINDS;
+use super::snapshot::Snapshot;
+use super::stats::ENDPOINTS;
+use crate::prometheus::{self, Exposition};
+
+/// The fabric block of the last snapshot rendered: (snapshot id, text).
+pub type FabricCache = Mutex<Option<(String, Arc<str>)>>;
+
+/// A column's metric name, unit for the help text, and scale factor.
+pub fn family_of(column: &str) -> (String, &'static str, f64) {
+    let rules: [(&str, &str, &str, f64); 5] = [
+        ("_gbps", "_bytes_per_second", "bytes per second", 1.25e8),
+        ("_us", "_seconds", "seconds", 1e-6),
+        ("_pct", "_ratio", "ratio 0-1", 0.01),
+        ("_c", "_celsius", "degrees Celsius", 1.0),
+        ("_per_s", "_per_second", "per second", 1.0),
+    ];
+    for (suffix, unit, help, scale) in rules {
+        if let Some(stem) = column.strip_suffix(suffix) {
+            if !stem.is_empty() {
+                let name = format!("fabric_{}{unit}", prometheus::sanitize(stem));
+                return (name, help, scale);
+            }
+        }
+    }
+    let name = format!("fabric_{}", prometheus::sanitize(column));
+    (name, "as sent upstream", 1.0)
+}
+
+/// The per-switch gauges of `snap` (a family may come out of two columns
+/// only once: the later column is left out).
+pub fn render_fabric(snap: &Snapshot) -> String {
+    let mut exp = Exposition::new();
+    let mut seen = std::collections::HashSet::new();
+    for (col, column) in snap.fields.iter().enumerate() {
+        let (name, unit, scale) = family_of(column);
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        exp.family(
+            &name,
+            "gauge",
+            &format!("Upstream column {column}, in {unit}, per switch."),
+        );
+        for (row, id) in snap.switch_ids.iter().enumerate() {
+            exp.sample(&name, &[("switch_id", id)], snap.value(row, col) * scale);
+        }
+    }
+    exp.finish()
+}
+
+/// The whole `/metrics` body at `now_ms`.
+pub fn render(state: &State, cache: &FabricCache, now_ms: u64) -> String {
+    let mut exp = Exposition::new();
+    exp.family(
+        "fabric_build_info",
+        "gauge",
+        "Build of the running server; always 1.",
+    )
+    .sample(
+        "fabric_build_info",
+        &[("service", "metrics_server"), ("version", crate::VERSION)],
+        1.0,
+    );
+
+    let snap = state.store.load();
+    if let Some(snap) = &snap {
+        let fabric = {
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            match &*cache {
+                Some((id, text)) if id == snap.id() => text.clone(),
+                _ => {
+                    let text: Arc<str> = Arc::from(render_fabric(snap));
+                    *cache = Some((snap.id().to_string(), text.clone()));
+                    text
+                }
+            }
+        };
+        exp.raw(&fabric);
+    }
+
+    exp.family(
+        "fabric_http_requests_total",
+        "counter",
+        "Requests answered, by endpoint and status.",
+    );
+    let traffic = state.stats.traffic();
+    for (endpoint, t) in ENDPOINTS.iter().zip(&traffic) {
+        for (status, n) in &t.by_status {
+            let code = status.to_string();
+            exp.sample(
+                "fabric_http_requests_total",
+                &[("endpoint", endpoint), ("code", &code)],
+                *n as f64,
+            );
+        }
+    }
+    exp.family(
+        "fabric_http_request_duration_seconds",
+        "histogram",
+        "Time to answer a request, write included, by endpoint.",
+    );
+    for (endpoint, t) in ENDPOINTS.iter().zip(&traffic) {
+        t.latency.write(
+            &mut exp,
+            "fabric_http_request_duration_seconds",
+            &[("endpoint", endpoint)],
+        );
+    }
+
+    let poll = state.stats.poll();
+    exp.family(
+        "fabric_polls_total",
+        "counter",
+        "Polls of the upstream, by result.",
+    );
+    for (result, n) in [
+        ("updated", poll.updated),
+        ("not_modified", poll.not_modified),
+        ("error", poll.failed),
+    ] {
+        exp.sample("fabric_polls_total", &[("result", result)], n as f64);
+    }
+    exp.family(
+        "fabric_poll_errors_total",
+        "counter",
+        "Failed polls, by kind.",
+    );
+    for (kind, n) in KINDS.iter().zip(poll.errors_by_kind) {
+        exp.sample("fabric_poll_errors_total", &[("kind", kind)], n as f64);
+    }
+    let up = poll.consecutive_failures == 0 && poll.last_success_ms.is_some();
+    exp.family(
+        "fabric_upstream_up",
+        "gauge",
+        "1 if the last poll succeeded, else 0.",
+    )
+    .sample("fabric_upstream_up", &[], f64::from(u8::from(up)));
+    exp.family(
+        "fabric_breaker_open",
+        "gauge",
+        "1 while the circuit breaker is open or half-open.",
+    )
+    .sample(
+        "fabric_breaker_open",
+        &[],
+        f64::from(u8::from(matches!(poll.breaker, "open" | "half_open"))),
+    );
+    if let Some(cycle) = poll.last_cycle {
+        exp.family(
+            "fabric_poll_duration_seconds",
+            "gauge",
+            "Duration of the last poll cycle.",
+        )
+        .sample("fabric_poll_duration_seconds", &[], cycle.as_secs_f64());
+    }
+    if let Some(snap) = &snap {
+        exp.family(
+            "fabric_snapshot_age_seconds",
+            "gauge",
+            "Age of the data being served.",
+        )
+        .sample(
+            "fabric_snapshot_age_seconds",
+            &[],
+            snap.age_ms(now_ms) as f64 / 1000.0,
+        );
+        exp.family(
+            "fabric_snapshot_switches",
+            "gauge",
+            "Switches in the data being served.",
+        )
+        .sample("fabric_snapshot_switches", &[], snap.rows() as f64);
+    }
+    exp.family(
+        "fabric_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+    )
+    .sample(
+        "fabric_uptime_seconds",
+        &[],
+        state.stats.uptime().as_secs_f64(),
+    );
+    exp.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::snapshot::{Limits, Origin};
+    use std::time::Duration;
+
+    fn state() -> State {
+        let state = State::default();
+        let csv = "switch_id,bandwidth_gbps,latency_us,cpu_util_pct,temperature_c,egress_drops_per_s,packet_errors,fan rpm\n\
+                   sw-000,121.5,11.2,34.1,46.7,3,0,9000\n\"odd\"\"id\",1,2,3,4,5,6,7\n";
+        let origin = Origin {
+            id: "s1".into(),
+            producer_ts_ms: Some(1_000),
+            fetched_ms: 1_000,
+        };
+        let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 10 }).unwrap();
+        state.store.store(Arc::new(snap));
+        state
+    }
+
+    #[test]
+    fn units_follow_the_conventions() {
+        assert_eq!(
+            family_of("bandwidth_gbps").0,
+            "fabric_bandwidth_bytes_per_second"
+        );
+        assert_eq!(family_of("latency_us").0, "fabric_latency_seconds");
+        assert_eq!(family_of("cpu_util_pct").0, "fabric_cpu_util_ratio");
+        assert_eq!(family_of("temperature_c").0, "fabric_temperature_celsius");
+        assert_eq!(
+            family_of("egress_drops_per_s").0,
+            "fabric_egress_drops_per_second"
+        );
+        assert_eq!(family_of("packet_errors").0, "fabric_packet_errors");
+        assert_eq!(family_of("fan rpm").0, "fabric_fan_rpm");
+        assert_eq!(family_of("_c").0, "fabric__c");
+    }
+
+    #[test]
+    fn fabric_values_are_scaled_and_labels_escaped() {
+        let s = state();
+        let text = render(&s, &FabricCache::default(), 3_000);
+        assert!(
+            text.contains("fabric_bandwidth_bytes_per_second{switch_id=\"sw-000\"} 15187500000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fabric_latency_seconds{switch_id=\"sw-000\"} 0.0000112\n")
+                || text.contains("fabric_latency_seconds{switch_id=\"sw-000\"} 1.12e-5\n"),
+            "{text}"
+        );
+        assert!(text.contains("fabric_cpu_util_ratio{switch_id=\"sw-000\"} 0.341\n"));
+        assert!(text.contains("fabric_temperature_celsius{switch_id=\"odd\\\"id\"} 4\n"));
+        assert!(text.contains("# TYPE fabric_packet_errors gauge\n"));
+        assert!(text.contains("fabric_snapshot_age_seconds 2\n"));
+        assert!(text.contains("fabric_upstream_up 0\n"), "no poll yet");
+        assert!(text.contains("fabric_build_info{service=\"metrics_server\",version="));
+    }
+
+    #[test]
+    fn requests_and_polls_are_counted() {
+        let s = state();
+        s.stats
+            .record_request("/telemetry/GetMetric", 200, Duration::from_micros(300));
+        s.stats
+            .record_request("/telemetry/GetMetric", 404, Duration::from_micros(300));
+        s.stats
+            .record_request("/nope", 404, Duration::from_micros(300));
+        s.stats.update_poll(|p| {
+            p.updated = 2;
+            p.last_success_ms = Some(1);
+        });
+        let text = render(&s, &FabricCache::default(), 3_000);
+        assert!(text.contains(
+            "fabric_http_requests_total{endpoint=\"/telemetry/GetMetric\",code=\"404\"} 1\n"
+        ));
+        assert!(text.contains("fabric_http_requests_total{endpoint=\"other\",code=\"404\"} 1\n"));
+        assert!(text.contains(
+            "fabric_http_request_duration_seconds_count{endpoint=\"/telemetry/GetMetric\"} 2\n"
+        ));
+        assert!(text.contains("fabric_polls_total{result=\"updated\"} 2\n"));
+        assert!(text.contains("fabric_upstream_up 1\n"));
+        // Every family is declared exactly once.
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let unique: std::collections::HashSet<&&str> = types.iter().collect();
+        assert_eq!(types.len(), unique.len());
+    }
+
+    #[test]
+    fn the_fabric_block_is_rendered_once_per_snapshot() {
+        let s = state();
+        let cache = FabricCache::default();
+        render(&s, &cache, 0);
+        let first = cache.lock().unwrap().clone().unwrap().1;
+        render(&s, &cache, 0);
+        let second = cache.lock().unwrap().clone().unwrap().1;
+        assert!(Arc::ptr_eq(&first, &second));
+    }
+}

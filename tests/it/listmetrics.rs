@@ -1,0 +1,185 @@
+//! `ListMetrics` filtering, paging and CSV over a real socket, used the way
+//! a shell script would: `curl '…?format=csv&fields=…' | awk -F, …`.
+
+use crate::support::*;
+
+const CSV: &str = "switch_id,bandwidth_gbps,cpu_util_pct,packet_errors\n\
+    sw-000,121.5,34.1,0\n\
+    sw-001,118.30,36.5,12\n\
+    \"core,1\",99,71.25,3\n\
+    sw-010,100,50,1\n\
+    leaf-7,80.0,12,0\n";
+
+fn serving(up: &FakeUpstream) -> Proc {
+    let ms = metrics_server(&up.url(), &[]);
+    eventually("the first snapshot", || {
+        let r = get(ms.addr, "/telemetry/ListMetrics");
+        (r.status == 200).then_some(())
+    });
+    ms
+}
+
+/// What `awk -F, 'NR>1 && $1 ~ /^sw-/ {print $1, $3}'` prints: the CSV body
+/// split on bare commas, as awk does (our ids here need no quoting).
+fn awk_columns(body: &str, cols: &[usize]) -> Vec<String> {
+    body.lines()
+        .skip(1)
+        .filter(|l| l.starts_with("sw-"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            cols.iter().map(|&c| f[c]).collect::<Vec<_>>().join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn csv_for_shell_pipelines() {
+    let up = FakeUpstream::start(
+        Script::csv("\"v1\"", CSV).with_header("X-Snapshot-Ts", "1000000000000"),
+    );
+    let ms = serving(&up);
+    let r = get(
+        ms.addr,
+        "/telemetry/ListMetrics?format=csv&fields=cpu_util_pct,packet_errors",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(r.header("etag"), Some("\"v1\""));
+    let age: u64 = r.header("x-data-age-ms").unwrap().parse().unwrap();
+    assert!(age > 700_000_000_000, "{age}");
+    let body = r.text();
+    assert_eq!(
+        body,
+        "switch_id,cpu_util_pct,packet_errors\n\
+         sw-000,34.1,0\nsw-001,36.5,12\n\"core,1\",71.25,3\nsw-010,50,1\nleaf-7,12,0\n"
+    );
+    assert_eq!(
+        awk_columns(&body, &[0, 2]),
+        ["sw-000 0", "sw-001 12", "sw-010 1"]
+    );
+    // The same with `Accept: text/csv`; numbers spelled as the upstream did.
+    let r = get_with(
+        ms.addr,
+        "/telemetry/ListMetrics?switch_prefix=sw-0&fields=bandwidth_gbps",
+        &[("Accept", "text/csv")],
+    );
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        r.text(),
+        "switch_id,bandwidth_gbps\nsw-000,121.5\nsw-001,118.30\nsw-010,100\n"
+    );
+    assert_eq!(r.header("x-total-count"), Some("3"));
+    // The whole table as CSV is the upstream's own body.
+    let r = get_with(ms.addr, "/telemetry/ListMetrics", &[("Accept", "text/csv")]);
+    assert_eq!(r.text(), CSV);
+    // `format=json` wins over Accept.
+    let r = get_with(
+        ms.addr,
+        "/telemetry/ListMetrics?format=json",
+        &[("Accept", "text/csv")],
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn filters_and_pages_in_json() {
+    let up = FakeUpstream::start(Script::csv("\"v2\"", CSV));
+    let ms = serving(&up);
+    // The default answer has neither total nor next_offset.
+    let plain = get(ms.addr, "/telemetry/ListMetrics").text();
+    assert!(
+        plain.starts_with("{\"snapshot_id\":\"v2\",\"age_ms\":"),
+        "{plain}"
+    );
+    assert!(!plain.contains("\"total\""), "{plain}");
+    // Walk every page of the sw- switches, two at a time.
+    let mut seen = Vec::new();
+    let mut offset = Some(0);
+    while let Some(at) = offset {
+        let r = get(
+            ms.addr,
+            &format!(
+                "/telemetry/ListMetrics?switch_prefix=sw-&limit=2&offset={at}&fields=packet_errors"
+            ),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        let head = text.split(",\"fields\"").next().unwrap();
+        assert!(
+            head.starts_with("{\"snapshot_id\":\"v2\",\"age_ms\":")
+                && head.contains(",\"total\":3,\"next_offset\":"),
+            "{text}"
+        );
+        let v = r.json();
+        assert_eq!(v["fields"], serde_json::json!(["packet_errors"]));
+        for item in v["items"].as_array().unwrap() {
+            assert_eq!(item.as_object().unwrap().len(), 2, "{item}");
+            seen.push(item["switch_id"].as_str().unwrap().to_string());
+        }
+        offset = v["next_offset"].as_u64();
+    }
+    assert_eq!(seen, ["sw-000", "sw-001", "sw-010"]);
+    // Exact ids: upstream order, unknown ones simply absent.
+    let v = get(
+        ms.addr,
+        "/telemetry/ListMetrics?switch_id=sw-010,core%2C1,sw-999",
+    )
+    .json();
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["next_offset"], serde_json::Value::Null);
+    let ids: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["switch_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["core,1", "sw-010"]);
+}
+
+#[test]
+fn bad_parameters_fail_curl_f_and_explain() {
+    let up = FakeUpstream::start(Script::csv("\"v3\"", CSV));
+    let ms = serving(&up);
+    for (query, msg) in [
+        ("fields=cpu_util_pct,nope", "unknown field: nope"),
+        (
+            "fields=cpu_util_pct,,packet_errors",
+            "empty element in fields: cpu_util_pct,,packet_errors",
+        ),
+        ("limit=0", "invalid limit: 0 (want an integer 1..=100000)"),
+        (
+            "limit=100001",
+            "invalid limit: 100001 (want an integer 1..=100000)",
+        ),
+        (
+            "offset=-1",
+            "invalid offset: -1 (want a non-negative integer)",
+        ),
+        ("format=xml", "invalid format: xml (want json or csv)"),
+        ("format=csv&fields=nope", "unknown field: nope"),
+    ] {
+        let r = get(ms.addr, &format!("/telemetry/ListMetrics?{query}"));
+        assert_eq!(r.status, 400, "{query}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{query}"
+        );
+        assert_eq!(r.json(), serde_json::json!({ "error": msg }), "{query}");
+    }
+}
+
+#[test]
+fn no_snapshot_yet_is_503_for_filtered_and_csv_requests() {
+    let up = FakeUpstream::start(Script::status(500));
+    let ms = metrics_server(&up.url(), &[]);
+    ms.wait_log(|v| v["event"] == "poll.error");
+    for path in [
+        "/telemetry/ListMetrics?format=csv",
+        "/telemetry/ListMetrics?fields=x&limit=5",
+    ] {
+        let r = get(ms.addr, path);
+        assert_eq!(r.status, 503, "{path}");
+        assert_eq!(r.json(), serde_json::json!({"error": "no snapshot yet"}));
+    }
+}
