@@ -69,6 +69,12 @@ pub fn subscribe(state: &Arc<State>, req: &Request) -> Response {
         Ok(f) => Some(f),
         Err(e) => return Response::error(400, &e.to_string()),
     };
+    // A field the current table lacks is refused now, not in every event.
+    if let (Some(f), Some(snap)) = (&filter, state.store.load()) {
+        if let Err(e) = f.select(&snap) {
+            return Response::error(400, &e.to_string());
+        }
+    }
     let Some(seat) = state.subscribers.take() else {
         return Response::error(503, "too many stream subscribers").header("Retry-After", "5");
     };

@@ -13,4 +13,5 @@ mod listmetrics;
 mod producer;
 mod props;
 mod resilience;
+mod stream;
 mod support;

@@ -1,0 +1,122 @@
+//! GET /telemetry/stream: Server-Sent Events on the real binaries.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Opens a stream and reads until `events` events arrived; returns the head
+/// and the event ids.
+fn events(addr: SocketAddr, extra: &str, events: usize) -> (String, Vec<String>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let req = format!("GET /telemetry/stream HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let ids: Vec<String> = body
+                .split("\n\n")
+                .filter(|e| e.contains("\ndata: {"))
+                .filter_map(|e| {
+                    e.lines()
+                        .find_map(|l| l.strip_prefix("id: "))
+                        .map(str::to_string)
+                })
+                .collect();
+            if ids.len() >= events {
+                return (head.to_string(), ids);
+            }
+        }
+        assert!(Instant::now() < deadline, "stream stalled: {text}");
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "stream ended: {text}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn one_event_per_snapshot_with_resume_and_a_cap() {
+    let ds = data_server(&["--interval-sec", "0.3", "--switches", "5"]);
+    let ms = metrics_server(
+        &format!("http://{}/counters", ds.addr),
+        &["--stream-max-subscribers", "3"],
+    );
+    eventually("a snapshot", || {
+        (get(ms.addr, "/telemetry/ListMetrics").status == 200).then_some(())
+    });
+    let (head, ids) = events(ms.addr, "", 2);
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("Content-Type: text/event-stream"));
+    assert!(head.contains("Connection: close") && !head.contains("Content-Length"));
+    assert_ne!(ids[0], ids[1], "each event is a new snapshot");
+    // Resuming at the current snapshot: the first event is a newer one.
+    let current = get(ms.addr, "/telemetry/ListMetrics").json()["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, ids) = events(ms.addr, &format!("Last-Event-ID: {current}\r\n"), 1);
+    assert_ne!(ids[0], current);
+    // A filtered stream.
+    let mut s = TcpStream::connect(ms.addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(
+        b"GET /telemetry/stream?fields=cpu_util_pct&switch_id=sw-001 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let mut got = String::new();
+    let mut chunk = [0u8; 8192];
+    while !got.contains("\"items\":[{\"switch_id\":\"sw-001\",\"cpu_util_pct\":") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "{got}");
+        got.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+    assert!(got.contains("\"total\":1"), "{got}");
+    drop(s);
+    assert_eq!(get(ms.addr, "/telemetry/stream?fields=nope").status, 400);
+}
+
+#[test]
+fn subscribers_are_capped_and_never_take_the_workers() {
+    let ds = data_server(&["--interval-sec", "60"]);
+    let ms = metrics_server(
+        &format!("http://{}/counters", ds.addr),
+        &["--stream-max-subscribers", "12"],
+    );
+    eventually("a snapshot", || {
+        (get(ms.addr, "/telemetry/ListMetrics").status == 200).then_some(())
+    });
+    // More streams than workers, all open at once.
+    let streams: Vec<TcpStream> = (0..12)
+        .map(|_| {
+            let mut s = TcpStream::connect(ms.addr).unwrap();
+            s.write_all(b"GET /telemetry/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut first = [0u8; 15];
+            s.read_exact(&mut first).unwrap();
+            assert_eq!(&first, b"HTTP/1.1 200 OK");
+            s
+        })
+        .collect();
+    let t = Instant::now();
+    assert_eq!(get(ms.addr, "/health").status, 200);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let r = get(ms.addr, "/telemetry/stream");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "too many stream subscribers");
+    drop(streams);
+    eventually("a seat freed", || {
+        let mut s = TcpStream::connect(ms.addr).ok()?;
+        s.write_all(b"GET /telemetry/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            .ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut first = [0u8; 15];
+        s.read_exact(&mut first).ok()?;
+        (&first == b"HTTP/1.1 200 OK").then_some(())
+    });
+}
