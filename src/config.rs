@@ -76,6 +76,9 @@ pub enum Cli<T> {
     Run(T),
     /// Print this text (help or version) on stdout and exit 0.
     Print(String),
+    /// `--probe URL`: GET it and exit 0 on a 2xx, 1 otherwise — a health
+    /// check for images with no HTTP client of their own.
+    Probe(String),
 }
 
 /// Everything needed to turn a command line into a `Config`.
@@ -115,6 +118,12 @@ impl<T> Spec<T> {
                 "-h" | "--help" => return Ok(Cli::Print(self.help())),
                 "-V" | "--version" => {
                     return Ok(Cli::Print(format!("{} {}\n", self.bin, crate::VERSION)));
+                }
+                "--probe" => {
+                    return match args.next() {
+                        Some(url) if !url.starts_with("--") => Ok(Cli::Probe(url)),
+                        _ => Err(Error::MissingValue("probe".into())),
+                    };
                 }
                 _ => {}
             }
@@ -164,7 +173,7 @@ impl<T> Spec<T> {
     pub(crate) fn config_strs(&self, args: &[&str], env: &[(&str, &str)]) -> Result<T, Error> {
         match self.resolve_strs(args, env)? {
             Cli::Run(c) => Ok(c),
-            Cli::Print(text) => panic!("printed instead of configuring: {text}"),
+            other => panic!("did not configure: {other:?}"),
         }
     }
 
@@ -178,6 +187,7 @@ impl<T> Spec<T> {
                 print!("{text}");
                 std::process::exit(0);
             }
+            Ok(Cli::Probe(url)) => std::process::exit(probe(&url)),
             Err(e) => {
                 eprintln!("{}: {e}", self.bin);
                 std::process::exit(2);
@@ -209,8 +219,32 @@ impl<T> Spec<T> {
                 k.flag, k.env, default, k.help
             ));
         }
-        out.push_str("  -h, --help             print this help\n  -V, --version          print the version\n");
+        out.push_str(
+            "  -h, --help             print this help\n  -V, --version          print the version\n  \
+             --probe URL            GET URL, exit 0 on 2xx else 1 (container health checks)\n",
+        );
         out
+    }
+}
+
+/// GETs `url` within 2 s: 0 on a 2xx answer, 1 otherwise (one line on
+/// stderr says why).
+fn probe(url: &str) -> i32 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    match agent.get(url).call() {
+        Ok(resp) if resp.status().is_success() => 0,
+        Ok(resp) => {
+            eprintln!("probe: {url} answered {}", resp.status().as_u16());
+            1
+        }
+        Err(e) => {
+            eprintln!("probe: {url}: {e}");
+            1
+        }
     }
 }
 

@@ -269,3 +269,19 @@ fn a_client_that_stops_reading_cannot_hold_up_shutdown() {
     assert_eq!(last["busy_workers_abandoned"], 1);
     drop(s);
 }
+
+#[test]
+fn probe_is_a_health_check_for_images_without_curl() {
+    let ms = metrics_server("http://127.0.0.1:9/counters", &[]);
+    let health = format!("http://{}/health", ms.addr);
+    let ready = format!("http://{}/ready", ms.addr);
+    assert_eq!(run(METRICS_SERVER, &["--probe", &health], &[]).0, 0);
+    let (code, _, err) = run(METRICS_SERVER, &["--probe", &ready], &[]);
+    assert_eq!(code, 1, "no snapshot yet: not ready");
+    assert!(err.contains("503"), "{err}");
+    assert_eq!(
+        run(DATA_SERVER, &["--probe", "http://127.0.0.1:9/health"], &[]).0,
+        1
+    );
+    assert_eq!(run(DATA_SERVER, &["--probe"], &[]).0, 2);
+}
