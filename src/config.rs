@@ -173,7 +173,7 @@ impl<T> Spec<T> {
     pub(crate) fn config_strs(&self, args: &[&str], env: &[(&str, &str)]) -> Result<T, Error> {
         match self.resolve_strs(args, env)? {
             Cli::Run(c) => Ok(c),
-            other => panic!("did not configure: {other:?}"),
+            Cli::Print(text) | Cli::Probe(text) => panic!("did not configure: {text}"),
         }
     }
 
