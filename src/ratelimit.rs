@@ -160,13 +160,14 @@ pub fn retry_after_secs(d: Duration) -> u64 {
 #[derive(Debug)]
 pub struct Inflight {
     max: usize,
-    current: AtomicUsize,
+    current: std::sync::Arc<AtomicUsize>,
 }
 
-/// A place taken in an [`Inflight`]; gives it back when dropped.
+/// A place taken in an [`Inflight`]; gives it back when dropped. Owned, so
+/// it can travel with an answer written on another thread.
 #[derive(Debug)]
-pub struct InflightGuard<'a> {
-    current: &'a AtomicUsize,
+pub struct InflightGuard {
+    current: std::sync::Arc<AtomicUsize>,
 }
 
 impl Inflight {
@@ -174,20 +175,20 @@ impl Inflight {
     pub fn new(max: usize) -> Option<Inflight> {
         (max > 0).then(|| Inflight {
             max,
-            current: AtomicUsize::new(0),
+            current: std::sync::Arc::new(AtomicUsize::new(0)),
         })
     }
 
     /// Takes a place, or `None` if all `max` are taken (refuse the request).
     /// The count never goes above `max`, even for a moment.
-    pub fn try_enter(&self) -> Option<InflightGuard<'_>> {
+    pub fn try_enter(&self) -> Option<InflightGuard> {
         self.current
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)
             })
             .ok()
             .map(|_| InflightGuard {
-                current: &self.current,
+                current: self.current.clone(),
             })
     }
 
@@ -202,7 +203,7 @@ impl Inflight {
     }
 }
 
-impl Drop for InflightGuard<'_> {
+impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.current.fetch_sub(1, Ordering::AcqRel);
     }

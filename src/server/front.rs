@@ -150,7 +150,7 @@ impl Front {
 
     /// Lets a request in (holding an in-flight slot while it is handled) or
     /// says how it is refused.
-    pub fn admit(&self, req: &Request, now: Instant) -> Result<Option<InflightGuard<'_>>, Refusal> {
+    pub fn admit(&self, req: &Request, now: Instant) -> Result<Option<InflightGuard>, Refusal> {
         let line = req.method.len() + req.path.len() + req.query.len() + 1;
         if line > MAX_URI_BYTES {
             return Err(Refusal {

@@ -88,6 +88,28 @@ struct Shared {
     lanes: Box<[Mutex<HashMap<SocketAddr, Lane>>]>,
 }
 
+/// Answers larger than this are written off the worker pool.
+const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// A worker's claim on a connection's lane, released when its answer has
+/// been written (see [`Shared::dispatch`]).
+struct LaneGuard {
+    shared: Arc<Shared>,
+    remote: SocketAddr,
+}
+
+impl Drop for LaneGuard {
+    fn drop(&mut self) {
+        let mut lanes = lock(self.shared.lane_shard(self.remote));
+        if let Some(lane) = lanes.get_mut(&self.remote) {
+            lane.busy = lane.busy.saturating_sub(1);
+            if lane.busy == 0 && lane.queue.is_empty() && !lane.drainer {
+                lanes.remove(&self.remote);
+            }
+        }
+    }
+}
+
 /// One connection's answers in progress.
 #[derive(Default)]
 struct Lane {
@@ -321,7 +343,7 @@ impl Shared {
     /// answers them in order. Should none be free, the worker does.
     fn dispatch(self: &Arc<Self>, rq: tiny_http::Request) {
         let Some(remote) = rq.remote_addr().copied() else {
-            return self.serve(rq);
+            return self.serve(rq, None);
         };
         let rq = {
             let mut lanes = lock(self.lane_shard(remote));
@@ -351,14 +373,11 @@ impl Shared {
                 rq
             }
         };
-        self.serve(rq);
-        let mut lanes = lock(self.lane_shard(remote));
-        if let Some(lane) = lanes.get_mut(&remote) {
-            lane.busy = lane.busy.saturating_sub(1);
-            if lane.busy == 0 && lane.queue.is_empty() && !lane.drainer {
-                lanes.remove(&remote);
-            }
-        }
+        let guard = LaneGuard {
+            shared: self.clone(),
+            remote,
+        };
+        self.serve(rq, Some(guard));
     }
 
     fn lane_shard(&self, remote: SocketAddr) -> &Mutex<HashMap<SocketAddr, Lane>> {
@@ -387,7 +406,7 @@ impl Shared {
                             }
                         }
                     };
-                    shared.serve(next);
+                    shared.serve(next, None);
                 }
                 drop(slot);
             });
@@ -400,7 +419,12 @@ impl Shared {
         }
     }
 
-    fn serve(&self, rq: tiny_http::Request) {
+    /// Answers one request. `lane` is set when a worker serves it: the
+    /// answer is then written off the worker if it may take long (a delay,
+    /// or a body over [`OFFLOAD_BYTES`] that a client which does not read
+    /// could leave half-written until the write timeout), and the lane is
+    /// released once it is written.
+    fn serve(&self, rq: tiny_http::Request, lane: Option<LaneGuard>) {
         let started = Instant::now();
         let ms = started.duration_since(self.born).as_millis() as u64;
         // One store per request, skipped when another made it this millisecond.
@@ -414,7 +438,7 @@ impl Shared {
             return;
         }
         // An in-flight slot is held until the answer is written.
-        let (mut resp, close, _inflight) = match self.front.admit(&req, started) {
+        let (mut resp, close, inflight) = match self.front.admit(&req, started) {
             Err(refusal) => (refusal.response, refusal.close, None),
             Ok(inflight) => {
                 let resp = catch_unwind(AssertUnwindSafe(|| self.handler.handle(&req)))
@@ -428,22 +452,23 @@ impl Shared {
             }
         };
         let close = self.front.seal(&req, &mut resp, close);
-        if resp.delay.is_zero() {
-            return finish(rq, &req, resp, close, started, self.handler.as_ref());
-        }
+        let slow = !resp.delay.is_zero();
+        let big = lane.is_some() && resp.body_len() > OFFLOAD_BYTES;
         // A deliberately slow answer waits on a thread of its own, so that
-        // it delays only itself and never the other endpoints. Should too
-        // many be waiting already, it goes out at once instead.
-        let Some(slot) = Detached::take() else {
-            return finish(rq, &req, resp, close, started, self.handler.as_ref());
+        // it delays only itself and never the other endpoints; so is a big
+        // one written. Should too many be out already, it goes at once.
+        let slot = if slow || big { Detached::take() } else { None };
+        let Some(slot) = slot else {
+            finish(rq, &req, resp, close, started, self.handler.as_ref());
+            return drop((lane, inflight));
         };
         let handler = self.handler.clone();
         let spawned = std::thread::Builder::new()
-            .name("http-delay".into())
+            .name("http-answer".into())
             .spawn(move || {
                 std::thread::sleep(resp.delay);
                 finish(rq, &req, resp, close, started, handler.as_ref());
-                drop(slot);
+                drop((lane, slot, inflight));
             });
         if let Err(e) = spawned {
             Event::new(Level::Error, "http.error")
