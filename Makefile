@@ -2,7 +2,7 @@
 CARGO ?= cargo
 MUSL := x86_64-unknown-linux-musl
 
-.PHONY: help build run demo test lint fmt static fuzz chaos clean
+.PHONY: help build run demo test lint fmt static fuzz chaos e2e-prometheus clean
 
 help:
 	@echo "make run     build, then start data_server (:9001) and metrics_server (:8080); Ctrl-C stops both"
@@ -13,6 +13,7 @@ help:
 	@echo "make static  static musl release binaries, with their sizes"
 	@echo "make fuzz    cargo-fuzz every target for FUZZ_SECONDS each (default 60; nightly)"
 	@echo "make chaos   CHAOS_SECONDS (default 60) of producer restarts, faults and bad data under load"
+	@echo "make e2e-prometheus   a real Prometheus scrapes metrics_server; its API shows the series"
 
 build:
 	$(CARGO) build --release --bins
@@ -29,6 +30,8 @@ lint:
 
 test: lint
 	$(CARGO) test --locked
+	# /metrics of both servers through promtool (installs Debian's prometheus if missing).
+	scripts/promtool_check.sh target/debug
 	# A short chaos soak on the debug binaries cargo test just built.
 	python3 scripts/chaos.py --duration 15 --bin-dir target/debug
 
@@ -50,6 +53,9 @@ fuzz:
 CHAOS_SECONDS ?= 60
 chaos: build
 	python3 scripts/chaos.py --duration $(CHAOS_SECONDS) --bin-dir target/release
+
+e2e-prometheus: build
+	scripts/e2e_prometheus.sh target/release
 
 clean:
 	$(CARGO) clean

@@ -19,44 +19,75 @@ use crate::prometheus::{self, Exposition};
 /// The fabric block of the last snapshot rendered: (snapshot id, text).
 pub type FabricCache = Mutex<Option<(String, Arc<str>)>>;
 
-/// A column's metric name, unit for the help text, and scale factor.
-pub fn family_of(column: &str) -> (String, &'static str, f64) {
+/// A column with a known unit suffix: its metric name, the unit for the
+/// help text, and the divisor that brings it to the base unit (dividing,
+/// not multiplying by 0.01, keeps `34.1` from becoming `0.34100000000000003`).
+pub fn family_of(column: &str) -> Option<(String, &'static str, f64)> {
     let rules: [(&str, &str, &str, f64); 5] = [
-        ("_gbps", "_bytes_per_second", "bytes per second", 1.25e8),
-        ("_us", "_seconds", "seconds", 1e-6),
-        ("_pct", "_ratio", "ratio 0-1", 0.01),
+        (
+            "_gbps",
+            "_bytes_per_second",
+            "bytes per second",
+            1.0 / 1.25e8,
+        ),
+        ("_us", "_seconds", "seconds", 1e6),
+        ("_pct", "_ratio", "a 0-1 ratio", 100.0),
         ("_c", "_celsius", "degrees Celsius", 1.0),
-        ("_per_s", "_per_second", "per second", 1.0),
+        ("_per_s", "_per_second", "events per second", 1.0),
     ];
-    for (suffix, unit, help, scale) in rules {
-        if let Some(stem) = column.strip_suffix(suffix) {
-            if !stem.is_empty() {
-                let name = format!("fabric_{}{unit}", prometheus::sanitize(stem));
-                return (name, help, scale);
-            }
-        }
-    }
-    let name = format!("fabric_{}", prometheus::sanitize(column));
-    (name, "as sent upstream", 1.0)
+    rules.into_iter().find_map(|(suffix, unit, help, divisor)| {
+        let stem = column.strip_suffix(suffix).filter(|s| !s.is_empty())?;
+        Some((
+            format!("fabric_{}{unit}", prometheus::sanitize(stem)),
+            help,
+            divisor,
+        ))
+    })
 }
 
-/// The per-switch gauges of `snap` (a family may come out of two columns
-/// only once: the later column is left out).
+/// Columns with no unit suffix go into one family, labelled by column, so
+/// an upstream column can never clash with a name of ours or trip the
+/// naming rules (`packet_errors` → `fabric_switch_value{column="packet_errors"}`).
+pub const OTHER: &str = "fabric_switch_value";
+
+/// The per-switch gauges of `snap`.
 pub fn render_fabric(snap: &Snapshot) -> String {
     let mut exp = Exposition::new();
     let mut seen = std::collections::HashSet::new();
+    let mut others = Vec::new();
     for (col, column) in snap.fields.iter().enumerate() {
-        let (name, unit, scale) = family_of(column);
+        let Some((name, unit, divisor)) = family_of(column) else {
+            others.push(col);
+            continue;
+        };
         if !seen.insert(name.clone()) {
+            others.push(col);
             continue;
         }
         exp.family(
             &name,
             "gauge",
-            &format!("Upstream column {column}, in {unit}, per switch."),
+            &format!("Upstream column {column} per switch, in {unit}."),
         );
         for (row, id) in snap.switch_ids.iter().enumerate() {
-            exp.sample(&name, &[("switch_id", id)], snap.value(row, col) * scale);
+            exp.sample(&name, &[("switch_id", id)], snap.value(row, col) / divisor);
+        }
+    }
+    if !others.is_empty() {
+        exp.family(
+            OTHER,
+            "gauge",
+            "Upstream columns without a known unit, per switch, as sent.",
+        );
+        for col in others {
+            let column = &snap.fields[col];
+            for (row, id) in snap.switch_ids.iter().enumerate() {
+                exp.sample(
+                    OTHER,
+                    &[("switch_id", id), ("column", column)],
+                    snap.value(row, col),
+                );
+            }
         }
     }
     exp.finish()
@@ -220,41 +251,36 @@ mod tests {
 
     #[test]
     fn units_follow_the_conventions() {
+        let name = |c: &str| family_of(c).map(|f| f.0);
         assert_eq!(
-            family_of("bandwidth_gbps").0,
+            name("bandwidth_gbps").unwrap(),
             "fabric_bandwidth_bytes_per_second"
         );
-        assert_eq!(family_of("latency_us").0, "fabric_latency_seconds");
-        assert_eq!(family_of("cpu_util_pct").0, "fabric_cpu_util_ratio");
-        assert_eq!(family_of("temperature_c").0, "fabric_temperature_celsius");
+        assert_eq!(name("latency_us").unwrap(), "fabric_latency_seconds");
+        assert_eq!(name("cpu_util_pct").unwrap(), "fabric_cpu_util_ratio");
+        assert_eq!(name("temperature_c").unwrap(), "fabric_temperature_celsius");
         assert_eq!(
-            family_of("egress_drops_per_s").0,
+            name("egress_drops_per_s").unwrap(),
             "fabric_egress_drops_per_second"
         );
-        assert_eq!(family_of("packet_errors").0, "fabric_packet_errors");
-        assert_eq!(family_of("fan rpm").0, "fabric_fan_rpm");
-        assert_eq!(family_of("_c").0, "fabric__c");
+        assert_eq!(name("packet_errors"), None);
+        assert_eq!(name("_c"), None);
     }
 
     #[test]
     fn fabric_values_are_scaled_and_labels_escaped() {
         let s = state();
         let text = render(&s, &FabricCache::default(), 3_000);
-        assert!(
-            text.contains("fabric_bandwidth_bytes_per_second{switch_id=\"sw-000\"} 15187500000\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("fabric_latency_seconds{switch_id=\"sw-000\"} 0.0000112\n")
-                || text.contains("fabric_latency_seconds{switch_id=\"sw-000\"} 1.12e-5\n"),
-            "{text}"
-        );
-        assert!(text.contains("fabric_cpu_util_ratio{switch_id=\"sw-000\"} 0.341\n"));
-        assert!(text.contains("fabric_temperature_celsius{switch_id=\"odd\\\"id\"} 4\n"));
-        assert!(text.contains("# TYPE fabric_packet_errors gauge\n"));
-        assert!(text.contains("fabric_snapshot_age_seconds 2\n"));
-        assert!(text.contains("fabric_upstream_up 0\n"), "no poll yet");
-        assert!(text.contains("fabric_build_info{service=\"metrics_server\",version="));
+        let has = |line: &str| assert!(text.contains(line), "{line} missing in:\n{text}");
+        has("fabric_bandwidth_bytes_per_second{switch_id=\"sw-000\"} 15187500000\n");
+        has("fabric_latency_seconds{switch_id=\"sw-000\"} 0.0000112\n");
+        has("fabric_cpu_util_ratio{switch_id=\"sw-000\"} 0.341\n");
+        has("fabric_temperature_celsius{switch_id=\"odd\\\"id\"} 4\n");
+        has("fabric_switch_value{switch_id=\"sw-000\",column=\"packet_errors\"} 0\n");
+        has("fabric_switch_value{switch_id=\"sw-000\",column=\"fan rpm\"} 9000\n");
+        has("fabric_snapshot_age_seconds 2\n");
+        has("fabric_upstream_up 0\n");
+        has("fabric_build_info{service=\"metrics_server\",version=");
     }
 
     #[test]

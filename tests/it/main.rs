@@ -8,6 +8,7 @@ mod front_auth;
 mod front_keepalive;
 mod front_limits;
 mod front_shedding;
+mod grafana;
 mod hostile;
 mod listmetrics;
 mod producer;

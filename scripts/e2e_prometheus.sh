@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# End to end with a real Prometheus (`make e2e-prometheus`): starts
+# data_server and metrics_server from BIN_DIR (default
+# ${CARGO_TARGET_DIR:-target}/release) and a Prometheus scraping both every
+# second, all on 127.0.0.1 and free ports, then checks through Prometheus's
+# HTTP API that:
+#   - fabric_temperature_celsius has a series per switch (>= 64);
+#   - fabric_cpu_util_ratio{switch_id="sw-000"} equals metrics_server's own
+#     GetMetric cpu_util_pct / 100 (within 1e-9) for the same snapshot;
+#   - fabric_upstream_up is 1, and up is 1 for both jobs.
+# Installs Debian's `prometheus` package when it is missing. Every wait is
+# bounded; everything started is stopped on exit. Exit 0 = all checks pass.
+#
+#   scripts/e2e_prometheus.sh [BIN_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin_dir=${1:-${CARGO_TARGET_DIR:-target}/release}
+switches=64
+
+say() { echo "e2e_prometheus: $*" >&2; }
+
+if ! command -v prometheus >/dev/null; then
+  say "installing prometheus (Debian package)"
+  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+for b in data_server metrics_server; do
+  [ -x "$bin_dir/$b" ] || { say "no $bin_dir/$b (make build first)"; exit 2; }
+done
+
+tmp=$(mktemp -d)
+pids=()
+# shellcheck disable=SC2317  # invoked by the trap
+cleanup() {
+  trap - EXIT INT TERM
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+  say "FAIL: $*"
+  for f in "$tmp"/*.err "$tmp"/prometheus.log; do
+    [ -s "$f" ] && { say "--- tail of ${f##*/}"; tail -5 "$f" >&2; }
+  done
+  exit 1
+}
+
+# start NAME ARGS...: runs $bin_dir/NAME on 127.0.0.1:0 with a clean
+# environment and sets $addr from its NDJSON `startup` line.
+start() {
+  local name=$1; shift
+  env -i "$bin_dir/$name" --host 127.0.0.1 --port 0 "$@" \
+    >"$tmp/$name.log" 2>"$tmp/$name.err" &
+  pids+=($!)
+  local pid=$!
+  for _ in $(seq 100); do
+    addr=$(grep -m1 '"event": *"startup"' "$tmp/$name.log" \
+      | sed -n 's/.*"addr": *"\([^"]*\)".*/\1/p' || true)
+    [ -n "$addr" ] && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  fail "$name did not start"
+}
+
+# One snapshot for the whole run (interval 1 h), so a value read from
+# Prometheus and from the API describe the same data.
+start data_server --switches "$switches" --interval-sec 3600
+ds=$addr
+start metrics_server --upstream-url "http://$ds/counters" --poll-ms 200
+ms=$addr
+
+# A free loopback port for Prometheus (it cannot report a port 0 it bound).
+prom_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+prom=127.0.0.1:$prom_port
+cat >"$tmp/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: metrics_server
+    static_configs: [{targets: ["$ms"]}]
+  - job_name: data_server
+    static_configs: [{targets: ["$ds"]}]
+EOF
+prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/tsdb" \
+  --web.listen-address="$prom" --log.level=warn >"$tmp/prometheus.log" 2>&1 &
+pids+=($!)
+
+# q PROMQL: the instant query's result as one "labels-json<TAB>value" line
+# per series (nothing if empty; exit 1 if Prometheus did not answer).
+q() {
+  curl -sfG --max-time 5 --data-urlencode "query=$1" "http://$prom/api/v1/query" \
+    | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+if r.get("status") != "success": sys.exit(1)
+for s in r["data"]["result"]:
+    print(json.dumps(s["metric"], sort_keys=True) + "\t" + s["value"][1])'
+}
+# value PROMQL: the value of its only series, or nothing.
+value() { q "$1" 2>/dev/null | awk -F'\t' 'NR == 1 { print $2 }' || true; }
+
+# Wait (30 s at most) for the first scrape with fleet data to land.
+deadline=$((SECONDS + 30))
+until [ -n "$(value fabric_temperature_celsius)" ]; do
+  [ $SECONDS -lt $deadline ] || fail "no fabric_temperature_celsius in Prometheus after 30 s"
+  sleep 0.5
+done
+
+pass=0 failed=0
+check() {   # check NAME OK? DETAIL
+  if [ "$2" = 1 ]; then pass=$((pass + 1)); printf '  ok    %-28s %s\n' "$1" "$3"
+  else failed=$((failed + 1)); printf '  FAIL  %-28s %s\n' "$1" "$3"; fi
+}
+is() { python3 -c "import sys; sys.exit(0 if $1 else 1)" && echo 1 || echo 0; }
+
+n=$(q 'fabric_temperature_celsius{job="metrics_server"}' 2>/dev/null | wc -l || true)
+check "temperature series" "$(is "$n >= $switches")" "$n series (want >= $switches)"
+
+# Prometheus's value and the API's for sw-000; retry while they differ
+# (a poll or scrape in between), 15 s at most.
+deadline=$((SECONDS + 15))
+while :; do
+  got=$(value 'fabric_cpu_util_ratio{job="metrics_server",switch_id="sw-000"}')
+  api=$(curl -sf --max-time 5 "http://$ms/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct" \
+    | sed -n 's/.*"value":\([^,}]*\).*/\1/p' || true)
+  agree=0
+  [ -n "$got" ] && [ -n "$api" ] && agree=$(is "abs(float('$got') - float('$api') / 100) <= 1e-9")
+  [ "$agree" = 1 ] || [ $SECONDS -ge $deadline ] && break
+  sleep 0.5
+done
+check "cpu ratio sw-000 = api/100" "$agree" "prometheus ${got:-none}, GetMetric ${api:-none} %"
+
+v=$(value 'fabric_upstream_up{job="metrics_server"}')
+check "fabric_upstream_up" "$(is "'$v' == '1'")" "${v:-none}"
+for job in metrics_server data_server; do
+  v=$(value "up{job=\"$job\"}")
+  check "up{job=\"$job\"}" "$(is "'$v' == '1'")" "${v:-none}"
+done
+v=$(value 'fabric_producer_switches{job="data_server"}')
+check "fabric_producer_switches" "$(is "'$v' == '$switches'")" "${v:-none}"
+
+echo "e2e_prometheus: $pass passed, $failed failed (prometheus $prom, metrics_server $ms, data_server $ds)"
+[ "$failed" -eq 0 ]
