@@ -19,27 +19,9 @@ switches=64
 
 say() { echo "e2e_prometheus: $*" >&2; }
 
-if ! command -v prometheus >/dev/null; then
-  say "installing prometheus (Debian package)"
-  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
-fi
-for b in data_server metrics_server; do
-  [ -x "$bin_dir/$b" ] || { say "no $bin_dir/$b (make build first)"; exit 2; }
-done
-
-tmp=$(mktemp -d)
-pids=()
-# shellcheck disable=SC2317  # invoked by the trap
-cleanup() {
-  trap - EXIT INT TERM
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/servers.sh
+. scripts/servers.sh
+need_prometheus
 
 fail() {
   say "FAIL: $*"
@@ -49,23 +31,6 @@ fail() {
   exit 1
 }
 
-# start NAME ARGS...: runs $bin_dir/NAME on 127.0.0.1:0 with a clean
-# environment and sets $addr from its NDJSON `startup` line.
-start() {
-  local name=$1; shift
-  env -i "$bin_dir/$name" --host 127.0.0.1 --port 0 "$@" \
-    >"$tmp/$name.log" 2>"$tmp/$name.err" &
-  pids+=($!)
-  local pid=$!
-  for _ in $(seq 100); do
-    addr=$(grep -m1 '"event": *"startup"' "$tmp/$name.log" \
-      | sed -n 's/.*"addr": *"\([^"]*\)".*/\1/p' || true)
-    [ -n "$addr" ] && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  fail "$name did not start"
-}
 
 # One snapshot for the whole run (interval 1 h), so a value read from
 # Prometheus and from the API describe the same data.

@@ -15,47 +15,10 @@ want_ct='text/plain; version=0.0.4; charset=utf-8'
 
 say() { echo "promtool_check: $*" >&2; }
 
-if ! command -v promtool >/dev/null; then
-  say "installing promtool (Debian package prometheus)"
-  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
-fi
-for b in data_server metrics_server; do
-  [ -x "$bin_dir/$b" ] || { say "no $bin_dir/$b (cargo build first)"; exit 2; }
-done
+# shellcheck source=scripts/servers.sh
+. scripts/servers.sh
+need_prometheus
 
-tmp=$(mktemp -d)
-pids=()
-# shellcheck disable=SC2317  # invoked by the trap
-cleanup() {
-  trap - EXIT INT TERM
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start NAME ARGS...: runs $bin_dir/NAME on 127.0.0.1:0 with a clean
-# environment (no knob leaks in from this shell) and sets $addr from its
-# NDJSON `startup` line.
-start() {
-  local name=$1; shift
-  env -i "$bin_dir/$name" --host 127.0.0.1 --port 0 "$@" \
-    >"$tmp/$name.log" 2>"$tmp/$name.err" &
-  pids+=($!)
-  local pid=$!
-  for _ in $(seq 100); do
-    addr=$(grep -m1 '"event": *"startup"' "$tmp/$name.log" \
-      | sed -n 's/.*"addr": *"\([^"]*\)".*/\1/p' || true)
-    [ -n "$addr" ] && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  say "$name did not start:"; cat "$tmp/$name.err" >&2
-  exit 1
-}
 
 start data_server --switches 64 --interval-sec 1 --fault-500-pct 20 --fault-slow-ms 5
 ds=$addr
