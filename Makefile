@@ -40,7 +40,7 @@ fmt:
 
 static:
 	rustup target add $(MUSL)
-	$(CARGO) build --release --locked --bins --target $(MUSL)
+	$(CARGO) build --release --locked --bins --target $(MUSL) --target-dir target
 	@for b in data_server metrics_server; do \
 	  f=target/$(MUSL)/release/$$b; \
 	  printf '%-16s %8s bytes  %s\n' $$b $$(stat -c %s $$f) "$$(file -b $$f 2>/dev/null | cut -d, -f1-2)"; \

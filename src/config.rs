@@ -121,7 +121,12 @@ impl<T> Spec<T> {
                 }
                 "--probe" => {
                     return match args.next() {
-                        Some(url) if !url.starts_with("--") => Ok(Cli::Probe(url)),
+                        Some(url) if url.starts_with("http://") => Ok(Cli::Probe(url)),
+                        Some(url) if !url.starts_with("--") => Err(Error::Invalid {
+                            knob: "--probe".into(),
+                            value: url,
+                            expected: "an http:// URL".into(),
+                        }),
                         _ => Err(Error::MissingValue("probe".into())),
                     };
                 }

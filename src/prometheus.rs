@@ -44,6 +44,21 @@ impl Exposition {
         self
     }
 
+    /// One sample line whose value `write` appends (already in the format).
+    pub fn sample_with(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        write: impl FnOnce(&mut String),
+    ) -> &mut Self {
+        self.out.push_str(name);
+        push_labels(&mut self.out, labels);
+        self.out.push(' ');
+        write(&mut self.out);
+        self.out.push('\n');
+        self
+    }
+
     /// Appends text already in the format (a cached block of samples).
     pub fn raw(&mut self, text: &str) -> &mut Self {
         self.out.push_str(text);

@@ -20,27 +20,26 @@ use crate::prometheus::{self, Exposition};
 pub type FabricCache = Mutex<Option<(String, Arc<str>)>>;
 
 /// A column with a known unit suffix: its metric name, the unit for the
-/// help text, and the divisor that brings it to the base unit (dividing,
-/// not multiplying by 0.01, keeps `34.1` from becoming `0.34100000000000003`).
-pub fn family_of(column: &str) -> Option<(String, &'static str, f64)> {
-    let rules: [(&str, &str, &str, f64); 5] = [
+/// help text, and how to bring it to the base unit.
+pub fn family_of(column: &str) -> Option<(String, &'static str, Scale)> {
+    let rules: [(&str, &str, &str, Scale); 5] = [
         (
             "_gbps",
             "_bytes_per_second",
             "bytes per second",
-            1.0 / 1.25e8,
+            Scale::Factor(1.25e8),
         ),
-        ("_us", "_seconds", "seconds", 1e6),
-        ("_pct", "_ratio", "a 0-1 ratio", 100.0),
-        ("_c", "_celsius", "degrees Celsius", 1.0),
-        ("_per_s", "_per_second", "events per second", 1.0),
+        ("_us", "_seconds", "seconds", Scale::Pow10(-6)),
+        ("_pct", "_ratio", "a 0-1 ratio", Scale::Pow10(-2)),
+        ("_c", "_celsius", "degrees Celsius", Scale::Same),
+        ("_per_s", "_per_second", "events per second", Scale::Same),
     ];
-    rules.into_iter().find_map(|(suffix, unit, help, divisor)| {
+    rules.into_iter().find_map(|(suffix, unit, help, scale)| {
         let stem = column.strip_suffix(suffix).filter(|s| !s.is_empty())?;
         Some((
             format!("fabric_{}{unit}", prometheus::sanitize(stem)),
             help,
-            divisor,
+            scale,
         ))
     })
 }
@@ -50,13 +49,58 @@ pub fn family_of(column: &str) -> Option<(String, &'static str, f64)> {
 /// naming rules (`packet_errors` → `fabric_switch_value{column="packet_errors"}`).
 pub const OTHER: &str = "fabric_switch_value";
 
+/// Families of our own that no upstream column may take.
+const RESERVED: [&str; 13] = [
+    "fabric_build_info",
+    "fabric_http_requests_total",
+    "fabric_http_request_duration_seconds",
+    "fabric_polls_total",
+    "fabric_poll_errors_total",
+    "fabric_upstream_up",
+    "fabric_breaker_open",
+    "fabric_poll_duration_seconds",
+    "fabric_snapshot_age_seconds",
+    "fabric_snapshot_switches",
+    "fabric_uptime_seconds",
+    "process_start_time_seconds",
+    OTHER,
+];
+
+/// How a column's value becomes its base unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scale {
+    /// Already in it.
+    Same,
+    /// Times ten to this power: written as the CSV's own decimal text with
+    /// an exponent (`14.1` µs → `14.1e-6`), which scrapers read exactly,
+    /// instead of a computed `1.4099999999999999e-5`.
+    Pow10(i32),
+    /// Times this factor, computed (Gbit/s → bytes/s: × 1.25e8).
+    Factor(f64),
+}
+
+/// Appends the value at (`row`, `col`) of `snap` in its base unit.
+fn push_scaled(out: &mut String, snap: &Snapshot, row: usize, col: usize, scale: Scale) {
+    let text = snap.number(row, col);
+    match scale {
+        Scale::Same => out.push_str(text),
+        Scale::Pow10(p) if !text.contains(['e', 'E']) => {
+            out.push_str(text);
+            out.push_str(&format!("e{p}"));
+        }
+        Scale::Pow10(p) => prometheus::push_value(out, snap.value(row, col) * 10f64.powi(p)),
+        Scale::Factor(f) => prometheus::push_value(out, snap.value(row, col) * f),
+    }
+}
+
 /// The per-switch gauges of `snap`.
 pub fn render_fabric(snap: &Snapshot) -> String {
     let mut exp = Exposition::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<String> =
+        RESERVED.iter().map(|s| s.to_string()).collect();
     let mut others = Vec::new();
     for (col, column) in snap.fields.iter().enumerate() {
-        let Some((name, unit, divisor)) = family_of(column) else {
+        let Some((name, unit, scale)) = family_of(column) else {
             others.push(col);
             continue;
         };
@@ -70,7 +114,9 @@ pub fn render_fabric(snap: &Snapshot) -> String {
             &format!("Upstream column {column} per switch, in {unit}."),
         );
         for (row, id) in snap.switch_ids.iter().enumerate() {
-            exp.sample(&name, &[("switch_id", id)], snap.value(row, col) / divisor);
+            exp.sample_with(&name, &[("switch_id", id)], |out| {
+                push_scaled(out, snap, row, col, scale)
+            });
         }
     }
     if !others.is_empty() {
@@ -252,6 +298,7 @@ mod tests {
     #[test]
     fn units_follow_the_conventions() {
         let name = |c: &str| family_of(c).map(|f| f.0);
+        assert_eq!(family_of("latency_us").map(|f| f.2), Some(Scale::Pow10(-6)));
         assert_eq!(
             name("bandwidth_gbps").unwrap(),
             "fabric_bandwidth_bytes_per_second"
@@ -273,14 +320,39 @@ mod tests {
         let text = render(&s, &FabricCache::default(), 3_000);
         let has = |line: &str| assert!(text.contains(line), "{line} missing in:\n{text}");
         has("fabric_bandwidth_bytes_per_second{switch_id=\"sw-000\"} 15187500000\n");
-        has("fabric_latency_seconds{switch_id=\"sw-000\"} 0.0000112\n");
-        has("fabric_cpu_util_ratio{switch_id=\"sw-000\"} 0.341\n");
+        has("fabric_latency_seconds{switch_id=\"sw-000\"} 11.2e-6\n");
+        has("fabric_cpu_util_ratio{switch_id=\"sw-000\"} 34.1e-2\n");
         has("fabric_temperature_celsius{switch_id=\"odd\\\"id\"} 4\n");
         has("fabric_switch_value{switch_id=\"sw-000\",column=\"packet_errors\"} 0\n");
         has("fabric_switch_value{switch_id=\"sw-000\",column=\"fan rpm\"} 9000\n");
         has("fabric_snapshot_age_seconds 2\n");
         has("fabric_upstream_up 0\n");
         has("fabric_build_info{service=\"metrics_server\",version=");
+    }
+
+    #[test]
+    fn upstream_columns_never_take_our_names() {
+        let state = State::default();
+        let csv = "switch_id,poll_duration_us,snapshot_age_us,x_us\nsw-1,1,2,3\n";
+        let origin = Origin::default();
+        let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 10 }).unwrap();
+        state.store.store(Arc::new(snap));
+        let text = render(&state, &FabricCache::default(), 0);
+        assert_eq!(
+            text.matches("# TYPE fabric_poll_duration_seconds ").count(),
+            0,
+            "no poll yet"
+        );
+        assert!(
+            text.contains(
+                "fabric_switch_value{switch_id=\"sw-1\",column=\"poll_duration_us\"} 1\n"
+            )
+        );
+        assert!(text.contains("fabric_x_seconds{switch_id=\"sw-1\"} 3e-6\n"));
+        assert_eq!(
+            text.matches("# TYPE fabric_snapshot_age_seconds ").count(),
+            1
+        );
     }
 
     #[test]

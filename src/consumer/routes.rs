@@ -108,7 +108,8 @@ impl Routes {
                 .render(&snap, now)
                 .unwrap_or_else(|e| Response::error(400, &e.to_string()))
         };
-        data_headers(resp, &snap, now)
+        // JSON or CSV by Accept: caches must keep them apart.
+        data_headers(resp, &snap, now).header("Vary", "Accept")
     }
 
     fn get_metric(&self, req: &Request) -> Response {

@@ -1,8 +1,9 @@
 //! `GET /telemetry/stream`: Server-Sent Events, one event per new snapshot.
 //!
 //! Each event is `id: <snapshot id>` and `data: <the ListMetrics JSON>` on
-//! one line; a comment line every [`HEARTBEAT`] keeps proxies from closing
-//! an idle stream. A client that reconnects with `Last-Event-ID` naming the
+//! one line (unnamed, so `EventSource.onmessage` sees it); a comment line
+//! every [`HEARTBEAT`] keeps proxies from closing an idle stream, and a bare
+//! `:` every [`LIVENESS`] notices a client that left. A client that reconnects with `Last-Event-ID` naming the
 //! current snapshot waits for the next one; otherwise the current snapshot
 //! is sent at once. Subscribers are capped (`STREAM_MAX_SUBSCRIBERS`, 503
 //! beyond) and each runs on a thread of its own, never a request worker;
@@ -19,8 +20,11 @@ use super::snapshot::Snapshot;
 use crate::clock;
 use crate::http::{Request, Response};
 
-/// How often an idle stream gets a comment line.
+/// How often an idle stream gets a `: heartbeat` comment.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// How often a bare `:` comment checks that the client is still there.
+pub const LIVENESS: Duration = Duration::from_secs(1);
 
 /// The subscriber cap and count, shared by the routes.
 pub struct Subscribers {
@@ -120,7 +124,7 @@ fn run(
     loop {
         if let Some(snap) = state.store.load() {
             if last_sent.as_deref() != Some(snap.id()) {
-                let mut event = format!("id: {}\nevent: snapshot\ndata: ", snap.id()).into_bytes();
+                let mut event = format!("id: {}\ndata: ", snap.id()).into_bytes();
                 event.extend(data(&snap, filter, clock::epoch_ms()));
                 event.extend_from_slice(b"\n\n");
                 w.write_all(&event)?;
@@ -128,12 +132,29 @@ fn run(
                 last_sent = Some(snap.id().to_string());
             }
         }
-        let newer = state.store.wait_newer(version, heartbeat);
-        if newer == version {
-            w.write_all(b": heartbeat\n\n")?;
+        // Wait for the next snapshot a second at a time: each second a bare
+        // comment line finds out whether the client is still there (a gone
+        // client fails the second write after it left), so its seat is
+        // freed within seconds; every `heartbeat` a named one keeps proxies
+        // from closing an idle stream.
+        let waited = std::time::Instant::now();
+        loop {
+            let newer = state.store.wait_newer(version, LIVENESS.min(heartbeat));
+            if newer != version {
+                version = newer;
+                break;
+            }
+            let line: &[u8] = if waited.elapsed() >= heartbeat {
+                b": heartbeat\n\n"
+            } else {
+                b":\n"
+            };
+            w.write_all(line)?;
             w.flush()?;
+            if waited.elapsed() >= heartbeat {
+                break;
+            }
         }
-        version = newer;
     }
 }
 
@@ -195,16 +216,13 @@ mod tests {
                 run(&state, &mut pipe, None, Duration::from_millis(50), None)
             })
         };
-        until(
-            &pipe,
-            "id: s1\nevent: snapshot\ndata: {\"snapshot_id\":\"s1\"",
-        );
+        until(&pipe, "id: s1\ndata: {\"snapshot_id\":\"s1\"");
         until(&pipe, ": heartbeat\n\n");
         state.store.store(snapshot("s2"));
         until(&pipe, "id: s2\n");
         pipe.0.lock().unwrap().1 = true; // the client goes away
         assert!(runner.join().unwrap().is_err());
-        assert_eq!(text(&pipe).matches("\nevent: snapshot\n").count(), 2);
+        assert_eq!(text(&pipe).matches("\ndata: {").count(), 2);
 
         // Resuming at the current snapshot waits for the next.
         let pipe = Pipe::default();

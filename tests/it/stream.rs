@@ -110,6 +110,7 @@ fn subscribers_are_capped_and_never_take_the_workers() {
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["error"], "too many stream subscribers");
     drop(streams);
+    let left = Instant::now();
     eventually("a seat freed", || {
         let mut s = TcpStream::connect(ms.addr).ok()?;
         s.write_all(b"GET /telemetry/stream HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -119,4 +120,10 @@ fn subscribers_are_capped_and_never_take_the_workers() {
         s.read_exact(&mut first).ok()?;
         (&first == b"HTTP/1.1 200 OK").then_some(())
     });
+    // Gone clients are noticed within seconds, not a heartbeat or two.
+    assert!(
+        left.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        left.elapsed()
+    );
 }
