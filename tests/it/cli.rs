@@ -285,5 +285,9 @@ fn probe_is_a_health_check_for_images_without_curl() {
         1
     );
     assert_eq!(run(DATA_SERVER, &["--probe"], &[]).0, 2);
-    assert_eq!(run(DATA_SERVER, &["--probe", "ftp://x/"], &[]).0, 2, "not a URL: usage");
+    assert_eq!(
+        run(DATA_SERVER, &["--probe", "ftp://x/"], &[]).0,
+        2,
+        "not a URL: usage"
+    );
 }
