@@ -230,7 +230,8 @@ pub fn check_consumer(
             let whole_table = json_answer
                 && resp.status == 200
                 && !resp.body_bytes().windows(8).any(|w| w == b"\"total\":");
-            if !is_plain_list(req, &pairs) && !(whole_table && only_accept_differs(&pairs)) {
+            let plain = is_plain_list(req, &pairs) || (whole_table && only_accept_differs(&pairs));
+            if !plain {
                 return check_list_filtered(resp, snap);
             }
             let Some(snap) = snap else {
