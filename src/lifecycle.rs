@@ -29,6 +29,22 @@ pub fn startup_event(service: &str, server: &Server, level: Level) -> Event {
     server.describe(event)
 }
 
+/// The start both mains share: panics routed to the log, SIGINT/SIGTERM
+/// caught before anything else (so none can kill the process mid-start),
+/// the configuration read (help, version, usage errors exit here), and
+/// the logger started at its level.
+pub fn begin<T>(
+    spec: &crate::config::Spec<T>,
+    level: impl Fn(&T) -> Level,
+) -> Result<(Signal, T), ExitCode> {
+    install_panic_hook();
+    let signal =
+        Signal::register().map_err(|e| fatal(spec.bin, &format!("cannot catch signals: {e}")))?;
+    let cfg = spec.from_process();
+    log::init(level(&cfg));
+    Ok((signal, cfg))
+}
+
 /// Routes panics to the log (an ERROR `panic` event, besides the usual
 /// stderr message) and tells the server when tiny_http's accept thread is
 /// the one that died (see `server::guards`). Install first thing in `main`.

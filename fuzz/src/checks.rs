@@ -253,31 +253,25 @@ pub fn check_consumer(
     Ok(())
 }
 
+/// The `ListMetrics` query parameters that change its answer.
+const FILTERS: [&str; 6] = [
+    "fields",
+    "switch_id",
+    "switch_prefix",
+    "limit",
+    "offset",
+    "format",
+];
+
 /// True if no filter, paging or format parameter is present (only the
 /// Accept header could ask for CSV).
 fn only_accept_differs(pairs: &[(String, String)]) -> bool {
-    const PARAMS: [&str; 6] = [
-        "fields",
-        "switch_id",
-        "switch_prefix",
-        "limit",
-        "offset",
-        "format",
-    ];
-    !pairs.iter().any(|(k, _)| PARAMS.contains(&k.as_str()))
+    !pairs.iter().any(|(k, _)| FILTERS.contains(&k.as_str()))
 }
 
 /// True if a `ListMetrics` request asks for the whole table as JSON: no
 /// filter or paging parameter, and no CSV by `format` or `Accept`.
 fn is_plain_list(req: &Request, pairs: &[(String, String)]) -> bool {
-    const FILTERS: [&str; 6] = [
-        "fields",
-        "switch_id",
-        "switch_prefix",
-        "limit",
-        "offset",
-        "format",
-    ];
     let formats: Vec<&str> = pairs
         .iter()
         .filter(|(k, _)| k == "format")

@@ -6,21 +6,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC, routes::Freshness};
-use fabric_telemetry::lifecycle::{self, Signal, Stop};
-use fabric_telemetry::log;
+use fabric_telemetry::lifecycle::{self, Stop};
 use fabric_telemetry::server::front::Access;
 
 const SERVICE: &str = "metrics_server";
 
 fn main() -> ExitCode {
-    lifecycle::install_panic_hook();
-    // Catch SIGINT/SIGTERM before anything else, so none can kill us mid-start.
-    let signal = match Signal::register() {
-        Ok(s) => s,
-        Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot catch signals: {e}")),
+    let (signal, mut cfg) = match lifecycle::begin(&SPEC, |c| c.log_level) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let mut cfg = SPEC.from_process();
-    log::init(cfg.log_level);
 
     let state = Arc::new(State::new(cfg.stream_max_subscribers));
     let freshness = Freshness {
