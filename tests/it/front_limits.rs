@@ -106,30 +106,32 @@ fn beyond_max_connections_clients_wait_and_the_server_recovers() {
     );
     let baseline = ms.threads();
     // Far more idle connections than the cap (and than the file limit it sets).
-    let held: Vec<TcpStream> = (0..120)
-        .filter_map(|_| TcpStream::connect(ms.addr).ok())
+    // (connect_timeout: a full listen queue makes connect wait on SYN retries)
+    let held: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect_timeout(&ms.addr, Duration::from_secs(1)).ok())
         .collect();
     assert!(
         held.len() >= 60,
         "the kernel queues connections beyond the cap"
     );
-    // Once the idle ones time out, the server serves again, on its own.
-    let t = Instant::now();
-    eventually("service after the cap", || {
-        let mut s = TcpStream::connect(ms.addr).ok()?;
+    // Once the idle ones time out, the server serves again, on its own:
+    // each batch the file limit admits must idle out (700 ms) and the accept
+    // thread's restart back off (at most 2 s), so allow a generous bound.
+    let slow = Duration::from_secs(40);
+    eventually_within("service after the cap", slow, || {
+        let mut s = TcpStream::connect_timeout(&ms.addr, Duration::from_secs(1)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .ok()?;
         try_read_reply(&mut s).filter(|r| r.status == 200)
     });
-    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(ms.is_running());
     ms.wait_log(|v| v["event"] == "http.accept_failed");
     ms.wait_log(|v| v["event"] == "http.listener_restarted");
     drop(held);
     // Superseded accept threads' workers and pools retire: threads go back
     // near where they started instead of growing with every restart.
-    eventually("threads back to normal", || {
+    eventually_within("threads back to normal", slow, || {
         (ms.threads() <= baseline + 12).then_some(())
     });
 }

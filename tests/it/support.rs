@@ -230,8 +230,13 @@ impl Drop for Proc {
 }
 
 /// Polls `f` until it returns `Some`, failing after [`PATIENCE`].
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
+pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    eventually_within(what, PATIENCE, f)
+}
+
+/// Polls `f` until it returns `Some`, failing after `patience`.
+pub fn eventually_within<T>(what: &str, patience: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience;
     loop {
         if let Some(v) = f() {
             return v;
