@@ -82,8 +82,12 @@ impl Request {
         self.method == "GET" || self.method == "HEAD"
     }
 
-    pub(crate) fn from_tiny(rq: &tiny_http::Request) -> Request {
+    /// The request tiny_http read from the front; `remote` is the client's
+    /// address the front passed on. The front's own headers are left out.
+    pub(crate) fn from_tiny(rq: &tiny_http::Request, remote: Option<SocketAddr>) -> Request {
         let (path, query) = rq.url().split_once('?').unwrap_or((rq.url(), ""));
+        let ours =
+            |name: &str| name.len() > 9 && name.as_bytes()[..9].eq_ignore_ascii_case(b"x-fabric-");
         Request {
             method: rq.method().as_str().to_string(),
             path: path.to_string(),
@@ -91,9 +95,10 @@ impl Request {
             headers: rq
                 .headers()
                 .iter()
+                .filter(|h| !ours(h.field.as_str().as_str()))
                 .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
                 .collect(),
-            remote: rq.remote_addr().copied(),
+            remote,
             id: String::new(),
         }
         .with_id()

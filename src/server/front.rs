@@ -2,15 +2,13 @@
 //! what every answer gets on its way out. Shared by both servers, with the
 //! knobs that tune it.
 //!
-//! In order: a request line or headers over their bound (414 / 431), the
-//! per-client rate limit (429 with `Retry-After`), the in-flight cap (503),
-//! then the bearer token (401). Answers then get the request's
-//! `X-Request-Id`, and `Connection: close` when the client asked for it, when
-//! its connection has served `KEEPALIVE_REQUESTS`, or when it was refused
-//! for its size. When a knob is off its check costs one branch.
+//! Heads over their bounds never get this far (see `head` and `relay`).
+//! In order: the per-client rate limit (429 with `Retry-After`), the
+//! in-flight cap (503), then the bearer token (401). Answers then get the
+//! request's `X-Request-Id`, and `Connection: close` when the front asked
+//! for it (the client did, or its connection has served
+//! `KEEPALIVE_REQUESTS`). When a knob is off its check costs one branch.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::auth::{self, Token};
@@ -23,13 +21,13 @@ pub static KNOBS: &[Knob] = &[
         env: "MAX_CONNECTIONS",
         flag: "max-connections",
         default: "1024",
-        help: "Client connections open at once, 16 to 1000000; beyond, new ones wait in the kernel's queue.",
+        help: "Client connections open at once, 16 to 1000000; beyond, new ones get 503 at once.",
     },
     Knob {
         env: "IDLE_TIMEOUT_MS",
         flag: "idle-timeout-ms",
         default: "15000",
-        help: "A connection silent (or not reading) this long is closed, 100 to 3600000.",
+        help: "A connection silent (or not reading) this long is closed, and a request head must arrive within it; 100 to 3600000.",
     },
     Knob {
         env: "KEEPALIVE_REQUESTS",
@@ -56,11 +54,6 @@ pub static KNOBS: &[Knob] = &[
         help: "Requests handled at once before 503 for the excess; 0 = off.",
     },
 ];
-
-/// A request line longer than this is answered 414.
-pub const MAX_URI_BYTES: usize = 8 * 1024;
-/// Headers larger than this in all are answered 431.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// The front's knobs, validated.
 #[derive(Debug, Clone)]
@@ -115,10 +108,6 @@ pub struct Front {
     access: Access,
     rate: Option<RateLimiter>,
     inflight: Option<Inflight>,
-    /// Requests per connection, in slots picked by a hash of the client's
-    /// address and port (a connection's identity while it is open). Two
-    /// connections sharing a slot are only asked to reconnect sooner.
-    uses: Box<[AtomicU32]>,
 }
 
 /// Why a request was stopped at the door, and the answer it gets.
@@ -133,7 +122,6 @@ impl Front {
         Front {
             rate: RateLimiter::new(limits.rate_rps, limits.rate_burst),
             inflight: Inflight::new(limits.max_inflight),
-            uses: (0..4096).map(|_| AtomicU32::new(0)).collect(),
             limits,
             access,
         }
@@ -151,20 +139,6 @@ impl Front {
     /// Lets a request in (holding an in-flight slot while it is handled) or
     /// says how it is refused.
     pub fn admit(&self, req: &Request, now: Instant) -> Result<Option<InflightGuard>, Refusal> {
-        let line = req.method.len() + req.path.len() + req.query.len() + 1;
-        if line > MAX_URI_BYTES {
-            return Err(Refusal {
-                response: Response::error(414, "request line too long"),
-                close: true,
-            });
-        }
-        let headers: usize = req.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-        if headers > MAX_HEADER_BYTES {
-            return Err(Refusal {
-                response: Response::error(431, "request headers too large"),
-                close: true,
-            });
-        }
         if let (Some(rate), Some(remote)) = (&self.rate, req.remote) {
             if let Err(wait) = rate.check(remote.ip(), now) {
                 let response = Response::error(429, "rate limit exceeded")
@@ -202,41 +176,16 @@ impl Front {
     }
 
     /// Adds the request id to an answer and says whether the connection
-    /// should end after it: when the client asked, when the request was
-    /// refused in a way that leaves the stream in doubt (`close`), or when
-    /// the connection has served `KEEPALIVE_REQUESTS`.
+    /// should end after it: when the front asked (`Connection: close`), or
+    /// when the request was refused in a way that leaves the stream in
+    /// doubt (`close`).
     pub fn seal(&self, req: &Request, resp: &mut Response, close: bool) -> bool {
         resp.headers.push(("X-Request-Id", req.id.clone()));
         let asked = req
             .headers_named("Connection")
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
-        close | asked | self.used_up(req.remote)
+        close | asked
     }
-
-    /// Counts a request on its connection; true when that was its last.
-    fn used_up(&self, remote: Option<SocketAddr>) -> bool {
-        let Some(remote) = remote else { return false };
-        let slot = &self.uses[connection_slot(remote, self.uses.len())];
-        if slot.fetch_add(1, Ordering::Relaxed) + 1 >= self.limits.keepalive_requests {
-            slot.store(0, Ordering::Relaxed);
-            return true;
-        }
-        false
-    }
-}
-
-/// A connection's slot among `slots`: FNV-1a over the client's address and
-/// port (its identity while it is open); cheap, and spread enough.
-pub(crate) fn connection_slot(addr: SocketAddr, slots: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        std::net::IpAddr::V6(v6) => v6.octets(),
-    };
-    for b in ip.iter().chain(&addr.port().to_be_bytes()) {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % slots as u64) as usize
 }
 
 #[cfg(test)]
@@ -255,21 +204,6 @@ mod tests {
             Ok(_) => 200,
             Err(refusal) => refusal.response.status,
         }
-    }
-
-    #[test]
-    fn oversized_requests_are_refused_and_closed() {
-        let front = Front::new(Limits::default(), Access::default());
-        let long = req(&format!("/x?{}", "a".repeat(MAX_URI_BYTES)));
-        let refusal = front.admit(&long, Instant::now()).err().unwrap();
-        assert_eq!((refusal.response.status, refusal.close), (414, true));
-        let mut big = req("/health");
-        for i in 0..200 {
-            big.headers.push((format!("X-Pad-{i}"), "v".repeat(100)));
-        }
-        let refusal = front.admit(&big, Instant::now()).err().unwrap();
-        assert_eq!((refusal.response.status, refusal.close), (431, true));
-        assert_eq!(status(&front, &req("/health")), 200);
     }
 
     #[test]
@@ -322,26 +256,13 @@ mod tests {
     }
 
     #[test]
-    fn seal_adds_request_id_and_close_when_due() {
-        let limits = Limits {
-            keepalive_requests: 3,
-            ..Limits::default()
-        };
-        let front = Front::new(limits, Access::default());
-        let r = req("/health");
-        let closes: Vec<bool> = (0..6)
-            .map(|_| {
-                let mut resp = Response::new(200);
-                let close = front.seal(&r, &mut resp, false);
-                assert_eq!(resp.header_value("x-request-id"), Some("rid"));
-                close
-            })
-            .collect();
-        assert_eq!(closes, [false, false, true, false, false, true]);
+    fn seal_adds_request_id_and_close_when_asked() {
+        let front = Front::new(Limits::default(), Access::default());
+        let mut resp = Response::new(200);
+        assert!(!front.seal(&req("/health"), &mut resp, false));
+        assert_eq!(resp.header_value("x-request-id"), Some("rid"));
         let asked = req("/health").with_header("Connection", "keep-alive, Close");
         assert!(front.seal(&asked, &mut Response::new(200), false));
-        let mut fresh = req("/health");
-        fresh.remote = Some("10.9.9.9:1".parse().unwrap());
-        assert!(front.seal(&fresh, &mut Response::new(200), true));
+        assert!(front.seal(&req("/health"), &mut Response::new(200), true));
     }
 }

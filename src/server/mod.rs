@@ -1,24 +1,29 @@
-//! The HTTP server both binaries run: a tiny_http listener, a pool of worker
-//! threads feeding requests through the [`front::Front`] to a [`Handler`],
-//! one `http.access` log line per request written after the answer is sent,
-//! and a clean, bounded stop.
+//! The HTTP server both binaries run. Clients connect to the front
+//! ([`relay`]): our own accept loop and a thread per connection that reads
+//! every request head under hard bounds ([`head`]) and passes valid
+//! requests on to tiny_http over a private Unix socket. tiny_http's pool
+//! of worker threads then feeds them through the [`front::Front`] checks
+//! (rate limit, in-flight cap, token) to a [`Handler`]; the answer goes
+//! back through the front, which writes one `http.access` line per request
+//! once it is out. The stop is clean and bounded.
 //!
-//! The listener carries what tiny_http's accepted sockets inherit on Linux:
+//! The listener carries what accepted sockets inherit on Linux:
 //! `TCP_NODELAY` (no 40 ms Nagle stalls) and per-call read and write
 //! timeouts (`IDLE_TIMEOUT_MS`: an idle or non-reading client is let go).
-//! The open-file limit is set from `MAX_CONNECTIONS`, so beyond it new
-//! connections wait in the kernel's queue. tiny_http's accept thread dies on
-//! the first accept error (running out of descriptors is one); a supervisor
-//! then starts a new one on the same listener, so the server never goes
-//! deaf. The other tiny_http workarounds are in [`guards`].
+//! The open-file limit is raised to what `MAX_CONNECTIONS` need. tiny_http's
+//! accept thread dies on the first accept error; a supervisor then starts a
+//! new one on the same listener, so the server never goes deaf. The other
+//! tiny_http workarounds are in [`guards`].
 
 pub mod front;
 pub mod guards;
+pub mod head;
+pub mod relay;
 pub mod wire;
 
-use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixListener;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
@@ -32,7 +37,8 @@ use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
 use crate::sys;
 use front::Front;
-use guards::{DRAIN_MAX, Detached, INLINE_BODY_MAX};
+use guards::Detached;
+use relay::Relay;
 use wire::Persistence;
 
 /// What a server does with requests. Implementations hold their state behind
@@ -61,18 +67,25 @@ pub fn default_workers() -> usize {
         .clamp(4, 32)
 }
 
-/// Descriptors kept free beyond two per connection: the poller's upstream
-/// connection, the nudger, a listener copy for a restart, log and /proc.
+/// Descriptors kept free beyond those of the connections: the poller's
+/// upstream connection, the nudger, a listener copy for a restart, log and
+/// /proc.
 const SPARE_FDS: u64 = 64;
+
+/// Descriptors one client connection takes: its socket, the front's end of
+/// the Unix socket, and tiny_http's end (which it duplicates).
+const FDS_PER_CONNECTION: u64 = 4;
 
 /// What every worker of every generation shares.
 struct Shared {
     handler: Arc<dyn Handler>,
     front: Front,
+    /// What proves a request came through the front.
+    secret: String,
     threads: usize,
     stopping: AtomicBool,
-    /// Our own copy of the listener, to start a new accept thread on.
-    listener: TcpListener,
+    /// Our own copy of tiny_http's listener, to start a new accept thread on.
+    listener: UnixListener,
     /// One tiny_http server per accept thread started, with its worker count.
     generations: Mutex<Vec<(Arc<tiny_http::Server>, usize)>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -83,47 +96,17 @@ struct Shared {
     /// When the last request arrived, in ms since `born`.
     last_request_ms: AtomicU64,
     born: Instant,
-    /// Connections with an answer in progress, by client address, in
-    /// shards (see [`Shared::dispatch`]).
-    lanes: Box<[Mutex<HashMap<SocketAddr, Lane>>]>,
 }
 
 /// Answers larger than this are written off the worker pool.
 const OFFLOAD_BYTES: usize = 64 * 1024;
 
-/// A worker's claim on a connection's lane, released when its answer has
-/// been written (see [`Shared::dispatch`]).
-struct LaneGuard {
-    shared: Arc<Shared>,
-    remote: SocketAddr,
-}
-
-impl Drop for LaneGuard {
-    fn drop(&mut self) {
-        let mut lanes = lock(self.shared.lane_shard(self.remote));
-        if let Some(lane) = lanes.get_mut(&self.remote) {
-            lane.busy = lane.busy.saturating_sub(1);
-            if lane.busy == 0 && lane.queue.is_empty() && !lane.drainer {
-                lanes.remove(&self.remote);
-            }
-        }
-    }
-}
-
-/// One connection's answers in progress.
-#[derive(Default)]
-struct Lane {
-    /// Workers answering its requests right now.
-    busy: u32,
-    /// A thread of its own is answering the queued ones, in order.
-    drainer: bool,
-    queue: VecDeque<tiny_http::Request>,
-}
-
 /// A running server.
 pub struct Server {
     shared: Arc<Shared>,
+    relay: Arc<Relay>,
     workers_done: Receiver<()>,
+    accept: JoinHandle<()>,
     supervisor: (Stop, JoinHandle<()>),
     nudger: (Stop, JoinHandle<()>),
     addr: SocketAddr,
@@ -141,36 +124,54 @@ impl Server {
         handler: Arc<dyn Handler>,
     ) -> io::Result<Server> {
         let addr = listener.local_addr()?;
-        sys::set_listener_options(&listener, front.limits().idle_timeout)?;
-        let fd_limit = cap_connections(front.limits().max_connections);
+        let limits = front.limits().clone();
+        sys::set_listener_options(&listener, limits.idle_timeout)?;
+        let (fd_limit, max_connections) = cap_connections(limits.max_connections);
+        let (internal, internal_addr) = relay::internal_listener()?;
+        let secret = relay::new_secret();
         let (alive_tx, workers_done) = sync_channel(0);
         let (died_tx, died_rx) = channel();
         let shared = Arc::new(Shared {
-            handler,
+            handler: handler.clone(),
             front,
+            secret: secret.clone(),
             threads: threads.max(1),
             stopping: AtomicBool::new(false),
-            listener: listener.try_clone()?,
+            listener: internal.try_clone()?,
             generations: Mutex::new(Vec::new()),
             workers: Mutex::new(Vec::new()),
             workers_alive: Mutex::new(Some(alive_tx)),
             accept_died: Mutex::new(died_tx),
             last_request_ms: AtomicU64::new(0),
             born: Instant::now(),
-            lanes: (0..64).map(|_| Mutex::new(HashMap::new())).collect(),
         });
-        shared.start_generation(listener)?;
+        shared.start_generation(internal)?;
         let supervisor = spawn_with_stop("http-supervisor", {
             let shared = shared.clone();
             move |stop| supervise(&shared, &died_rx, stop)
         })?;
         let nudger = spawn_with_stop("http-nudger", {
-            let shared = shared.clone();
-            move |stop| guards::nudge(addr, stop, || shared.since_last_request())
+            let (shared, target) = (shared.clone(), internal_addr.clone());
+            move |stop| guards::nudge(&target, stop, || shared.since_last_request())
         })?;
+        let relay = Arc::new(Relay::new(
+            internal_addr,
+            secret,
+            &limits,
+            max_connections,
+            handler,
+        )?);
+        let accept = std::thread::Builder::new()
+            .name("http-accept".into())
+            .spawn({
+                let relay = relay.clone();
+                move || relay::accept_loop(&relay, &listener)
+            })?;
         Ok(Server {
             shared,
+            relay,
             workers_done,
+            accept,
             supervisor,
             nudger,
             addr,
@@ -189,7 +190,7 @@ impl Server {
         event
             .str("addr", &self.addr.to_string())
             .uint("workers", self.shared.threads as u64)
-            .uint("max_connections", limits.max_connections as u64)
+            .uint("max_connections", self.relay.max_connections as u64)
             .str("fd_limit", &fd_limit)
             .uint("idle_timeout_ms", limits.idle_timeout.as_millis() as u64)
             .uint("keepalive_requests", u64::from(limits.keepalive_requests))
@@ -203,10 +204,21 @@ impl Server {
         self.addr
     }
 
-    /// Lets every worker finish the request it is on, then joins them;
-    /// waits at most `grace` (a client that stopped reading must not hold
-    /// the process). Returns how many workers were still busy.
+    /// Stops accepting, lets every request in progress finish, then joins
+    /// the workers; waits at most `grace` (a client that stopped reading
+    /// must not hold the process). Returns how many requests were still
+    /// being answered.
     pub fn stop(self, grace: Duration) -> usize {
+        let deadline = Instant::now() + grace;
+        self.relay.stop();
+        // Wake the accept loop with a connection of our own.
+        let wake = SocketAddr::new(guards::connectable(self.addr.ip()), self.addr.port());
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+        let _ = self.accept.join();
+        while self.relay.busy() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let busy = self.relay.busy();
         for (stop, thread) in [self.supervisor, self.nudger] {
             stop.stop();
             let _ = thread.join();
@@ -219,16 +231,19 @@ impl Server {
                 server.unblock();
             }
         }
-        let deadline = Instant::now() + grace;
+        // Workers are idle once the front is; give them a moment to return
+        // even when the front used up the grace.
+        let deadline = deadline.max(Instant::now() + Duration::from_millis(500));
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.workers_done.recv_timeout(left) {
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
-                    return lock(&shared.workers)
+                    let stuck = lock(&shared.workers)
                         .iter()
                         .filter(|w| !w.is_finished())
                         .count();
+                    return busy.max(stuck);
                 }
                 Ok(()) => {}
             }
@@ -236,7 +251,7 @@ impl Server {
         for w in lock(&shared.workers).drain(..) {
             let _ = w.join();
         }
-        0
+        busy
     }
 }
 
@@ -258,20 +273,34 @@ fn spawn_with_stop(
     Ok((stop, thread))
 }
 
-/// Sets the soft open-file limit to what `max` connections need (two
-/// descriptors each in tiny_http) plus spares; returns the limit set.
-fn cap_connections(max: usize) -> Result<u64, String> {
-    let open = sys::open_fds().map_err(|e| e.to_string())?;
-    sys::set_nofile_soft(open + 2 * max as u64 + SPARE_FDS).map_err(|e| e.to_string())
+/// Raises the soft open-file limit to what `max` connections need plus
+/// spares. Returns the limit set (or why not) and how many connections it
+/// allows: `max`, or fewer if the hard limit is lower, so that the front's
+/// cap is always reached before descriptors run out.
+fn cap_connections(max: usize) -> (Result<u64, String>, usize) {
+    let open = sys::open_fds().unwrap_or(16);
+    let wanted = open + FDS_PER_CONNECTION * max as u64 + SPARE_FDS;
+    let limit = sys::set_nofile_soft(wanted)
+        .or_else(|e| sys::nofile_limit().map(|(soft, _)| soft).map_err(|_| e))
+        .map_err(|e| e.to_string());
+    let allowed = match &limit {
+        Ok(limit) => (limit.saturating_sub(open + SPARE_FDS) / FDS_PER_CONNECTION) as usize,
+        Err(_) => max,
+    };
+    (limit, max.min(allowed.max(1)))
 }
 
 impl Shared {
     /// Starts a tiny_http server (its own accept thread) on `listener`, with
     /// a full set of workers.
-    fn start_generation(self: &Arc<Self>, listener: TcpListener) -> io::Result<()> {
+    fn start_generation(self: &Arc<Self>, listener: UnixListener) -> io::Result<()> {
         let server = tiny_http::Server::from_listener(listener, None)
             .map(Arc::new)
             .map_err(|e| io::Error::other(e.to_string()))?;
+        // tiny_http's `Drop` unwraps the listener's path, which an abstract
+        // socket has none of: it must never run. The server lives as long
+        // as the process anyway.
+        std::mem::forget(server.clone());
         let alive = lock(&self.workers_alive).clone();
         let Some(alive) = alive else {
             return Ok(()); // stopping
@@ -310,7 +339,7 @@ impl Shared {
             match server.recv_timeout(Duration::from_secs(1)) {
                 Ok(Some(rq)) => {
                     last_request = Instant::now();
-                    self.dispatch(rq);
+                    self.serve(rq);
                 }
                 Ok(None) | Err(_) if self.stopping.load(Ordering::SeqCst) => return,
                 Ok(None) => {
@@ -334,109 +363,35 @@ impl Shared {
         self.born.elapsed().saturating_sub(last)
     }
 
-    /// Serves a request on this worker, unless its connection already has
-    /// an answer in progress (a pipelining client). tiny_http writes a
-    /// connection's answers in order, so a later one waits until the client
-    /// has read the earlier ones, for as long as it likes: a client that
-    /// pipelines and never reads would pin every worker. Its later requests
-    /// are queued instead, and one thread of its own (bounded in number)
-    /// answers them in order. Should none be free, the worker does.
-    fn dispatch(self: &Arc<Self>, rq: tiny_http::Request) {
-        let Some(remote) = rq.remote_addr().copied() else {
-            return self.serve(rq, None);
-        };
-        let rq = {
-            let mut lanes = lock(self.lane_shard(remote));
-            let lane = lanes.entry(remote).or_default();
-            if lane.busy > 0 || lane.drainer {
-                lane.queue.push_back(rq);
-                if lane.drainer {
-                    return;
-                }
-                match Detached::take() {
-                    Some(slot) => {
-                        lane.drainer = true;
-                        drop(lanes);
-                        return self.spawn_drainer(remote, slot);
-                    }
-                    // No thread to spare: this worker answers, in order.
-                    None => match lane.queue.pop_front() {
-                        Some(rq) => {
-                            lane.busy += 1;
-                            rq
-                        }
-                        None => return,
-                    },
-                }
-            } else {
-                lane.busy += 1;
-                rq
+    /// The client's address if `rq` came through the front, or `None`.
+    fn through_front(&self, rq: &tiny_http::Request) -> Option<Option<SocketAddr>> {
+        let mut secret = None;
+        let mut peer = None;
+        for h in rq.headers() {
+            if h.field.equiv(relay::FRONT_HEADER) {
+                secret = Some(h.value.as_str());
+            } else if h.field.equiv(relay::PEER_HEADER) {
+                peer = h.value.as_str().parse().ok();
             }
-        };
-        let guard = LaneGuard {
-            shared: self.clone(),
-            remote,
-        };
-        self.serve(rq, Some(guard));
-    }
-
-    fn lane_shard(&self, remote: SocketAddr) -> &Mutex<HashMap<SocketAddr, Lane>> {
-        &self.lanes[front::connection_slot(remote, self.lanes.len())]
-    }
-
-    fn spawn_drainer(self: &Arc<Self>, remote: SocketAddr, slot: Detached) {
-        let shared = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("http-lane".into())
-            .spawn(move || {
-                loop {
-                    let next = {
-                        let mut lanes = lock(shared.lane_shard(remote));
-                        let Some(lane) = lanes.get_mut(&remote) else {
-                            break;
-                        };
-                        match lane.queue.pop_front() {
-                            Some(rq) => rq,
-                            None => {
-                                lane.drainer = false;
-                                if lane.busy == 0 {
-                                    lanes.remove(&remote);
-                                }
-                                break;
-                            }
-                        }
-                    };
-                    shared.serve(next, None);
-                }
-                drop(slot);
-            });
-        if let Err(e) = spawned {
-            // The queued requests are dropped (tiny_http answers them 500).
-            lock(self.lane_shard(remote)).remove(&remote);
-            Event::new(Level::Error, "http.error")
-                .str("error", &format!("cannot start a thread: {e}"))
-                .emit();
         }
+        (secret == Some(self.secret.as_str())).then_some(peer)
     }
 
-    /// Answers one request. `lane` is set when a worker serves it: the
-    /// answer is then written off the worker if it may take long (a delay,
-    /// or a body over [`OFFLOAD_BYTES`] that a client which does not read
-    /// could leave half-written until the write timeout), and the lane is
-    /// released once it is written.
-    fn serve(&self, rq: tiny_http::Request, lane: Option<LaneGuard>) {
+    /// Answers one request. An answer that may take long (a delay, or a
+    /// body over [`OFFLOAD_BYTES`] that a client which does not read could
+    /// leave half-written until the write timeout) is written off the
+    /// worker.
+    fn serve(&self, rq: tiny_http::Request) {
         let started = Instant::now();
         let ms = started.duration_since(self.born).as_millis() as u64;
         // One store per request, skipped when another made it this millisecond.
         if self.last_request_ms.load(Ordering::Relaxed) != ms {
             self.last_request_ms.store(ms, Ordering::Relaxed);
         }
-        let req = Request::from_tiny(&rq);
-        let declared = rq.body_length().unwrap_or(0);
-        if declared > INLINE_BODY_MAX {
-            self.refuse_body(rq, req, declared, started);
-            return;
-        }
+        let Some(remote) = self.through_front(&rq) else {
+            return bypassed(rq);
+        };
+        let req = Request::from_tiny(&rq, remote);
         // An in-flight slot is held until the answer is written.
         let (mut resp, close, inflight) = match self.front.admit(&req, started) {
             Err(refusal) => (refusal.response, refusal.close, None),
@@ -452,23 +407,23 @@ impl Shared {
             }
         };
         let close = self.front.seal(&req, &mut resp, close);
+        resp.delay = resp.delay.min(relay::MAX_DELAY);
         let slow = !resp.delay.is_zero();
-        let big = lane.is_some() && resp.body_len() > OFFLOAD_BYTES;
+        let big = resp.body_len() > OFFLOAD_BYTES;
         // A deliberately slow answer waits on a thread of its own, so that
         // it delays only itself and never the other endpoints; so is a big
         // one written. Should too many be out already, it goes at once.
         let slot = if slow || big { Detached::take() } else { None };
         let Some(slot) = slot else {
-            finish(rq, &req, resp, close, started, self.handler.as_ref());
-            return drop((lane, inflight));
+            finish(rq, &req, resp, close);
+            return drop(inflight);
         };
-        let handler = self.handler.clone();
         let spawned = std::thread::Builder::new()
             .name("http-answer".into())
             .spawn(move || {
                 std::thread::sleep(resp.delay);
-                finish(rq, &req, resp, close, started, handler.as_ref());
-                drop((lane, slot, inflight));
+                finish(rq, &req, resp, close);
+                drop((slot, inflight));
             });
         if let Err(e) = spawned {
             Event::new(Level::Error, "http.error")
@@ -476,41 +431,24 @@ impl Shared {
                 .emit();
         }
     }
+}
 
-    /// No endpoint takes a body. A modest one is refused like any answer,
-    /// but off the worker, since dropping the request drains the body and
-    /// that waits on the client. A huge one cannot be drained safely at all
-    /// (see `guards::refuse_body`).
-    fn refuse_body(&self, rq: tiny_http::Request, req: Request, declared: usize, started: Instant) {
-        let slot = if declared <= DRAIN_MAX {
-            Detached::take()
-        } else {
-            None
-        };
-        let Some(slot) = slot else {
-            let bytes = guards::refuse_body(rq, &req);
-            self.handler.observe(&req, 413, started.elapsed());
-            access_log(&req, 413, bytes, started.elapsed(), None);
-            return;
-        };
-        let mut resp = Response::error(413, "request body not accepted");
-        self.front.seal(&req, &mut resp, true);
-        let handler = self.handler.clone();
-        let spawned = std::thread::Builder::new()
-            .name("http-drain".into())
-            .spawn(move || {
-                let sent = guards::respond_then_drain(rq, &resp);
-                handler.observe(&req, 413, started.elapsed());
-                let bytes = *sent.as_ref().unwrap_or(&0);
-                access_log(&req, 413, bytes, started.elapsed(), sent.err());
-                drop(slot);
-            });
-        if let Err(e) = spawned {
-            Event::new(Level::Error, "http.error")
-                .str("error", &format!("cannot start a drain thread: {e}"))
-                .emit();
-        }
+/// A request that did not come through the front (another local process
+/// found the internal socket): refused. Its body, if it declared one, is
+/// never read or dropped, since tiny_http would allocate its whole declared
+/// length to discard it.
+fn bypassed(rq: tiny_http::Request) {
+    if rq.body_length().unwrap_or(0) > 0 {
+        std::mem::forget(rq);
+    } else {
+        let mut resp = Response::error(403, "connect to the server's TCP address");
+        let mut writer = rq.into_writer();
+        resp.headers.push(("X-Request-Id", String::new()));
+        let _ = wire::write(&mut *writer, "GET", &resp, Persistence::Close);
     }
+    Event::new(Level::Warn, "http.refused")
+        .str("reason", "request bypassed the front")
+        .emit();
 }
 
 /// Starts a new accept thread whenever one dies (reported by a worker, or
@@ -566,36 +504,23 @@ fn supervise(shared: &Arc<Shared>, died: &Receiver<String>, stop: &Stop) {
     }
 }
 
-/// Writes the answer, then records and logs the request. A streamed answer
-/// goes on writing on a thread of its own (the route bounds how many).
-fn finish(
-    rq: tiny_http::Request,
-    req: &Request,
-    mut resp: Response,
-    close: bool,
-    started: Instant,
-    handler: &dyn Handler,
-) {
+/// Writes the answer back to the front. A streamed answer goes on writing
+/// on a thread of its own (the route bounds how many).
+fn finish(rq: tiny_http::Request, req: &Request, mut resp: Response, close: bool) {
     let http10 = *rq.http_version() == (1, 0);
     let persistence = match (close, http10) {
         (true, _) => Persistence::Close,
-        // tiny_http keeps an HTTP/1.0 connection only if it asked to.
-        (false, true) if asked_keep_alive(req) => Persistence::KeepAlive10,
-        (false, true) => Persistence::Close,
+        (false, true) => Persistence::KeepAlive10,
         (false, false) => Persistence::KeepAlive,
     };
-    let status = resp.status;
     let mut writer = rq.into_writer();
     let sent = wire::write(&mut *writer, &req.method, &resp, persistence);
-    let stream = resp.stream.take();
-    let elapsed = started.elapsed();
-    handler.observe(req, status, elapsed);
-    let bytes = *sent.as_ref().unwrap_or(&0);
-    let failed = sent.is_err();
-    access_log(req, status, bytes, elapsed, sent.err());
-    let Some(stream) = stream.filter(|_| !failed && req.method != "HEAD") else {
+    let Some(stream) = resp.stream.take() else {
         return;
     };
+    if sent.is_err() || req.method == "HEAD" {
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("http-stream".into())
         .spawn(move || stream(&mut *writer));
@@ -606,21 +531,23 @@ fn finish(
     }
 }
 
-fn asked_keep_alive(req: &Request) -> bool {
-    req.headers_named("Connection").any(|v| {
-        v.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"))
-    })
-}
-
 /// One `http.access` line: DEBUG for successes (a busy server answers
 /// thousands a second), INFO for client errors, WARN for server errors.
-fn access_log(req: &Request, status: u16, bytes: usize, elapsed: Duration, err: Option<io::Error>) {
+fn access_log(
+    req: &Request,
+    status: u16,
+    bytes: usize,
+    elapsed: Duration,
+    err: Option<&io::Error>,
+) {
     let level = match status {
         500.. => Level::Warn,
         400..=499 => Level::Info,
         _ => Level::Debug,
     };
+    if !crate::log::enabled(level) {
+        return;
+    }
     let mut event = Event::new(level, "http.access")
         .str("method", json::clip(&req.method, 32))
         .str("path", json::clip(&req.path, 256))

@@ -203,14 +203,28 @@ impl Proc {
         }
     }
 
-    /// The process's thread count, from /proc.
-    pub fn threads(&self) -> usize {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A number from the process's /proc status (`Threads`, `VmRSS` in kB).
+    fn status_field(&self, field: &str) -> usize {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|n| n.trim().parse().ok())
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|n| n.split_whitespace().next()?.parse().ok())
             .unwrap()
+    }
+
+    /// The process's thread count, from /proc.
+    pub fn threads(&self) -> usize {
+        self.status_field("Threads")
+    }
+
+    /// The process's resident memory in kB, from /proc.
+    pub fn rss_kb(&self) -> usize {
+        self.status_field("VmRSS")
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -1,0 +1,877 @@
+//! The front's connections: our own accept loop and one thread per client
+//! connection, so that tiny_http never reads a byte a client sent.
+//!
+//! tiny_http 0.12 trusts its clients: it buffers a request head for as
+//! long as one is sent, wedges a connection thread for good on `HTTP/2.0`,
+//! allocates a declared body's whole length to discard it, and has no head
+//! deadline. So every client connection is accepted here, by a loop that
+//! caps how many are open (`MAX_CONNECTIONS`, beyond which a client gets a
+//! 503 at once), and served by a thread that reads each request head under
+//! the bounds of [`head`], within one `IDLE_TIMEOUT_MS` from its first byte
+//! (slowloris), answers what it refuses itself (JSON 400, 408, 413, 414,
+//! 417, 431, 505, with `Connection: close`), reads and discards a modest
+//! body (a larger one is refused), and re-sends the request in a canonical
+//! form to tiny_http over a private Unix socket (its own connection per
+//! client connection, one request at a time, so answers keep their order).
+//! The answer comes back framed by its `Content-Length` (or, for a stream,
+//! until the socket closes) and is copied to the client. The front counts
+//! a connection's requests (`KEEPALIVE_REQUESTS`), decides when it ends,
+//! and writes the `http.access` line once the answer is out.
+//!
+//! The Unix socket is in Linux's abstract namespace: reachable only from
+//! this network namespace. Requests carry a per-process secret that the
+//! server checks, so nothing that bypasses the front is ever served.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::head::{self, Head};
+use super::wire::{self, Persistence};
+use super::{Handler, access_log};
+use crate::http::{Request, Response};
+use crate::log::{Event, Level};
+use crate::request_id;
+
+/// The header that proves a request came through the front.
+pub const FRONT_HEADER: &str = "X-Fabric-Front";
+/// The header the front passes the client's address in.
+pub const PEER_HEADER: &str = "X-Fabric-Peer";
+
+/// Declared request bodies up to this size are read and discarded, so
+/// the request gets the answer its route gives (no endpoint takes a body:
+/// 405 where a method is wrong); larger ones are refused with 413 at once.
+pub const BODY_READ_MAX: u64 = 1024;
+
+/// The longest a route may hold its answer back (`FAULT_SLOW_MS` at most).
+pub const MAX_DELAY: Duration = Duration::from_secs(600);
+
+/// The longest a streamed answer may go without a byte (streams send one
+/// every second).
+const STREAM_SILENCE: Duration = Duration::from_secs(30);
+
+/// An answer's head from our own side of the socket is never larger.
+const ANSWER_HEAD_MAX: usize = 64 * 1024;
+
+/// Per-connection threads need little stack: buffers live on the heap.
+const CONNECTION_STACK: usize = 128 * 1024;
+
+/// Request headers that concern one hop only, or that the front sets
+/// itself: never passed on.
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "expect",
+    "x-request-id",
+    "x-fabric-front",
+    "x-fabric-peer",
+];
+
+/// A private Unix listener for tiny_http, and its address.
+pub fn internal_listener() -> io::Result<(UnixListener, UnixAddr)> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!(
+            "fabric-telemetry/{}/{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        );
+        let addr = UnixAddr::from_abstract_name(name.as_bytes())?;
+        let listener = UnixListener::bind_addr(&addr)?;
+        Ok((listener, addr))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the front needs Linux (abstract Unix sockets)",
+        ))
+    }
+}
+
+/// 128 bits from the kernel's generator (falling back to fastrand), hex.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        bytes = fastrand::u128(..).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What every connection thread shares.
+pub struct Relay {
+    pub upstream: UnixAddr,
+    pub secret: String,
+    pub idle: Duration,
+    pub keepalive_requests: u32,
+    pub max_connections: usize,
+    pub handler: Arc<dyn Handler>,
+    open: AtomicUsize,
+    busy: AtomicUsize,
+    stopping: AtomicBool,
+    /// Refused connections on their way to [`closer`].
+    closing: Mutex<SyncSender<TcpStream>>,
+}
+
+impl Relay {
+    pub fn new(
+        upstream: UnixAddr,
+        secret: String,
+        limits: &super::front::Limits,
+        max_connections: usize,
+        handler: Arc<dyn Handler>,
+    ) -> io::Result<Relay> {
+        let (closing, incoming) = sync_channel(CLOSING_MAX);
+        std::thread::Builder::new()
+            .name("http-closer".into())
+            .spawn(move || closer(incoming))?;
+        Ok(Relay {
+            upstream,
+            secret,
+            idle: limits.idle_timeout,
+            keepalive_requests: limits.keepalive_requests,
+            max_connections,
+            handler,
+            open: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            closing: Mutex::new(closing),
+        })
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Requests between a complete head and a written answer now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting (the accept loop must then be woken by a connection)
+    /// and lets each connection end after its request in progress.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// Accepts client connections until the relay stops. Errors (running out of
+/// descriptors, say) are logged and retried with a growing pause: this
+/// loop never ends on its own.
+pub fn accept_loop(relay: &Arc<Relay>, listener: &TcpListener) {
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let accepted = listener.accept();
+        if relay.stopping() {
+            return;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                pause = Duration::from_millis(10);
+                admit(relay, stream, peer);
+            }
+            // The listener's read timeout also bounds accept(): nothing came.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => {
+                Event::new(Level::Error, "http.accept_failed")
+                    .str("error", &e.to_string())
+                    .uint("retry_in_ms", pause.as_millis() as u64)
+                    .emit();
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct Open(Arc<Relay>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Serves a new connection on a thread of its own, or answers 503 at once
+/// when `MAX_CONNECTIONS` are open already.
+fn admit(relay: &Arc<Relay>, stream: TcpStream, peer: SocketAddr) {
+    let open = Open(relay.clone());
+    if relay.open.fetch_add(1, Ordering::SeqCst) >= relay.max_connections {
+        drop(open);
+        return refuse_connection(relay, stream, peer);
+    }
+    let spawned = std::thread::Builder::new()
+        .name("http-conn".into())
+        .stack_size(CONNECTION_STACK)
+        .spawn(move || {
+            Connection::new(&open.0, stream, peer).run();
+            drop(open);
+        });
+    if let Err(e) = spawned {
+        Event::new(Level::Error, "http.error")
+            .str("error", &format!("cannot start a connection thread: {e}"))
+            .emit();
+    }
+}
+
+/// The answer to a connection over the cap, written without waiting; the
+/// connection is then closed by [`closer`].
+fn refuse_connection(relay: &Relay, stream: TcpStream, peer: SocketAddr) {
+    let resp = Response::error(503, "too many connections").header("Retry-After", "1");
+    let mut answer = Vec::new();
+    let _ = wire::write(&mut answer, "GET", &resp, Persistence::Close);
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write_all(&answer);
+    let _ = stream.shutdown(Shutdown::Write);
+    // Closing now, with the client's request unread, would reset the
+    // connection and could destroy the answer before the client reads it.
+    if let Ok(closing) = relay.closing.lock() {
+        let _ = closing.try_send(stream);
+    }
+    Event::new(Level::Warn, "http.refused")
+        .str("reason", "too many connections")
+        .str("remote", &peer.to_string())
+        .emit();
+}
+
+/// Connections refused at the cap, waiting to be closed, at most.
+const CLOSING_MAX: usize = 256;
+
+/// How long a refused connection is given to read its answer.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
+
+/// Closes refused connections once their clients have had the answer:
+/// whatever they send meanwhile is read and dropped, without waiting.
+fn closer(incoming: Receiver<TcpStream>) {
+    let mut pending: Vec<(TcpStream, Instant)> = Vec::new();
+    let mut scratch = [0u8; 4096];
+    loop {
+        let next = if pending.is_empty() {
+            incoming.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            incoming.recv_timeout(Duration::from_millis(50))
+        };
+        match next {
+            Ok(stream) => pending.push((stream, Instant::now() + CLOSING_GRACE)),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        pending.retain_mut(|(stream, deadline)| {
+            loop {
+                match stream.read(&mut scratch) {
+                    Ok(0) => return false,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Instant::now() < *deadline;
+                    }
+                    Err(_) => return false,
+                }
+            }
+        });
+    }
+}
+
+/// What the front needs of a request once its head has been passed on.
+struct Exchange {
+    req: Request,
+    /// The connection ends after this answer.
+    close: bool,
+    started: Instant,
+}
+
+/// How an exchange ended.
+enum Next {
+    /// Read the next request.
+    Continue,
+    /// Close the connection.
+    Close,
+    /// Close, letting the client's remaining bytes drain first (it may
+    /// still be sending what was refused).
+    Linger,
+}
+
+/// Decrements the relay's busy count when dropped.
+struct Busy<'r>(&'r Relay);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Connection<'r> {
+    relay: &'r Relay,
+    client: TcpStream,
+    peer: SocketAddr,
+    peer_text: String,
+    /// Bytes read from the client and not yet used.
+    input: Vec<u8>,
+    /// The connection to tiny_http, opened at the first request.
+    upstream: Option<UnixStream>,
+    served: u32,
+    /// Scratch for the head passed on, and for the answer coming back.
+    out: Vec<u8>,
+    answer: Vec<u8>,
+}
+
+impl<'r> Connection<'r> {
+    fn new(relay: &'r Relay, client: TcpStream, peer: SocketAddr) -> Connection<'r> {
+        Connection {
+            relay,
+            client,
+            peer,
+            peer_text: peer.to_string(),
+            input: Vec::new(),
+            upstream: None,
+            served: 0,
+            out: Vec::new(),
+            answer: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            if self.relay.stopping() && self.input.is_empty() {
+                break;
+            }
+            match self.exchange() {
+                Next::Continue => {}
+                Next::Close => break,
+                Next::Linger => {
+                    self.linger();
+                    break;
+                }
+            }
+        }
+        let _ = self.client.shutdown(Shutdown::Both);
+    }
+
+    /// Reads one request, has it answered and sends the answer.
+    fn exchange(&mut self) -> Next {
+        let exchange = match self.read_request() {
+            Ok(Some(exchange)) => exchange,
+            Ok(None) => return Next::Close,
+            Err(next) => return next,
+        };
+        self.relay.busy.fetch_add(1, Ordering::SeqCst);
+        let busy = Busy(self.relay);
+        let next = self.relay_answer(&exchange);
+        drop(busy);
+        self.served += 1;
+        next
+    }
+
+    /// Reads a head (and any body) and passes the request on. `Ok(None)`:
+    /// the client closed or stayed idle; `Err`: refused and answered.
+    fn read_request(&mut self) -> Result<Option<Exchange>, Next> {
+        let idle = self.relay.idle;
+        let mut first_byte = (!self.input.is_empty()).then(Instant::now);
+        let mut shortened = false;
+        loop {
+            match head::parse(&self.input) {
+                Ok(Some(_)) => break,
+                Ok(None) => {}
+                Err(r) => return Err(self.refuse(r.status, r.message, None)),
+            }
+            // A head must be whole within `idle` of its first byte.
+            if let Some(first) = first_byte {
+                let left = idle.saturating_sub(first.elapsed());
+                if left.is_zero() {
+                    return Err(self.refuse(408, "request head not received in time", None));
+                }
+                shortened = true;
+                let _ = self.client.set_read_timeout(Some(left));
+            }
+            match fill(&mut self.client, &mut self.input) {
+                Ok(0) if first_byte.is_some() => {
+                    return Err(self.refuse(400, "incomplete request head", None));
+                }
+                Ok(0) => return Ok(None),
+                Ok(_) => {
+                    first_byte.get_or_insert_with(Instant::now);
+                }
+                Err(e) if is_timeout(&e) && first_byte.is_some() => {
+                    return Err(self.refuse(408, "request head not received in time", None));
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+        let Ok(Some((head, used))) = head::parse(&self.input) else {
+            return Ok(None); // cannot be: the same bytes parsed a moment ago
+        };
+        let started = Instant::now();
+        if shortened {
+            let _ = self.client.set_read_timeout(Some(idle));
+        }
+        let id = request_id::from_header(head.values("X-Request-Id").next());
+        let (path, _) = head.target.split_once('?').unwrap_or((head.target, ""));
+        let req = Request {
+            method: head.method.to_string(),
+            path: path.to_string(),
+            remote: Some(self.peer),
+            id,
+            ..Request::default()
+        };
+        let body = match body_length(&head) {
+            Ok(n) => n,
+            Err((status, message)) => return Err(self.refuse(status, message, Some(&req))),
+        };
+        let close = self.relay.stopping()
+            || head.lists("Connection", "close")
+            || (head.minor == 0 && !head.lists("Connection", "keep-alive"))
+            || self.served + 1 >= self.relay.keepalive_requests;
+        self.out.clear();
+        forwarded(
+            &head,
+            &req.id,
+            &self.relay.secret,
+            &self.peer_text,
+            close,
+            &mut self.out,
+        );
+        let expects_continue = head.values("Expect").next().is_some();
+        drop(head);
+        self.input.drain(..used);
+        if body > 0 {
+            if expects_continue {
+                let _ = self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            if let Err(status) = self.discard_body(body) {
+                let message = "request body not received in time";
+                return Err(match status {
+                    408 => self.refuse(408, message, Some(&req)),
+                    _ => Next::Close,
+                });
+            }
+        }
+        Ok(Some(Exchange {
+            req,
+            close,
+            started,
+        }))
+    }
+
+    /// Reads and drops `len` body bytes within one idle timeout in all;
+    /// `Err(408)` on a timeout, `Err(0)` if the client went away.
+    fn discard_body(&mut self, len: u64) -> Result<(), u16> {
+        let buffered = (self.input.len() as u64).min(len);
+        self.input.drain(..buffered as usize);
+        let mut left = len - buffered;
+        let deadline = Instant::now() + self.relay.idle;
+        let mut scratch = [0u8; 16 * 1024];
+        while left > 0 {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return Err(408);
+            }
+            let _ = self.client.set_read_timeout(Some(wait));
+            let want = scratch.len().min(left as usize);
+            match self.client.read(&mut scratch[..want]) {
+                Ok(0) => return Err(0),
+                Ok(n) => left -= n as u64,
+                Err(e) if is_timeout(&e) => return Err(408),
+                Err(_) => return Err(0),
+            }
+        }
+        let _ = self.client.set_read_timeout(Some(self.relay.idle));
+        Ok(())
+    }
+
+    /// Passes the request on, then copies its answer to the client.
+    fn relay_answer(&mut self, ex: &Exchange) -> Next {
+        let answer = match self.forward() {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.upstream = None;
+                Event::new(Level::Error, "http.error")
+                    .str("error", &format!("internal relay: {e}"))
+                    .str("request_id", &ex.req.id)
+                    .emit();
+                let next = self.refuse(502, "internal error", Some(&ex.req));
+                return match next {
+                    Next::Linger => Next::Close,
+                    other => other,
+                };
+            }
+        };
+        let body_len = match answer.length {
+            _ if wire::bodyless(&ex.req.method, answer.status) => Some(0),
+            length => length,
+        };
+        let (sent, error) = self.copy_answer(answer.head_len, body_len);
+        let elapsed = ex.started.elapsed();
+        self.relay.handler.observe(&ex.req, answer.status, elapsed);
+        access_log(&ex.req, answer.status, sent, elapsed, error.as_ref());
+        if error.is_some() || body_len.is_none() || answer.close || ex.close {
+            self.upstream = None;
+            return Next::Close;
+        }
+        Next::Continue
+    }
+
+    /// Sends `self.out` to tiny_http and reads the answer's head into
+    /// `self.answer`. A connection found closed is reopened once.
+    fn forward(&mut self) -> io::Result<AnswerHead> {
+        for attempt in 0..2 {
+            if self.upstream.is_none() {
+                self.upstream = Some(connect(&self.relay.upstream, self.relay.idle)?);
+            }
+            let Some(upstream) = &mut self.upstream else {
+                continue;
+            };
+            match upstream.write_all(&self.out) {
+                Ok(()) => break,
+                Err(e) if attempt == 1 => return Err(e),
+                Err(_) => self.upstream = None,
+            }
+        }
+        let Some(upstream) = &mut self.upstream else {
+            return Err(io::Error::other("no connection"));
+        };
+        self.answer.clear();
+        loop {
+            if let Some(head) = answer_head(&self.answer) {
+                return Ok(head);
+            }
+            if self.answer.len() > ANSWER_HEAD_MAX {
+                return Err(io::Error::other("answer head too large"));
+            }
+            if fill(upstream, &mut self.answer)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before answering",
+                ));
+            }
+        }
+    }
+
+    /// Writes the answer (its head is in `self.answer`, with whatever body
+    /// came along) to the client, then copies the rest of its body: `len`
+    /// bytes, or until the stream ends when `None`. Returns the body bytes
+    /// sent and the error that cut it short.
+    fn copy_answer(&mut self, head_len: usize, len: Option<u64>) -> (usize, Option<io::Error>) {
+        let have = (self.answer.len() - head_len) as u64;
+        let first = match len {
+            Some(len) => head_len + have.min(len) as usize,
+            None => self.answer.len(),
+        };
+        if let Err(e) = self.client.write_all(&self.answer[..first]) {
+            return (0, Some(e));
+        }
+        let mut sent = (first - head_len) as u64;
+        let Some(upstream) = &mut self.upstream else {
+            return (sent as usize, None);
+        };
+        if len.is_none() {
+            let _ = upstream.set_read_timeout(Some(STREAM_SILENCE.max(self.relay.idle)));
+        }
+        let mut chunk = vec![0u8; 64 * 1024];
+        while len.is_none_or(|len| sent < len) {
+            let want = len.map_or(chunk.len(), |len| chunk.len().min((len - sent) as usize));
+            let n = match upstream.read(&mut chunk[..want]) {
+                Ok(0) if len.is_none() => break,
+                Ok(0) => return (sent as usize, Some(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => n,
+                Err(e) => return (sent as usize, Some(e)),
+            };
+            if let Err(e) = self.client.write_all(&chunk[..n]) {
+                return (sent as usize, Some(e));
+            }
+            sent += n as u64;
+        }
+        (sent as usize, None)
+    }
+
+    /// Answers a refused request with a JSON error and `Connection: close`,
+    /// and logs it. `req` is `None` when the head could not be read.
+    fn refuse(&mut self, status: u16, message: &str, req: Option<&Request>) -> Next {
+        let unread;
+        let req = match req {
+            Some(req) => req,
+            None => {
+                unread = Request {
+                    remote: Some(self.peer),
+                    id: request_id::generate(),
+                    ..Request::default()
+                };
+                &unread
+            }
+        };
+        let resp = Response::error(status, message).header("X-Request-Id", req.id.clone());
+        let started = Instant::now();
+        let sent = wire::write(&mut self.client, &req.method, &resp, Persistence::Close);
+        let elapsed = started.elapsed();
+        self.relay.handler.observe(req, status, elapsed);
+        let bytes = *sent.as_ref().unwrap_or(&0);
+        access_log(req, status, bytes, elapsed, sent.err().as_ref());
+        Next::Linger
+    }
+
+    /// Ends a connection whose client may still be sending: closing with
+    /// unread bytes would reset it and could destroy the answer in flight,
+    /// so the write side is shut and the rest read for a moment first.
+    fn linger(&mut self) {
+        let _ = self.client.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut scratch = [0u8; 16 * 1024];
+        let mut budget = 1024 * 1024;
+        while budget > 0 {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() || self.client.set_read_timeout(Some(wait)).is_err() {
+                return;
+            }
+            match self.client.read(&mut scratch) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => budget -= n.min(budget),
+            }
+        }
+    }
+}
+
+/// Reads what is available into the spare room of `buf` (growing it by
+/// at most 16 KiB at a time); returns the bytes read.
+fn fill(source: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
+    const ROOM: usize = 16 * 1024;
+    let len = buf.len();
+    buf.resize(len + ROOM, 0);
+    let read = source.read(&mut buf[len..]);
+    buf.truncate(len + *read.as_ref().unwrap_or(&0));
+    read
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn connect(addr: &UnixAddr, idle: Duration) -> io::Result<UnixStream> {
+    let stream = UnixStream::connect_addr(addr)?;
+    // The answer may be held back by a route (fault injection) first.
+    stream.set_read_timeout(Some(MAX_DELAY + idle))?;
+    stream.set_write_timeout(Some(idle))?;
+    Ok(stream)
+}
+
+/// The declared body length: 0 without one; refused when it is malformed
+/// (400), chunked or too large to discard (413), or expects something other
+/// than `100-continue` (417).
+fn body_length(head: &Head) -> Result<u64, (u16, &'static str)> {
+    let mut declared: Option<u64> = None;
+    for value in head.values("Content-Length") {
+        for part in value.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err((400, "malformed Content-Length"));
+            }
+            // Anything past u64 is simply too large.
+            let n = part.parse::<u64>().unwrap_or(u64::MAX);
+            if declared.is_some_and(|d| d != n) {
+                return Err((400, "conflicting Content-Length"));
+            }
+            declared = Some(n);
+        }
+    }
+    if head.values("Transfer-Encoding").next().is_some() {
+        return Err(match declared {
+            Some(_) => (400, "both Content-Length and Transfer-Encoding"),
+            None => (413, "request body not accepted"),
+        });
+    }
+    if head
+        .values("Expect")
+        .any(|v| !v.eq_ignore_ascii_case("100-continue"))
+    {
+        return Err((417, "expectation not supported"));
+    }
+    let declared = declared.unwrap_or(0);
+    if declared > BODY_READ_MAX {
+        return Err((413, "request body not accepted"));
+    }
+    Ok(declared)
+}
+
+/// The request as tiny_http gets it: the request line, the client's
+/// end-to-end headers, then ours (request id, secret, client address, and
+/// how the connection goes on).
+fn forwarded(head: &Head, id: &str, secret: &str, peer: &str, close: bool, out: &mut Vec<u8>) {
+    let mut put = |parts: &[&str]| {
+        for p in parts {
+            out.extend_from_slice(p.as_bytes());
+        }
+    };
+    let version = if head.minor == 0 {
+        "HTTP/1.0"
+    } else {
+        "HTTP/1.1"
+    };
+    put(&[head.method, " ", head.target, " ", version, "\r\n"]);
+    for (name, value) in &head.headers {
+        if !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            put(&[name, ": ", value, "\r\n"]);
+        }
+    }
+    put(&[
+        request_id::HEADER,
+        ": ",
+        id,
+        "\r\n",
+        FRONT_HEADER,
+        ": ",
+        secret,
+        "\r\n",
+        PEER_HEADER,
+        ": ",
+        peer,
+        "\r\n",
+    ]);
+    if close {
+        put(&["Connection: close\r\n"]);
+    } else if head.minor == 0 {
+        put(&["Connection: keep-alive\r\n"]);
+    }
+    put(&["\r\n"]);
+}
+
+/// An answer's head as our own writer (`wire`) produced it.
+#[derive(Debug, PartialEq)]
+struct AnswerHead {
+    head_len: usize,
+    status: u16,
+    /// `None`: a stream, ending when the connection does.
+    length: Option<u64>,
+    close: bool,
+}
+
+/// The head at the start of `buf`, once it is complete.
+fn answer_head(buf: &[u8]) -> Option<AnswerHead> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let status = lines.next()?.get(9..12)?.parse().ok()?;
+    let mut head = AnswerHead {
+        head_len: end,
+        status,
+        length: None,
+        close: false,
+    };
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            head.length = value.trim().parse().ok();
+        } else if name.eq_ignore_ascii_case("connection") {
+            head.close = value.trim().eq_ignore_ascii_case("close");
+        }
+    }
+    Some(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Head<'_> {
+        head::parse(raw.as_bytes()).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn body_lengths() {
+        let len = |extra: &str| {
+            body_length(&head(&format!("POST / HTTP/1.1\r\n{extra}\r\n"))).map_err(|e| e.0)
+        };
+        assert_eq!(len(""), Ok(0));
+        assert_eq!(len("Content-Length: 12\r\n"), Ok(12));
+        assert_eq!(
+            len("Content-Length: 12, 12\r\nContent-Length: 12\r\n"),
+            Ok(12)
+        );
+        assert_eq!(
+            len("Content-Length: 12\r\nContent-Length: 13\r\n"),
+            Err(400)
+        );
+        assert_eq!(len("Content-Length: 1 2\r\n"), Err(400));
+        assert_eq!(len("Content-Length: abc\r\n"), Err(400));
+        assert_eq!(len("Content-Length: -1\r\n"), Err(400));
+        assert_eq!(len("Content-Length: 99999999999999999999\r\n"), Err(413));
+        assert_eq!(len("Content-Length: 1025\r\n"), Err(413));
+        assert_eq!(len("Content-Length: 99999999999\r\n"), Err(413));
+        assert_eq!(len("Transfer-Encoding: chunked\r\n"), Err(413));
+        assert_eq!(
+            len("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n"),
+            Err(400)
+        );
+        assert_eq!(len("Expect: 100-continue\r\nContent-Length: 3\r\n"), Ok(3));
+        assert_eq!(len("Expect: teapot\r\n"), Err(417));
+    }
+
+    #[test]
+    fn the_forwarded_head_is_canonical_and_carries_ours() {
+        let raw = "GET /stats HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nX-Fabric-Front: forged\r\n\
+                   X-Fabric-Peer: 6.6.6.6:6\r\nX-Request-Id: theirs\r\nAccept: */*\r\n\r\n";
+        let mut out = Vec::new();
+        forwarded(&head(raw), "rid", "s3", "10.0.0.1:5", false, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /stats HTTP/1.0\r\nHost: h\r\nAccept: */*\r\nX-Request-Id: rid\r\n\
+             X-Fabric-Front: s3\r\nX-Fabric-Peer: 10.0.0.1:5\r\nConnection: keep-alive\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        forwarded(
+            &head("GET / HTTP/1.1\r\n\r\n"),
+            "r",
+            "s",
+            "p",
+            true,
+            &mut out,
+        );
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .ends_with("\r\nConnection: close\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn answer_heads_as_wire_writes_them() {
+        let resp = Response::json(200, "{}").header("X-Request-Id", "r");
+        let mut buf = Vec::new();
+        wire::write(&mut buf, "GET", &resp, Persistence::Close).unwrap();
+        let head = answer_head(&buf).unwrap();
+        assert_eq!(head.head_len, buf.len() - 2);
+        assert_eq!((head.status, head.length, head.close), (200, Some(2), true));
+        assert_eq!(answer_head(&buf[..head.head_len - 1]), None);
+        let stream =
+            answer_head(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n").unwrap();
+        assert_eq!((stream.length, stream.close), (None, false));
+    }
+}
