@@ -67,11 +67,37 @@ const BAD_HEADER: Reject = reject(400, "malformed header");
 const URI_TOO_LONG: Reject = reject(414, "request line too long");
 const HEADERS_TOO_LARGE: Reject = reject(431, "request headers too large");
 
+/// How much header a head may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub header_bytes: usize,
+    pub headers: usize,
+}
+
+impl Bounds {
+    /// What a client may send.
+    pub const CLIENT: Bounds = Bounds {
+        header_bytes: MAX_HEADER_BYTES,
+        headers: MAX_HEADERS,
+    };
+    /// What the front may pass on: a client's head plus the few fields the
+    /// front adds (request id, secret, address, connection).
+    pub const FORWARDED: Bounds = Bounds {
+        header_bytes: MAX_HEADER_BYTES + 512,
+        headers: MAX_HEADERS + 4,
+    };
+}
+
 /// Parses the head at the start of `buf`: `Ok(None)` while it is incomplete
 /// (read more, then call again with everything), `Ok(Some((head, n)))` once
 /// complete, `n` being the bytes it took, or the refusal. Bounds are
 /// checked on incomplete input too, so a head can never grow past them.
 pub fn parse(buf: &[u8]) -> Result<Option<(Head<'_>, usize)>, Reject> {
+    parse_within(buf, Bounds::CLIENT)
+}
+
+/// [`parse`] with other bounds on the headers.
+pub fn parse_within(buf: &[u8], bounds: Bounds) -> Result<Option<(Head<'_>, usize)>, Reject> {
     let mut pos = 0;
     let mut empty = 0;
     let (line, mut pos) = loop {
@@ -91,7 +117,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Head<'_>, usize)>, Reject> {
     let headers_start = pos;
     let mut headers = Vec::with_capacity(12);
     loop {
-        let limit = MAX_HEADER_BYTES - (pos - headers_start).min(MAX_HEADER_BYTES);
+        let limit = bounds.header_bytes - (pos - headers_start).min(bounds.header_bytes);
         let Some((line, next)) = next_line(buf, pos, limit, HEADERS_TOO_LARGE)? else {
             return Ok(None);
         };
@@ -99,7 +125,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Head<'_>, usize)>, Reject> {
         if line.is_empty() {
             break;
         }
-        if headers.len() == MAX_HEADERS {
+        if headers.len() == bounds.headers {
             return Err(HEADERS_TOO_LARGE);
         }
         headers.push(header(line)?);

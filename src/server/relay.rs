@@ -761,6 +761,16 @@ fn forwarded(head: &Head, id: &str, secret: &str, peer: &str, close: bool, out: 
     put(&["\r\n"]);
 }
 
+/// What the front makes of a complete head: the request tiny_http is
+/// handed (with placeholder id, secret and address), or the refusal's
+/// status and message. For the fuzz target and property tests.
+pub fn canonical(head: &Head) -> Result<Vec<u8>, (u16, &'static str)> {
+    body_length(head)?;
+    let mut out = Vec::new();
+    forwarded(head, "rid", "secret", "127.0.0.1:1", false, &mut out);
+    Ok(out)
+}
+
 /// An answer's head as our own writer (`wire`) produced it.
 #[derive(Debug, PartialEq)]
 struct AnswerHead {

@@ -1,0 +1,13 @@
+//! Arbitrary bytes as the start of a request head, through the front's
+//! bounded parser and the canonical form it hands tiny_http.
+
+#![no_main]
+
+use fabric_telemetry_fuzz::head_checks;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(why) = head_checks::check_head(data) {
+        panic!("head: {why}");
+    }
+});
