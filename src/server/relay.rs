@@ -57,6 +57,9 @@ const STREAM_SILENCE: Duration = Duration::from_secs(30);
 /// An answer's head from our own side of the socket is never larger.
 const ANSWER_HEAD_MAX: usize = 64 * 1024;
 
+/// A connection's read buffer: the most one read takes in.
+const SCRATCH_BYTES: usize = 32 * 1024;
+
 /// Per-connection threads need little stack: buffers live on the heap.
 const CONNECTION_STACK: usize = 128 * 1024;
 
@@ -339,6 +342,8 @@ struct Connection<'r> {
     /// Scratch for the head passed on, and for the answer coming back.
     out: Vec<u8>,
     answer: Vec<u8>,
+    /// What every read goes through.
+    scratch: Box<[u8]>,
 }
 
 impl<'r> Connection<'r> {
@@ -353,6 +358,7 @@ impl<'r> Connection<'r> {
             served: 0,
             out: Vec::new(),
             answer: Vec::new(),
+            scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
         }
     }
 
@@ -409,7 +415,7 @@ impl<'r> Connection<'r> {
                 shortened = true;
                 let _ = self.client.set_read_timeout(Some(left));
             }
-            match fill(&mut self.client, &mut self.input) {
+            match fill(&mut self.client, &mut self.input, &mut self.scratch) {
                 Ok(0) if first_byte.is_some() => {
                     return Err(self.refuse(400, "incomplete request head", None));
                 }
@@ -485,15 +491,14 @@ impl<'r> Connection<'r> {
         self.input.drain(..buffered as usize);
         let mut left = len - buffered;
         let deadline = Instant::now() + self.relay.idle;
-        let mut scratch = [0u8; 16 * 1024];
         while left > 0 {
             let wait = deadline.saturating_duration_since(Instant::now());
             if wait.is_zero() {
                 return Err(408);
             }
             let _ = self.client.set_read_timeout(Some(wait));
-            let want = scratch.len().min(left as usize);
-            match self.client.read(&mut scratch[..want]) {
+            let want = self.scratch.len().min(left as usize);
+            match self.client.read(&mut self.scratch[..want]) {
                 Ok(0) => return Err(0),
                 Ok(n) => left -= n as u64,
                 Err(e) if is_timeout(&e) => return Err(408),
@@ -563,7 +568,7 @@ impl<'r> Connection<'r> {
             if self.answer.len() > ANSWER_HEAD_MAX {
                 return Err(io::Error::other("answer head too large"));
             }
-            if fill(upstream, &mut self.answer)? == 0 {
+            if fill(upstream, &mut self.answer, &mut self.scratch)? == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "closed before answering",
@@ -592,7 +597,7 @@ impl<'r> Connection<'r> {
         if len.is_none() {
             let _ = upstream.set_read_timeout(Some(STREAM_SILENCE.max(self.relay.idle)));
         }
-        let mut chunk = vec![0u8; 64 * 1024];
+        let chunk = &mut self.scratch;
         while len.is_none_or(|len| sent < len) {
             let want = len.map_or(chunk.len(), |len| chunk.len().min((len - sent) as usize));
             let n = match upstream.read(&mut chunk[..want]) {
@@ -640,14 +645,13 @@ impl<'r> Connection<'r> {
     fn linger(&mut self) {
         let _ = self.client.shutdown(Shutdown::Write);
         let deadline = Instant::now() + Duration::from_secs(1);
-        let mut scratch = [0u8; 16 * 1024];
         let mut budget = 1024 * 1024;
         while budget > 0 {
             let wait = deadline.saturating_duration_since(Instant::now());
             if wait.is_zero() || self.client.set_read_timeout(Some(wait)).is_err() {
                 return;
             }
-            match self.client.read(&mut scratch) {
+            match self.client.read(&mut self.scratch) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => budget -= n.min(budget),
             }
@@ -655,15 +659,13 @@ impl<'r> Connection<'r> {
     }
 }
 
-/// Reads what is available into the spare room of `buf` (growing it by
-/// at most 16 KiB at a time); returns the bytes read.
-fn fill(source: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
-    const ROOM: usize = 16 * 1024;
-    let len = buf.len();
-    buf.resize(len + ROOM, 0);
-    let read = source.read(&mut buf[len..]);
-    buf.truncate(len + *read.as_ref().unwrap_or(&0));
-    read
+/// Reads what is available (at most `scratch.len()` bytes) and appends it
+/// to `buf`; returns the bytes read. Reading through a buffer kept for the
+/// connection's life spares zeroing fresh room on every read.
+fn fill(source: &mut impl Read, buf: &mut Vec<u8>, scratch: &mut [u8]) -> io::Result<usize> {
+    let n = source.read(scratch)?;
+    buf.extend_from_slice(&scratch[..n]);
+    Ok(n)
 }
 
 fn is_timeout(e: &io::Error) -> bool {
