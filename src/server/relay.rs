@@ -57,6 +57,11 @@ const STREAM_SILENCE: Duration = Duration::from_secs(30);
 /// An answer's head from our own side of the socket is never larger.
 const ANSWER_HEAD_MAX: usize = 64 * 1024;
 
+/// A fresh connection to tiny_http whose first answer has not begun after
+/// this long may be stranded; it is nudged, at most this many times.
+const STRANDED_AFTER: Duration = Duration::from_millis(5);
+const STRANDED_NUDGES: u32 = 40;
+
 /// A connection's read buffer: the most one read takes in.
 const SCRATCH_BYTES: usize = 32 * 1024;
 
@@ -544,9 +549,11 @@ impl<'r> Connection<'r> {
     /// Sends `self.out` to tiny_http and reads the answer's head into
     /// `self.answer`. A connection found closed is reopened once.
     fn forward(&mut self) -> io::Result<AnswerHead> {
+        let mut fresh = false;
         for attempt in 0..2 {
             if self.upstream.is_none() {
                 self.upstream = Some(connect(&self.relay.upstream, self.relay.idle)?);
+                fresh = true;
             }
             let Some(upstream) = &mut self.upstream else {
                 continue;
@@ -561,20 +568,42 @@ impl<'r> Connection<'r> {
             return Err(io::Error::other("no connection"));
         };
         self.answer.clear();
-        loop {
+        // A new connection may be stranded in tiny_http's pool (see
+        // `guards::nudge`): if its first answer is slow to start, each
+        // nudge gives it the chance of a fresh thread.
+        let mut nudges = if fresh { STRANDED_NUDGES } else { 0 };
+        if nudges > 0 {
+            upstream.set_read_timeout(Some(STRANDED_AFTER))?;
+        }
+        let head = loop {
             if let Some(head) = answer_head(&self.answer) {
-                return Ok(head);
+                break head;
             }
             if self.answer.len() > ANSWER_HEAD_MAX {
                 return Err(io::Error::other("answer head too large"));
             }
-            if fill(upstream, &mut self.answer, &mut self.scratch)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed before answering",
-                ));
+            match fill(upstream, &mut self.answer, &mut self.scratch) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed before answering",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if nudges > 0 && is_timeout(&e) => {
+                    nudges -= 1;
+                    drop(UnixStream::connect_addr(&self.relay.upstream));
+                    if nudges == 0 {
+                        upstream.set_read_timeout(Some(MAX_DELAY + self.relay.idle))?;
+                    }
+                }
+                Err(e) => return Err(e),
             }
+        };
+        if fresh && nudges > 0 {
+            upstream.set_read_timeout(Some(MAX_DELAY + self.relay.idle))?;
         }
+        Ok(head)
     }
 
     /// Writes the answer (its head is in `self.answer`, with whatever body
