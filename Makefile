@@ -2,7 +2,7 @@
 CARGO ?= cargo
 MUSL := x86_64-unknown-linux-musl
 
-.PHONY: help build run demo test lint fmt static fuzz chaos e2e-prometheus clean
+.PHONY: help build run demo test lint fmt static fuzz chaos e2e-prometheus bench clean
 
 help:
 	@echo "make run     build, then start data_server (:9001) and metrics_server (:8080); Ctrl-C stops both"
@@ -14,6 +14,7 @@ help:
 	@echo "make fuzz    cargo-fuzz every target for FUZZ_SECONDS each (default 60; nightly)"
 	@echo "make chaos   CHAOS_SECONDS (default 60) of producer restarts, faults and bad data under load"
 	@echo "make e2e-prometheus   a real Prometheus scrapes metrics_server; its API shows the series"
+	@echo "make bench   release build, then wrk against metrics_server and a raw std baseline side by side; writes BENCHMARKS.md"
 
 build:
 	$(CARGO) build --release --bins
@@ -34,6 +35,8 @@ test: lint
 	scripts/promtool_check.sh target/debug
 	# A short chaos soak on the debug binaries cargo test just built.
 	python3 scripts/chaos.py --duration 15 --bin-dir target/debug
+	# A few seconds of the benchmark harness, so that it cannot rot (no timing is judged).
+	python3 scripts/bench.py --smoke --no-build --bin-dir target/debug
 
 fmt:
 	$(CARGO) fmt --all
@@ -56,6 +59,9 @@ chaos: build
 
 e2e-prometheus: build
 	scripts/e2e_prometheus.sh target/release
+
+bench:
+	python3 scripts/bench.py
 
 clean:
 	$(CARGO) clean
