@@ -83,21 +83,33 @@ impl Request {
     }
 
     /// The request tiny_http read from the front; `remote` is the client's
-    /// address the front passed on. The front's own headers are left out.
+    /// address the front passed on. The front's own headers are left out,
+    /// but its word that the client's connection ends is kept, as
+    /// `Connection: close`.
     pub(crate) fn from_tiny(rq: &tiny_http::Request, remote: Option<SocketAddr>) -> Request {
         let (path, query) = rq.url().split_once('?').unwrap_or((rq.url(), ""));
         let ours =
             |name: &str| name.len() > 9 && name.as_bytes()[..9].eq_ignore_ascii_case(b"x-fabric-");
+        let mut headers: Vec<(String, String)> = rq
+            .headers()
+            .iter()
+            .filter(|h| !ours(h.field.as_str().as_str()))
+            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
+            .collect();
+        // The front says so when the client's connection ends after this
+        // request (its own connection to tiny_http is pooled and stays).
+        if rq
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv(crate::server::relay::CLOSE_HEADER))
+        {
+            headers.push(("Connection".into(), "close".into()));
+        }
         Request {
             method: rq.method().as_str().to_string(),
             path: path.to_string(),
             query: query.to_string(),
-            headers: rq
-                .headers()
-                .iter()
-                .filter(|h| !ours(h.field.as_str().as_str()))
-                .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-                .collect(),
+            headers,
             remote,
             id: String::new(),
         }

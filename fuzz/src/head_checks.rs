@@ -67,8 +67,9 @@ pub fn check_head(bytes: &[u8]) -> Result<(), String> {
         "te",
     ];
     let fields: Vec<&str> = lines.take_while(|l| !l.is_empty()).collect();
-    // The front's own say on the connection may close the list, once.
-    let ours = ["Connection: close", "Connection: keep-alive"];
+    // The front's own say on its connection to tiny_http (kept open for
+    // HTTP/1.0 too) may close the list, once.
+    let ours = ["Connection: keep-alive"];
     let fields = match fields.split_last() {
         Some((last, rest)) if ours.contains(last) => rest,
         _ => &fields[..],

@@ -11,8 +11,10 @@
 //! (slowloris), answers what it refuses itself (JSON 400, 408, 413, 414,
 //! 417, 431, 505, with `Connection: close`), reads and discards a modest
 //! body (a larger one is refused), and re-sends the request in a canonical
-//! form to tiny_http over a private Unix socket (its own connection per
-//! client connection, one request at a time, so answers keep their order).
+//! form to tiny_http over a private Unix socket, one request at a time per
+//! client connection (so answers keep their order). That connection to
+//! tiny_http is taken from a pool at the client's first request and put
+//! back when the client's connection ends.
 //! The answer comes back framed by its `Content-Length` (or, for a stream,
 //! until the socket closes) and is copied to the client. The front counts
 //! a connection's requests (`KEEPALIVE_REQUESTS`), decides when it ends,
@@ -22,12 +24,13 @@
 //! this network namespace. Requests carry a per-process secret that the
 //! server checks, so nothing that bypasses the front is ever served.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::head::{self, Head};
@@ -41,6 +44,8 @@ use crate::request_id;
 pub const FRONT_HEADER: &str = "X-Fabric-Front";
 /// The header the front passes the client's address in.
 pub const PEER_HEADER: &str = "X-Fabric-Peer";
+/// The header that says the client's connection ends after this request.
+pub const CLOSE_HEADER: &str = "X-Fabric-Close";
 
 /// Declared request bodies up to this size are read and discarded, so
 /// the request gets the answer its route gives (no endpoint takes a body:
@@ -62,6 +67,10 @@ const ANSWER_HEAD_MAX: usize = 64 * 1024;
 const STRANDED_AFTER: Duration = Duration::from_millis(5);
 const STRANDED_NUDGES: u32 = 40;
 
+/// Idle connections to tiny_http kept for reuse, at most. Each holds one of
+/// its threads; beyond this, connections opened for a burst are closed.
+const POOL_IDLE_MAX: usize = 128;
+
 /// A connection's read buffer: the most one read takes in.
 const SCRATCH_BYTES: usize = 32 * 1024;
 
@@ -81,9 +90,10 @@ const NOT_FORWARDED: &[&str] = &[
     "content-length",
     "expect",
     "x-request-id",
-    "x-fabric-front",
-    "x-fabric-peer",
 ];
+
+/// The prefix of the headers only the front may set.
+const OURS: &[u8] = b"x-fabric-";
 
 /// A private Unix listener for tiny_http, and its address.
 pub fn internal_listener() -> io::Result<(UnixListener, UnixAddr)> {
@@ -129,6 +139,11 @@ pub struct Relay {
     open: AtomicUsize,
     busy: AtomicUsize,
     stopping: AtomicBool,
+    /// Idle connections to tiny_http, most recently used last.
+    pool: Mutex<Vec<UnixStream>>,
+    /// Connection threads waiting for a connection.
+    free: Mutex<Free>,
+    wake: Condvar,
     /// Refused connections on their way to [`closer`].
     closing: Mutex<SyncSender<TcpStream>>,
 }
@@ -155,6 +170,9 @@ impl Relay {
             open: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
+            pool: Mutex::new(Vec::new()),
+            free: Mutex::new(Free::default()),
+            wake: Condvar::new(),
             closing: Mutex::new(closing),
         })
     }
@@ -177,6 +195,21 @@ impl Relay {
 
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// An idle connection to tiny_http, if the pool has one.
+    fn take_upstream(&self) -> Option<UnixStream> {
+        self.pool.lock().ok()?.pop()
+    }
+
+    /// Puts a connection whose last answer was read whole back in the
+    /// pool, unless it holds [`POOL_IDLE_MAX`] already.
+    fn give_upstream(&self, upstream: UnixStream) {
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < POOL_IDLE_MAX {
+                pool.push(upstream);
+            }
+        }
     }
 }
 
@@ -235,17 +268,82 @@ fn admit(relay: &Arc<Relay>, stream: TcpStream, peer: SocketAddr) {
         drop(open);
         return refuse_connection(relay, stream, peer);
     }
+    let job = Job { stream, peer, open };
+    // A thread that is waiting for a connection takes it; else a new one.
+    // Each queued connection has a waiting thread of its own: the count of
+    // waiting threads is only lowered by a thread that takes one.
+    let job = {
+        let mut free = super::lock(&relay.free);
+        if free.waiting > free.queue.len() {
+            free.queue.push_back(job);
+            relay.wake.notify_one();
+            return;
+        }
+        job
+    };
+    let relay = relay.clone();
     let spawned = std::thread::Builder::new()
         .name("http-conn".into())
         .stack_size(CONNECTION_STACK)
-        .spawn(move || {
-            Connection::new(&open.0, stream, peer).run();
-            drop(open);
-        });
+        .spawn(move || serve_connections(&relay, job));
     if let Err(e) = spawned {
         Event::new(Level::Error, "http.error")
             .str("error", &format!("cannot start a connection thread: {e}"))
             .emit();
+    }
+}
+
+/// A connection waiting for a thread.
+struct Job {
+    stream: TcpStream,
+    peer: SocketAddr,
+    open: Open,
+}
+
+/// Connections waiting for a thread, and threads waiting for a connection.
+#[derive(Default)]
+struct Free {
+    queue: VecDeque<Job>,
+    waiting: usize,
+}
+
+/// A connection thread waits this long for another connection before it
+/// ends: threads are reused, since creating and ending one per connection
+/// cost more than the rest of a short connection's work.
+const THREAD_KEEP: Duration = Duration::from_secs(10);
+
+/// Serves `job`, then every connection handed to this thread after it.
+fn serve_connections(relay: &Relay, mut job: Job) {
+    loop {
+        Connection::new(relay, job.stream, job.peer).run();
+        drop(job.open);
+        match next_job(relay) {
+            Some(next) => job = next,
+            None => return,
+        }
+    }
+}
+
+/// The next connection for a thread that is free, or `None` once it has
+/// waited [`THREAD_KEEP`] in vain (or the server stops).
+fn next_job(relay: &Relay) -> Option<Job> {
+    let deadline = Instant::now() + THREAD_KEEP;
+    let mut free = super::lock(&relay.free);
+    free.waiting += 1;
+    loop {
+        if let Some(job) = free.queue.pop_front() {
+            free.waiting -= 1;
+            return Some(job);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || relay.stopping() {
+            free.waiting -= 1;
+            return None;
+        }
+        free = relay
+            .wake
+            .wait_timeout(free, left)
+            .map_or_else(|p| p.into_inner().0, |(guard, _)| guard);
     }
 }
 
@@ -341,7 +439,7 @@ struct Connection<'r> {
     peer_text: String,
     /// Bytes read from the client and not yet used.
     input: Vec<u8>,
-    /// The connection to tiny_http, opened at the first request.
+    /// The connection to tiny_http, from the pool at the first request.
     upstream: Option<UnixStream>,
     served: u32,
     /// Scratch for the head passed on, and for the answer coming back.
@@ -382,6 +480,10 @@ impl<'r> Connection<'r> {
             }
         }
         let _ = self.client.shutdown(Shutdown::Both);
+        // Its connection to tiny_http can serve the next client.
+        if let Some(upstream) = self.upstream.take() {
+            self.relay.give_upstream(upstream);
+        }
     }
 
     /// Reads one request, has it answered and sends the answer.
@@ -536,21 +638,28 @@ impl<'r> Connection<'r> {
             length => length,
         };
         let (sent, error) = self.copy_answer(answer.head_len, body_len);
+        // Unless its answer was read whole, the connection is unusable.
+        if error.is_some() || body_len.is_none() {
+            self.upstream = None;
+        }
         let elapsed = ex.started.elapsed();
         self.relay.handler.observe(&ex.req, answer.status, elapsed);
         access_log(&ex.req, answer.status, sent, elapsed, error.as_ref());
         if error.is_some() || body_len.is_none() || answer.close || ex.close {
-            self.upstream = None;
             return Next::Close;
         }
         Next::Continue
     }
 
-    /// Sends `self.out` to tiny_http and reads the answer's head into
-    /// `self.answer`. A connection found closed is reopened once.
+    /// Sends `self.out` to tiny_http, on a pooled connection or a new one,
+    /// and reads the answer's head into `self.answer`. A pooled connection
+    /// found closed is replaced once.
     fn forward(&mut self) -> io::Result<AnswerHead> {
         let mut fresh = false;
         for attempt in 0..2 {
+            if self.upstream.is_none() {
+                self.upstream = self.relay.take_upstream();
+            }
             if self.upstream.is_none() {
                 self.upstream = Some(connect(&self.relay.upstream, self.relay.idle)?);
                 fresh = true;
@@ -752,7 +861,7 @@ fn body_length(head: &Head) -> Result<u64, (u16, &'static str)> {
 
 /// The request as tiny_http gets it: the request line, the client's
 /// end-to-end headers, then ours (request id, secret, client address, and
-/// how the connection goes on).
+/// whether the client's connection ends).
 fn forwarded(head: &Head, id: &str, secret: &str, peer: &str, close: bool, out: &mut Vec<u8>) {
     let mut put = |parts: &[&str]| {
         for p in parts {
@@ -766,7 +875,9 @@ fn forwarded(head: &Head, id: &str, secret: &str, peer: &str, close: bool, out: 
     };
     put(&[head.method, " ", head.target, " ", version, "\r\n"]);
     for (name, value) in &head.headers {
-        if !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        let ours =
+            name.len() > OURS.len() && name.as_bytes()[..OURS.len()].eq_ignore_ascii_case(OURS);
+        if !ours && !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             put(&[name, ": ", value, "\r\n"]);
         }
     }
@@ -784,10 +895,13 @@ fn forwarded(head: &Head, id: &str, secret: &str, peer: &str, close: bool, out: 
         peer,
         "\r\n",
     ]);
-    if close {
-        put(&["Connection: close\r\n"]);
-    } else if head.minor == 0 {
+    // The connection to tiny_http outlives the client's: it is pooled.
+    // Whether the client's ends travels in a header of ours.
+    if head.minor == 0 {
         put(&["Connection: keep-alive\r\n"]);
+    }
+    if close {
+        put(&[CLOSE_HEADER, ": 1\r\n"]);
     }
     put(&["\r\n"]);
 }
@@ -878,7 +992,7 @@ mod tests {
     #[test]
     fn the_forwarded_head_is_canonical_and_carries_ours() {
         let raw = "GET /stats HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nX-Fabric-Front: forged\r\n\
-                   X-Fabric-Peer: 6.6.6.6:6\r\nX-Request-Id: theirs\r\nAccept: */*\r\n\r\n";
+                   X-Fabric-Peer: 6.6.6.6:6\r\nX-Request-Id: theirs\r\nX-fabric-close: 1\r\nAccept: */*\r\n\r\n";
         let mut out = Vec::new();
         forwarded(&head(raw), "rid", "s3", "10.0.0.1:5", false, &mut out);
         assert_eq!(
@@ -895,10 +1009,11 @@ mod tests {
             true,
             &mut out,
         );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("\r\nX-Fabric-Close: 1\r\n\r\n"), "{text}");
         assert!(
-            String::from_utf8(out)
-                .unwrap()
-                .ends_with("\r\nConnection: close\r\n\r\n")
+            !text.contains("Connection:"),
+            "tiny_http keeps its end open"
         );
     }
 

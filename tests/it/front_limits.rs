@@ -104,6 +104,9 @@ fn beyond_max_connections_clients_get_503_and_service_resumes() {
         "http://127.0.0.1:9/counters",
         &["--max-connections", "16", "--idle-timeout-ms", "700"],
     );
+    // Warm: one request, so its pooled connection to tiny_http (and that
+    // connection's thread) is part of the baseline.
+    assert_eq!(get(ms.addr, "/health").status, 200);
     let baseline = ms.threads();
     for round in ["closed by the clients", "timed out by the server"] {
         // The cap's worth of silent connections, each proven accepted.
@@ -216,6 +219,9 @@ fn huge_declared_bodies_are_refused_without_parking_threads() {
     // tiny_http allocates a declared body's whole length to discard it, so
     // such requests used to be leaked, each parking a thread for good.
     let ms = metrics_server("http://127.0.0.1:9/counters", &[]);
+    // Warm: one request, so its pooled connection to tiny_http (and that
+    // connection's thread) is part of the baseline.
+    assert_eq!(get(ms.addr, "/health").status, 200);
     let baseline = ms.threads();
     for _ in 0..50 {
         let r = raw(
