@@ -143,36 +143,38 @@ impl<'a> Reader<'a> {
         let text = self.text;
         let bytes = text.as_bytes();
         if bytes.get(self.pos) != Some(&b'"') {
+            // An unquoted field ends at the next comma or line end; a quote
+            // in it is an error. One tight scan: this runs for every cell.
             let start = self.pos;
-            let mut i = start;
-            loop {
-                match bytes.get(i) {
-                    None => {
-                        self.pos = i;
-                        return Ok((Cow::Borrowed(&text[start..i]), FieldEnd::Eof));
-                    }
-                    Some(b',') => {
-                        self.pos = i + 1;
-                        return Ok((Cow::Borrowed(&text[start..i]), FieldEnd::Comma));
-                    }
-                    Some(b'\n') => {
-                        let end = if i > start && bytes[i - 1] == b'\r' {
-                            i - 1
-                        } else {
-                            i
-                        };
-                        self.pos = i + 1;
-                        self.cursor_line += 1;
-                        return Ok((Cow::Borrowed(&text[start..end]), FieldEnd::Line));
-                    }
-                    Some(b'"') => {
-                        return Err(Error::BareQuote {
-                            line: self.cursor_line,
-                        });
-                    }
-                    Some(_) => i += 1,
+            let rest = bytes.get(start..).unwrap_or_default();
+            let i = start
+                + rest
+                    .iter()
+                    .position(|&b| matches!(b, b',' | b'\n' | b'"'))
+                    .unwrap_or(rest.len());
+            return match bytes.get(i) {
+                None => {
+                    self.pos = i;
+                    Ok((Cow::Borrowed(&text[start..i]), FieldEnd::Eof))
                 }
-            }
+                Some(b',') => {
+                    self.pos = i + 1;
+                    Ok((Cow::Borrowed(&text[start..i]), FieldEnd::Comma))
+                }
+                Some(b'\n') => {
+                    let end = if i > start && bytes[i - 1] == b'\r' {
+                        i - 1
+                    } else {
+                        i
+                    };
+                    self.pos = i + 1;
+                    self.cursor_line += 1;
+                    Ok((Cow::Borrowed(&text[start..end]), FieldEnd::Line))
+                }
+                Some(_) => Err(Error::BareQuote {
+                    line: self.cursor_line,
+                }),
+            };
         }
         // A quoted field: runs to the next lone quote; `""` is one quote.
         let start = self.pos + 1;

@@ -5,6 +5,8 @@
 //! right there: escaping a string, and deciding whether a number token taken
 //! from the CSV can be copied into JSON verbatim.
 
+use std::fmt::Write;
+
 /// Appends `s` as a JSON string literal (quotes included) to `out`.
 pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
@@ -100,9 +102,13 @@ pub fn is_number_literal(s: &str) -> bool {
 pub fn push_f64(out: &mut String, v: f64) {
     match serde_json::Number::from_f64(v) {
         Some(n) => {
-            let s = n.to_string();
+            // Written in place: this runs once per value of a big table.
+            let start = out.len();
+            let _ = write!(out, "{n}");
             // serde_json spells integral floats as `3.0`; the contract says `3`.
-            out.push_str(s.strip_suffix(".0").unwrap_or(&s));
+            if out[start..].ends_with(".0") {
+                out.truncate(out.len() - 2);
+            }
         }
         None => out.push_str("null"),
     }
@@ -141,10 +147,12 @@ mod tests {
             (3.0, "3"),
             (-0.25, "-0.25"),
             (1e300, "1e+300"),
+            (15187500000.0, "15187500000"),
+            (-0.0, "-0"),
         ] {
-            let mut out = String::new();
+            let mut out = String::from("x:");
             push_f64(&mut out, v);
-            assert_eq!(out, s);
+            assert_eq!(out, format!("x:{s}"));
         }
     }
 

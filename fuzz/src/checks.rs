@@ -232,12 +232,12 @@ pub fn check_consumer(
                 && !resp.body_bytes().windows(8).any(|w| w == b"\"total\":");
             let plain = is_plain_list(req, &pairs) || (whole_table && only_accept_differs(&pairs));
             if !plain {
-                return check_list_filtered(resp, snap);
+                return check_list_filtered(req, resp, snap);
             }
             let Some(snap) = snap else {
                 return status_is(resp, 503, "ListMetrics before the first snapshot");
             };
-            status_is(resp, 200, "ListMetrics")?;
+            ok_or_not_modified(req, resp, &snap.etag, "ListMetrics")?;
             data_headers(resp, snap)?;
             let v = json_body(resp)?;
             check_list_json(&v, snap)?;
@@ -289,14 +289,18 @@ fn is_plain_list(req: &Request, pairs: &[(String, String)]) -> bool {
 /// A filtered, paged or CSV `ListMetrics` answer: a 400 for a bad query, or
 /// a subset of the snapshot's rows (in upstream order) and columns, with the
 /// snapshot's numbers.
-fn check_list_filtered(resp: &Response, snap: Option<&Snapshot>) -> Result<(), String> {
+fn check_list_filtered(
+    req: &Request,
+    resp: &Response,
+    snap: Option<&Snapshot>,
+) -> Result<(), String> {
     if resp.status == 400 {
         return Ok(());
     }
     let Some(snap) = snap else {
         return status_is(resp, 503, "filtered ListMetrics before the first snapshot");
     };
-    status_is(resp, 200, "filtered ListMetrics")?;
+    ok_or_not_modified(req, resp, due_etag(resp, snap), "filtered ListMetrics")?;
     data_headers(resp, snap)?;
     // (row, column name, value text) of every cell, in body order.
     let mut ids: Vec<String> = Vec::new();
@@ -366,13 +370,56 @@ fn check_list_filtered(resp: &Response, snap: Option<&Snapshot>) -> Result<(), S
     Ok(())
 }
 
-/// `ETag` and `X-Data-Age-Ms` on an answer about `snap`.
+/// The entity tag an answer about `snap` must carry: the CSV form's own,
+/// or the snapshot's.
+fn due_etag<'a>(resp: &Response, snap: &'a Snapshot) -> &'a str {
+    if resp.header_value("Content-Type") == Some(CSV) {
+        &snap.csv_etag
+    } else {
+        &snap.etag
+    }
+}
+
+/// A data answer whose due status is 200: a 304 is right when an
+/// `If-None-Match` of `req` names `etag` (the quoted tag of the answer),
+/// and only then.
+fn ok_or_not_modified(req: &Request, resp: &Response, etag: &str, why: &str) -> Result<(), String> {
+    let inm: Vec<&str> = req.headers_named("If-None-Match").collect();
+    // Exactly the tag, weak or strong, or `*`: always a match.
+    let must_match = inm.iter().any(|h| {
+        let h = h.trim();
+        h == etag || h == format!("W/{etag}") || h == "*"
+    });
+    // Without the tag's text or a `*` somewhere, never a match.
+    let may_match = inm
+        .iter()
+        .any(|h| h.contains(etag.trim_matches('"')) || h.contains('*'));
+    match resp.status {
+        304 => ensure!(
+            may_match,
+            "{why}: 304 for If-None-Match {inm:?}, tag {etag}"
+        ),
+        200 => ensure!(
+            !must_match,
+            "{why}: 200 for If-None-Match {inm:?} naming the current tag {etag}"
+        ),
+        _ => status_is(resp, 200, why)?,
+    }
+    Ok(())
+}
+
+/// `ETag`, `X-Data-Age-Ms` and `Cache-Control` on an answer about `snap`.
 fn data_headers(resp: &Response, snap: &Snapshot) -> Result<(), String> {
     ensure!(
-        resp.header_value("ETag") == Some(snap.etag.as_str()),
+        resp.header_value("ETag") == Some(due_etag(resp, snap)),
         "ETag {:?} where {:?} was due",
         resp.header_value("ETag"),
-        snap.etag
+        due_etag(resp, snap)
+    );
+    ensure!(
+        resp.header_value("Cache-Control") == Some("no-cache"),
+        "Cache-Control {:?} on a data answer",
+        resp.header_value("Cache-Control")
     );
     ensure!(
         resp.header_value("X-Data-Age-Ms")
@@ -396,13 +443,13 @@ fn check_get_metric(req: &Request, resp: &Response, snap: Option<&Snapshot>) -> 
     let Some(snap) = snap else {
         return status_is(resp, 503, "GetMetric before the first snapshot");
     };
-    let row = snap.switch_ids.iter().position(|s| **s == *switch_id);
+    let row = snap.switch_ids().position(|s| s == switch_id);
     let col = snap.fields.iter().position(|f| *f == metric);
     let (Some(row), Some(col)) = (row, col) else {
         status_is(resp, 404, "an unknown switch or metric")?;
         return data_headers(resp, snap);
     };
-    status_is(resp, 200, "a known switch and metric")?;
+    ok_or_not_modified(req, resp, &snap.etag, "a known switch and metric")?;
     data_headers(resp, snap)?;
     let v = json_body(resp)?;
     ensure!(
@@ -615,7 +662,7 @@ pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Snapshot>, String> {
     let small = Snapshot::parse(body, test_origin(NOW), Limits { max_rows: SMALL });
     match (&big, &small) {
         (Ok(b), Ok(s)) => ensure!(
-            b.rows() <= SMALL && b.switch_ids == s.switch_ids,
+            b.rows() <= SMALL && b.switch_ids().eq(s.switch_ids()),
             "row limit {SMALL} let {} rows through",
             s.rows()
         ),
@@ -639,14 +686,19 @@ pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Snapshot>, String> {
 
     ensure!(snap.rows() > 0, "a snapshot with no rows");
     ensure!(
-        snap.rows() == snap.switch_ids.len(),
-        "rows() != switch_ids.len()"
+        snap.rows() == snap.switch_ids().len(),
+        "rows() != switch_ids().len()"
     );
     ensure!(!snap.fields.is_empty(), "a snapshot with no fields");
     ensure!(
         snap.etag == format!("\"{}\"", snap.id()),
         "etag {:?}",
         snap.etag
+    );
+    ensure!(
+        snap.csv_etag == format!("\"{}-csv\"", snap.id()),
+        "csv_etag {:?}",
+        snap.csv_etag
     );
     ensure!(snap.csv_bytes == body.len(), "csv_bytes {}", snap.csv_bytes);
     let records = match read_all_records(body)? {
@@ -669,9 +721,9 @@ pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Snapshot>, String> {
     for (j, f) in snap.fields.iter().enumerate() {
         ensure!(snap.column(f) == Some(j), "column({f:?}) != {j}");
     }
-    for (r, id) in snap.switch_ids.iter().enumerate() {
+    for (r, id) in snap.switch_ids().enumerate() {
         ensure!(!id.is_empty(), "row {r}: empty switch_id");
-        ensure!(*records[r + 1][0] == **id, "row {r}: switch_id {id:?}");
+        ensure!(records[r + 1][0] == id, "row {r}: switch_id {id:?}");
         ensure!(snap.row(id) == Some(r), "row({id:?}) != {r}");
         for c in 0..snap.fields.len() {
             let text = snap.number(r, c);
@@ -750,7 +802,7 @@ pub fn check_list_json(v: &Value, snap: &Snapshot) -> Result<(), String> {
             snap.fields.len()
         );
         ensure!(
-            item["switch_id"] == *snap.switch_ids[r],
+            item["switch_id"] == snap.switch_id(r),
             "item {r}: switch_id {}",
             item["switch_id"]
         );

@@ -12,6 +12,8 @@ use fabric_telemetry::server::front::Access;
 const SERVICE: &str = "metrics_server";
 
 fn main() -> ExitCode {
+    // Before any thread starts: big blocks go back to the OS when freed.
+    fabric_telemetry::sys::return_large_blocks_to_the_os();
     let (signal, mut cfg) = match lifecycle::begin(&SPEC, |c| c.log_level) {
         Ok(started) => started,
         Err(code) => return code,

@@ -3,7 +3,8 @@
 //! `limit=`, `offset=`, `format=` or `Accept: text/csv`), parsed into a
 //! [`Filter`], checked against a snapshot, and rendered per request as JSON
 //! or CSV in O(rows × chosen fields). A request with none of these
-//! parameters never comes here: it gets the snapshot's pre-rendered body.
+//! parameters never comes here: it gets the snapshot's pre-rendered body;
+//! one asking for the whole table as CSV gets the snapshot's shared CSV.
 //!
 //! The rules, each answered 400 with `{"error":"…"}` naming the bad value
 //! when broken:
@@ -235,7 +236,7 @@ impl Filter {
             next_offset: None,
         };
         let mut visit = |row: usize| {
-            if prefix.is_some_and(|p| !snap.switch_ids[row].starts_with(p)) {
+            if prefix.is_some_and(|p| !snap.switch_id(row).starts_with(p)) {
                 return;
             }
             if (offset..end).contains(&page.total) {
@@ -261,6 +262,13 @@ impl Filter {
     /// The whole answer (status, Content-Type, body; the caller adds the
     /// data headers) for `snap` at `now_ms`.
     pub fn render(&self, snap: &Snapshot, now_ms: u64) -> Result<Response, Error> {
+        if self.is_whole_table() && self.format == Format::Csv {
+            let mut resp = Response::new(200)
+                .header("Content-Type", http::CSV)
+                .header("X-Total-Count", snap.rows().to_string());
+            resp.body = snap.csv_table();
+            return Ok(resp);
+        }
         let page = self.select(snap)?;
         Ok(match self.format {
             Format::Json => Response::json(200, page.json(snap, now_ms)),
@@ -402,11 +410,12 @@ impl Page {
                 out.push(',');
             }
             out.push_str("{\"switch_id\":");
-            json::push_str(&mut out, &snap.switch_ids[row]);
+            json::push_str(&mut out, snap.switch_id(row));
+            let cells = snap.cells(row);
             for (key, &col) in keys.iter().zip(&self.columns) {
                 out.push(',');
                 out.push_str(key);
-                out.push_str(snap.number(row, col));
+                out.push_str(cells.get(col));
             }
             out.push('}');
         }
@@ -423,10 +432,11 @@ impl Page {
         let mut out = String::with_capacity(64 + per_row * self.rows.len());
         csv::push_record(&mut out, &header);
         for &row in &self.rows {
-            csv::push_field(&mut out, &snap.switch_ids[row]);
+            csv::push_field(&mut out, snap.switch_id(row));
+            let cells = snap.cells(row);
             for &col in &self.columns {
                 out.push(',');
-                out.push_str(snap.number(row, col));
+                out.push_str(cells.get(col));
             }
             out.push('\n');
         }
@@ -439,6 +449,7 @@ mod tests {
     use super::*;
     use crate::consumer::snapshot::{Limits, Origin};
     use serde_json::{Value, json};
+    use std::sync::Arc;
 
     const TABLE: &str = "switch_id,a,b,c\n\
         sw-000,1.5,0,10\n\
@@ -459,7 +470,7 @@ mod tests {
     fn ids(s: &Snapshot, page: &Page) -> Vec<String> {
         page.rows
             .iter()
-            .map(|&r| s.switch_ids[r].to_string())
+            .map(|&r| s.switch_id(r).to_string())
             .collect()
     }
 
@@ -745,6 +756,21 @@ mod tests {
             .csv(&s);
         assert_eq!(read_csv(&text).len(), 6);
         assert_eq!(read_csv(&text)[3], ["core,1 \"x\""]);
+    }
+
+    #[test]
+    fn the_whole_table_as_csv_is_shared_and_the_same_as_a_page() {
+        let s = snap();
+        let page = Filter::parse("").unwrap().select(&s).unwrap().csv(&s);
+        let first = Filter::parse("format=csv").unwrap().render(&s, 0).unwrap();
+        assert_eq!(first.body_bytes(), page.as_bytes());
+        assert_eq!(first.header_value("x-total-count"), Some("5"));
+        assert_eq!(first.header_value("x-next-offset"), None);
+        let again = Filter::parse("format=csv").unwrap().render(&s, 0).unwrap();
+        match (&first.body[..], &again.body[..]) {
+            ([http::Chunk::Shared(a)], [http::Chunk::Shared(b)]) => assert!(Arc::ptr_eq(a, b)),
+            other => panic!("not one shared piece: {other:?}"),
+        }
     }
 
     #[test]

@@ -5,19 +5,81 @@
 //! exposition conventions from its unit suffix: `_gbps` → bytes per second
 //! (the base unit is bytes; × 1.25e8), `_us` → seconds, `_pct` → a 0–1
 //! ratio, `_c` → celsius, `_per_s` → per second; any other column is
-//! exported under its sanitised name. That block depends on the snapshot
-//! only, so it is rendered once per snapshot and reused by every scrape.
+//! exported under its sanitised name.
+//!
+//! That fabric block depends on the snapshot only, and it can be big: some
+//! 460 bytes a switch, 46 MB at 100k switches, twice the snapshot itself.
+//! So it is rendered when a scrape asks for it, in one pass over the rows,
+//! as shared pieces that the answer sends without copying. A block up to
+//! [`KEEP_MAX_BYTES`] (some 18k switches) is kept while its snapshot is
+//! current, for the next scrape; a bigger one is rendered for each scrape
+//! and freed once sent, so a large fleet does not keep a second copy of its
+//! data between scrapes (Prometheus scrapes every 15 s or more, so a scrape
+//! usually finds a new snapshot anyway).
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
 
 use super::State;
+use super::pieces::{PIECE_BYTES, Pieces};
 use super::poller::KINDS;
 use super::snapshot::Snapshot;
 use super::stats::ENDPOINTS;
+use crate::http::Chunk;
 use crate::prometheus::{self, Exposition};
 
-/// The fabric block of the last snapshot rendered: (snapshot id, text).
-pub type FabricCache = Mutex<Option<(String, Arc<str>)>>;
+/// Fabric blocks up to this size are kept for their snapshot's life.
+pub const KEEP_MAX_BYTES: usize = 8 << 20;
+
+/// A rendered fabric block: its text, in pieces.
+type Block = Vec<Arc<[u8]>>;
+
+/// The fabric block of the snapshot last scraped, if it is small enough
+/// to keep.
+pub struct FabricCache {
+    keep_max: usize,
+    /// The snapshot it renders (compared by address; the `Weak` keeps the
+    /// address from being reused) and the block.
+    kept: Mutex<Option<(Weak<Snapshot>, Block)>>,
+}
+
+impl Default for FabricCache {
+    fn default() -> FabricCache {
+        FabricCache::new(KEEP_MAX_BYTES)
+    }
+}
+
+impl FabricCache {
+    /// A cache keeping blocks up to `keep_max` bytes.
+    pub fn new(keep_max: usize) -> FabricCache {
+        FabricCache {
+            keep_max,
+            kept: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Weak<Snapshot>, Block)>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fabric block of `snap`: the kept one if it renders `snap`, else
+    /// rendered now (with no lock held) and kept if it is small enough.
+    pub fn block(&self, snap: &Arc<Snapshot>) -> Block {
+        if let Some((of, block)) = &*self.lock() {
+            if std::ptr::eq(of.as_ptr(), Arc::as_ptr(snap)) {
+                return block.clone();
+            }
+        }
+        let block: Block = render_fabric(snap)
+            .into_iter()
+            .map(Arc::<[u8]>::from)
+            .collect();
+        let size: usize = block.iter().map(|p| p.len()).sum();
+        // An old block goes either way: kept blocks are of the current data.
+        *self.lock() = (size <= self.keep_max).then(|| (Arc::downgrade(snap), block.clone()));
+        block
+    }
+}
 
 /// A column with a known unit suffix: its metric name, the unit for the
 /// help text, and how to bring it to the base unit.
@@ -79,26 +141,44 @@ pub enum Scale {
     Factor(f64),
 }
 
-/// Appends the value at (`row`, `col`) of `snap` in its base unit.
-fn push_scaled(out: &mut String, snap: &Snapshot, row: usize, col: usize, scale: Scale) {
-    let text = snap.number(row, col);
+/// Appends `text`, a value spelled as JSON, in its base unit; `exponent`
+/// is `e<p>` for [`Scale::Pow10`]`(p)`.
+fn push_scaled(out: &mut String, text: &str, scale: Scale, exponent: &str) {
+    let value = || text.parse::<f64>().unwrap_or(f64::NAN);
     match scale {
         Scale::Same => out.push_str(text),
-        Scale::Pow10(p) if !text.contains(['e', 'E']) => {
+        Scale::Pow10(_) if !text.contains(['e', 'E']) => {
             out.push_str(text);
-            out.push_str(&format!("e{p}"));
+            out.push_str(exponent);
         }
-        Scale::Pow10(p) => prometheus::push_value(out, snap.value(row, col) * 10f64.powi(p)),
-        Scale::Factor(f) => prometheus::push_value(out, snap.value(row, col) * f),
+        Scale::Pow10(p) => prometheus::push_value(out, value() * 10f64.powi(p)),
+        Scale::Factor(f) => prometheus::push_value(out, value() * f),
     }
 }
 
-/// The per-switch gauges of `snap`.
-pub fn render_fabric(snap: &Snapshot) -> String {
-    let mut exp = Exposition::new();
-    let mut seen: std::collections::HashSet<String> =
-        RESERVED.iter().map(|s| s.to_string()).collect();
+/// One column's samples as they are rendered.
+struct Column {
+    col: usize,
+    /// The family's name.
+    name: String,
+    scale: Scale,
+    /// `e<p>` for [`Scale::Pow10`]`(p)`.
+    exponent: String,
+    /// What follows the switch id in each sample's labels: `"} ` or
+    /// `",column="…"} `.
+    close: String,
+    out: Pieces,
+}
+
+/// The per-switch gauges of `snap`, in pieces: every family in column
+/// order, then [`OTHER`] with the columns that have no unit. One pass over
+/// the rows fills one output per column; the outputs are then joined.
+pub fn render_fabric(snap: &Snapshot) -> Vec<Arc<str>> {
+    let mut seen: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
+    let mut columns = Vec::with_capacity(snap.fields.len());
     let mut others = Vec::new();
+    // Each output buffers one piece: keep their sum near 2 MB.
+    let piece = (PIECE_BYTES * 8 / snap.fields.len().max(1)).clamp(16 << 10, PIECE_BYTES);
     for (col, column) in snap.fields.iter().enumerate() {
         let Some((name, unit, scale)) = family_of(column) else {
             others.push(col);
@@ -108,39 +188,72 @@ pub fn render_fabric(snap: &Snapshot) -> String {
             others.push(col);
             continue;
         }
-        exp.family(
+        let mut head = Exposition::new();
+        head.family(
             &name,
             "gauge",
             &format!("Upstream column {column} per switch, in {unit}."),
         );
-        for (row, id) in snap.switch_ids.iter().enumerate() {
-            exp.sample_with(&name, &[("switch_id", id)], |out| {
-                push_scaled(out, snap, row, col, scale)
-            });
+        let mut out = Pieces::new(piece);
+        out.text().push_str(&head.finish());
+        let exponent = match scale {
+            Scale::Pow10(p) => format!("e{p}"),
+            _ => String::new(),
+        };
+        columns.push(Column {
+            col,
+            name,
+            scale,
+            exponent,
+            close: "\"} ".to_string(),
+            out,
+        });
+    }
+    for (i, &col) in others.iter().enumerate() {
+        let mut out = Pieces::new(piece);
+        if i == 0 {
+            let mut head = Exposition::new();
+            head.family(
+                OTHER,
+                "gauge",
+                "Upstream columns without a known unit, per switch, as sent.",
+            );
+            out.text().push_str(&head.finish());
+        }
+        let mut close = String::from("\",column=\"");
+        prometheus::push_label_value(&mut close, &snap.fields[col]);
+        close.push_str("\"} ");
+        columns.push(Column {
+            col,
+            name: OTHER.to_string(),
+            scale: Scale::Same,
+            exponent: String::new(),
+            close,
+            out,
+        });
+    }
+    let mut label = String::new();
+    for row in 0..snap.rows() {
+        label.clear();
+        label.push_str("{switch_id=\"");
+        prometheus::push_label_value(&mut label, snap.switch_id(row));
+        let cells = snap.cells(row);
+        for c in &mut columns {
+            let out = c.out.text();
+            out.push_str(&c.name);
+            out.push_str(&label);
+            out.push_str(&c.close);
+            push_scaled(out, cells.get(c.col), c.scale, &c.exponent);
+            out.push('\n');
+            c.out.cut_if_full();
         }
     }
-    if !others.is_empty() {
-        exp.family(
-            OTHER,
-            "gauge",
-            "Upstream columns without a known unit, per switch, as sent.",
-        );
-        for col in others {
-            let column = &snap.fields[col];
-            for (row, id) in snap.switch_ids.iter().enumerate() {
-                exp.sample(
-                    OTHER,
-                    &[("switch_id", id), ("column", column)],
-                    snap.value(row, col),
-                );
-            }
-        }
-    }
-    exp.finish()
+    columns.into_iter().flat_map(|c| c.out.finish()).collect()
 }
 
-/// The whole `/metrics` body at `now_ms`.
-pub fn render(state: &State, cache: &FabricCache, now_ms: u64) -> String {
+/// The whole `/metrics` body at `now_ms`, in chunks: our build, the
+/// fabric block (shared), then the server's own health.
+pub fn render(state: &State, cache: &FabricCache, now_ms: u64) -> Vec<Chunk> {
     let mut exp = Exposition::new();
     exp.family(
         "fabric_build_info",
@@ -152,23 +265,14 @@ pub fn render(state: &State, cache: &FabricCache, now_ms: u64) -> String {
         &[("service", "metrics_server"), ("version", crate::VERSION)],
         1.0,
     );
+    let mut body = vec![Chunk::from(exp.finish())];
 
     let snap = state.store.load();
     if let Some(snap) = &snap {
-        let fabric = {
-            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-            match &*cache {
-                Some((id, text)) if id == snap.id() => text.clone(),
-                _ => {
-                    let text: Arc<str> = Arc::from(render_fabric(snap));
-                    *cache = Some((snap.id().to_string(), text.clone()));
-                    text
-                }
-            }
-        };
-        exp.raw(&fabric);
+        body.extend(cache.block(snap).into_iter().map(Chunk::Shared));
     }
 
+    let mut exp = Exposition::new();
     exp.family(
         "fabric_http_requests_total",
         "counter",
@@ -272,7 +376,8 @@ pub fn render(state: &State, cache: &FabricCache, now_ms: u64) -> String {
         &[],
         state.stats.uptime().as_secs_f64(),
     );
-    exp.finish()
+    body.push(Chunk::from(exp.finish()));
+    body
 }
 
 #[cfg(test)]
@@ -293,6 +398,11 @@ mod tests {
         let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 10 }).unwrap();
         state.store.store(Arc::new(snap));
         state
+    }
+
+    fn text(body: Vec<Chunk>) -> String {
+        let bytes: Vec<u8> = body.iter().flat_map(|c| c.bytes().to_vec()).collect();
+        String::from_utf8(bytes).unwrap()
     }
 
     #[test]
@@ -317,7 +427,7 @@ mod tests {
     #[test]
     fn fabric_values_are_scaled_and_labels_escaped() {
         let s = state();
-        let text = render(&s, &FabricCache::default(), 3_000);
+        let text = text(render(&s, &FabricCache::default(), 3_000));
         let has = |line: &str| assert!(text.contains(line), "{line} missing in:\n{text}");
         has("fabric_bandwidth_bytes_per_second{switch_id=\"sw-000\"} 15187500000\n");
         has("fabric_latency_seconds{switch_id=\"sw-000\"} 11.2e-6\n");
@@ -337,7 +447,7 @@ mod tests {
         let origin = Origin::default();
         let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 10 }).unwrap();
         state.store.store(Arc::new(snap));
-        let text = render(&state, &FabricCache::default(), 0);
+        let text = text(render(&state, &FabricCache::default(), 0));
         assert_eq!(
             text.matches("# TYPE fabric_poll_duration_seconds ").count(),
             0,
@@ -368,7 +478,7 @@ mod tests {
             p.updated = 2;
             p.last_success_ms = Some(1);
         });
-        let text = render(&s, &FabricCache::default(), 3_000);
+        let text = text(render(&s, &FabricCache::default(), 3_000));
         assert!(text.contains(
             "fabric_http_requests_total{endpoint=\"/telemetry/GetMetric\",code=\"404\"} 1\n"
         ));
@@ -385,13 +495,97 @@ mod tests {
     }
 
     #[test]
-    fn the_fabric_block_is_rendered_once_per_snapshot() {
+    fn a_small_fabric_block_is_rendered_once_per_snapshot() {
         let s = state();
         let cache = FabricCache::default();
-        render(&s, &cache, 0);
-        let first = cache.lock().unwrap().clone().unwrap().1;
-        render(&s, &cache, 0);
-        let second = cache.lock().unwrap().clone().unwrap().1;
-        assert!(Arc::ptr_eq(&first, &second));
+        let snap = s.store.load().unwrap();
+        let first = cache.block(&snap);
+        let second = cache.block(&snap);
+        assert!(first.iter().zip(&second).all(|(a, b)| Arc::ptr_eq(a, b)));
+        drop((first, second));
+        assert!(Arc::ptr_eq(&cache.block(&snap)[0], &cache.block(&snap)[0]));
+        // A new snapshot, even under the same id, gets its own block.
+        let again = Snapshot::parse(
+            b"switch_id,temperature_c\nsw-000,99\n",
+            snap.origin.clone(),
+            Limits { max_rows: 10 },
+        )
+        .unwrap();
+        s.store.store(Arc::new(again));
+        let t = text(render(&s, &cache, 0));
+        assert!(t.contains("fabric_temperature_celsius{switch_id=\"sw-000\"} 99\n"));
+        assert!(!t.contains("fabric_latency_seconds{"), "{t}");
+    }
+
+    #[test]
+    fn a_big_fabric_block_is_freed_once_sent() {
+        let s = state();
+        let cache = FabricCache::new(0);
+        let snap = s.store.load().unwrap();
+        let first = cache.block(&snap);
+        let weak = Arc::downgrade(&first[0]);
+        let second = cache.block(&snap);
+        assert!(!Arc::ptr_eq(&first[0], &second[0]), "rendered per scrape");
+        assert_eq!(first, second);
+        drop(first);
+        assert!(
+            weak.upgrade().is_none(),
+            "nothing keeps it after the scrape"
+        );
+        assert!(cache.lock().is_none());
+    }
+
+    #[test]
+    fn a_large_fleet_renders_in_pieces_with_every_sample_whole() {
+        let mut csv = String::from("switch_id,latency_us,bandwidth_gbps,packet_errors\n");
+        for i in 0..20_000 {
+            csv.push_str(&format!("sw-{i:05},{}.5,{},{}\n", i % 50, i % 400, i % 3));
+        }
+        let snap = Snapshot::parse(
+            csv.as_bytes(),
+            Origin::default(),
+            Limits { max_rows: 20_000 },
+        )
+        .unwrap();
+        let pieces = render_fabric(&snap);
+        assert!(pieces.len() > 3, "{} pieces", pieces.len());
+        assert!(
+            pieces.iter().all(|p| p.ends_with('\n')),
+            "pieces end between lines"
+        );
+        let all: String = pieces.iter().map(|p| &**p).collect();
+        assert_eq!(all.lines().filter(|l| !l.starts_with('#')).count(), 60_000);
+        assert!(all.contains("fabric_latency_seconds{switch_id=\"sw-19999\"} 49.5e-6\n"));
+        assert!(
+            all.contains("fabric_bandwidth_bytes_per_second{switch_id=\"sw-00399\"} 49875000000\n")
+        );
+        assert!(
+            all.contains(
+                "fabric_switch_value{switch_id=\"sw-00002\",column=\"packet_errors\"} 2\n"
+            )
+        );
+        // Families stay whole, in column order, the unit-less one last.
+        let families: Vec<&str> = all
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        assert_eq!(
+            families,
+            [
+                "fabric_latency_seconds gauge",
+                "fabric_bandwidth_bytes_per_second gauge",
+                "fabric_switch_value gauge"
+            ]
+        );
+        let mut last = "";
+        let mut changes = 0;
+        for line in all.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split('{').next().unwrap();
+            if name != last {
+                changes += 1;
+                last = name;
+            }
+        }
+        assert_eq!(changes, 3);
     }
 }

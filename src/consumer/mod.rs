@@ -4,6 +4,7 @@ pub mod breaker;
 pub mod config;
 pub mod filter;
 pub mod metrics;
+pub mod pieces;
 pub mod poller;
 pub mod routes;
 pub mod snapshot;

@@ -202,15 +202,19 @@ impl Poller {
             max_rows: self.resilience.max_rows,
         };
         let snap = Snapshot::parse(&body, origin, limits).map_err(PollError::Invalid)?;
-        let rows = snap.rows();
-        // Swap, then drop the old snapshot outside the lock.
+        let parse = parsing.elapsed();
+        let (rows, bytes) = (snap.rows(), body.len());
+        // The body is not kept: let it go before two snapshots overlap.
+        drop(body);
+        // Parsed with no lock held; the write lock is taken for the swap
+        // alone, and the old snapshot dropped after it is released.
         drop(self.state.store.store(Arc::new(snap)));
         self.etag = etag;
         Ok(Outcome::Updated {
             rows,
-            bytes: body.len(),
+            bytes,
             fetch,
-            parse: parsing.elapsed(),
+            parse,
         })
     }
 

@@ -1,6 +1,16 @@
 //! metrics_server's routes: `/telemetry/ListMetrics` (its query parameters
 //! are read in `filter`), `/telemetry/GetMetric`, `/stats` and `/health`, as
 //! pure functions of a request and the state.
+//!
+//! The two data endpoints answer conditional requests: an `If-None-Match`
+//! naming the entity tag the answer would carry (weak comparison, so
+//! `W/"…"` counts; also `*` and a list) turns its 200 into a 304 with the
+//! same headers. Only a 200 becomes a 304: a request that would be refused
+//! (400, 404) or that we cannot vouch for (503: no snapshot, or stale data)
+//! gets that answer whatever its preconditions (RFC 9110 §13.2.1). The JSON
+//! answers carry `"<snapshot_id>"`; the CSV ones `"<snapshot_id>-csv"`, since
+//! with `Accept: text/csv` one URL has two representations (`Vary: Accept`)
+//! and a cache holding both must learn from a 304 which one is current.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +21,7 @@ use super::metrics;
 use super::snapshot::Snapshot;
 use super::stream;
 use crate::clock;
-use crate::http::{Request, Response};
+use crate::http::{self, Request, Response};
 use crate::json;
 use crate::query;
 use crate::server::Handler;
@@ -64,7 +74,12 @@ impl Routes {
             if age > max {
                 let body =
                     format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
-                return Err(data_headers(Response::json(503, body), &snap, now));
+                return Err(data_headers(
+                    Response::json(503, body),
+                    &snap.etag,
+                    &snap,
+                    now,
+                ));
             }
         }
         Ok(snap)
@@ -101,6 +116,10 @@ impl Routes {
             Ok(snap) => snap,
             Err(resp) => return resp,
         };
+        let etag = match filter.format {
+            Format::Json => &snap.etag,
+            Format::Csv => &snap.csv_etag,
+        };
         let resp = if filter.is_whole_table() && filter.format == Format::Json {
             Response::json_chunks(200, snap.list_body(now))
         } else {
@@ -109,7 +128,8 @@ impl Routes {
                 .unwrap_or_else(|e| Response::error(400, &e.to_string()))
         };
         // JSON or CSV by Accept: caches must keep them apart.
-        data_headers(resp, &snap, now).header("Vary", "Accept")
+        let resp = data_headers(resp, etag, &snap, now).header("Vary", "Accept");
+        not_modified_if_current(req, resp, etag)
     }
 
     fn get_metric(&self, req: &Request) -> Response {
@@ -139,11 +159,11 @@ impl Routes {
         };
         let Some(row) = snap.row(switch_id) else {
             let msg = format!("unknown switch_id: {}", json::clip(switch_id, 128));
-            return data_headers(Response::error(404, &msg), &snap, now);
+            return data_headers(Response::error(404, &msg), &snap.etag, &snap, now);
         };
         let Some(col) = snap.column(metric) else {
             let msg = format!("unknown metric: {}", json::clip(metric, 128));
-            return data_headers(Response::error(404, &msg), &snap, now);
+            return data_headers(Response::error(404, &msg), &snap.etag, &snap, now);
         };
         let age = snap.age_ms(now);
         let mut body = String::with_capacity(96 + switch_id.len() + metric.len());
@@ -158,7 +178,8 @@ impl Routes {
         body.push_str(",\"age_ms\":");
         body.push_str(&age.to_string());
         body.push('}');
-        data_headers(Response::json(200, body), &snap, now)
+        let resp = data_headers(Response::json(200, body), &snap.etag, &snap, now);
+        not_modified_if_current(req, resp, &snap.etag)
     }
 
     fn stats(&self) -> Response {
@@ -168,10 +189,32 @@ impl Routes {
     }
 }
 
-/// The headers every data answer carries: which snapshot, and how old.
-fn data_headers(resp: Response, snap: &Snapshot, now_ms: u64) -> Response {
-    resp.header("ETag", snap.etag.clone())
+/// The headers every data answer carries: which snapshot (as the entity tag
+/// `etag` of this representation), how old, and that a cache may keep it
+/// but must ask again (with `If-None-Match`) before each use.
+fn data_headers(resp: Response, etag: &str, snap: &Snapshot, now_ms: u64) -> Response {
+    resp.header("ETag", etag)
         .header("X-Data-Age-Ms", snap.age_ms(now_ms).to_string())
+        .header("Cache-Control", "no-cache")
+}
+
+/// `resp` as a 304 if it is a 200 and an `If-None-Match` of `req` names
+/// `etag` (the quoted tag `resp` carries). The 304 keeps every header and
+/// the body, which the writer does not send but counts, so the 304's
+/// `Content-Length` is the 200's, as RFC 9110 §8.6 allows.
+fn not_modified_if_current(req: &Request, mut resp: Response, etag: &str) -> Response {
+    let tag = etag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(etag);
+    if resp.status == 200
+        && req
+            .headers_named("If-None-Match")
+            .any(|h| http::if_none_match(h, tag))
+    {
+        resp.status = 304;
+    }
+    resp
 }
 
 fn no_snapshot() -> Response {
@@ -194,10 +237,10 @@ impl Handler for Routes {
             READY => self.ready(),
             STREAM => stream::subscribe(&self.state, req),
             METRICS => {
-                let body = metrics::render(&self.state, &self.state.exposition, clock::epoch_ms());
-                Response::new(200)
-                    .header("Content-Type", crate::prometheus::CONTENT_TYPE)
-                    .chunk(body)
+                let mut resp =
+                    Response::new(200).header("Content-Type", crate::prometheus::CONTENT_TYPE);
+                resp.body = metrics::render(&self.state, &self.state.exposition, clock::epoch_ms());
+                resp
             }
             _ => Response::json(200, "{\"ok\":true}"),
         }
@@ -436,7 +479,7 @@ mod tests {
                 resp.header_value("content-type"),
                 Some("text/csv; charset=utf-8")
             );
-            assert_eq!(resp.header_value("etag"), Some("\"snap-0\""));
+            assert_eq!(resp.header_value("etag"), Some("\"snap-0-csv\""));
             assert_eq!(resp.header_value("x-data-age-ms"), Some("0"));
             let body = resp.body_bytes();
             let mut reader = crate::csv::Reader::new(&body).unwrap();
@@ -445,7 +488,7 @@ mod tests {
             assert_eq!(rec, ["switch_id", "a", "b"]);
             let mut row = 0;
             while reader.read_record(&mut rec).unwrap() {
-                assert_eq!(rec[0], &*snap.switch_ids[row]);
+                assert_eq!(rec[0], snap.switch_id(row));
                 assert_eq!(rec[1], snap.number(row, 0));
                 assert_eq!(rec[2], snap.number(row, 1));
                 row += 1;
@@ -455,6 +498,154 @@ mod tests {
         let resp = list(&r, "format=csv&fields=b,a&switch_id=sw-001", None);
         assert_eq!(text(&resp), "switch_id,b,a\nsw-001,4,3\n");
         assert_eq!(resp.header_value("x-total-count"), Some("1"));
+    }
+
+    /// `target` with these `If-None-Match` header lines.
+    fn conditional(r: &Routes, target: &str, inm: &[&str], accept: Option<&str>) -> Response {
+        let mut req = Request::get(target);
+        for v in inm {
+            req = req.with_header("If-None-Match", v);
+        }
+        if let Some(a) = accept {
+            req = req.with_header("Accept", a);
+        }
+        r.handle(&req)
+    }
+
+    /// A 304 that is the 200 but for its status: same headers (ETag, age,
+    /// Vary, Cache-Control), and the body kept for its Content-Length.
+    fn assert_304_of(not_modified: &Response, ok: &Response, why: &str) {
+        assert_eq!(ok.status, 200, "{why}");
+        assert_eq!(not_modified.status, 304, "{why}");
+        assert_eq!(not_modified.headers, ok.headers, "{why}");
+        assert_eq!(not_modified.body_bytes(), ok.body_bytes(), "{why}");
+    }
+
+    #[test]
+    fn get_metric_is_not_modified_while_the_snapshot_is_current() {
+        let (r, _) = routes_ageless();
+        let target = "/telemetry/GetMetric?switch_id=sw-001&metric=b";
+        let ok = r.handle(&Request::get(target));
+        assert_eq!(ok.header_value("etag"), Some("\"snap-0\""));
+        assert_eq!(ok.header_value("cache-control"), Some("no-cache"));
+        for inm in [
+            &["\"snap-0\""][..],
+            &["W/\"snap-0\""],
+            &["*"],
+            &["\"old\", \"snap-0\""],
+            &["\"a,b\",W/\"snap-0\""],
+            &["\"old\"", "W/\"snap-0\""],
+        ] {
+            let resp = conditional(&r, target, inm, None);
+            assert_304_of(&resp, &ok, &format!("{inm:?}"));
+        }
+        for inm in [
+            &["\"snap-1\""][..],
+            &["\"snap-0-csv\""],
+            &["\"snap-0"],
+            &["\"*\""],
+            &[""],
+        ] {
+            let resp = conditional(&r, target, inm, None);
+            assert_eq!(resp.status, 200, "{inm:?}");
+        }
+        let head = r.handle(&Request::new("HEAD", target).with_header("If-None-Match", "*"));
+        assert_eq!(head.status, 304);
+    }
+
+    #[test]
+    fn list_metrics_is_not_modified_in_every_form_with_its_own_tag() {
+        let (r, _) = routes_ageless();
+        const JSON_TAG: &str = "\"snap-0\"";
+        const CSV_TAG: &str = "\"snap-0-csv\"";
+        for (target, accept, tag) in [
+            ("/telemetry/ListMetrics", None, JSON_TAG),
+            (
+                "/telemetry/ListMetrics?format=json",
+                Some("text/csv"),
+                JSON_TAG,
+            ),
+            ("/telemetry/ListMetrics?fields=b&limit=1", None, JSON_TAG),
+            ("/telemetry/ListMetrics", Some("text/csv"), CSV_TAG),
+            ("/telemetry/ListMetrics?format=csv", None, CSV_TAG),
+            (
+                "/telemetry/ListMetrics?switch_prefix=sw-&format=csv",
+                None,
+                CSV_TAG,
+            ),
+        ] {
+            let why = format!("{target} Accept {accept:?}");
+            let ok = conditional(&r, target, &[], accept);
+            assert_eq!(ok.header_value("etag"), Some(tag), "{why}");
+            assert_eq!(ok.header_value("vary"), Some("Accept"), "{why}");
+            assert_eq!(ok.header_value("cache-control"), Some("no-cache"), "{why}");
+            let weak = format!("W/{tag}");
+            let listed = format!("\"x\", {tag}");
+            for inm in [tag, weak.as_str(), "*", listed.as_str()] {
+                let resp = conditional(&r, target, &[inm], accept);
+                assert_304_of(&resp, &ok, &format!("{why} If-None-Match {inm}"));
+            }
+            // The other representation's tag is not this one's.
+            let other = if tag == JSON_TAG { CSV_TAG } else { JSON_TAG };
+            let resp = conditional(&r, target, &[other], accept);
+            assert_eq!(resp.status, 200, "{why} If-None-Match {other}");
+            // A cache holding both names both; the 304 says which is current.
+            let both = format!("{JSON_TAG}, {CSV_TAG}");
+            let resp = conditional(&r, target, &[&both], accept);
+            assert_eq!(resp.status, 304, "{why}");
+            assert_eq!(resp.header_value("etag"), Some(tag), "{why}");
+        }
+    }
+
+    #[test]
+    fn preconditions_never_hide_an_error() {
+        // No snapshot yet: 503, whatever the request names.
+        let none = routes_with(None);
+        for target in [
+            "/telemetry/ListMetrics",
+            "/telemetry/ListMetrics?format=csv",
+            "/telemetry/GetMetric?switch_id=a&metric=b",
+        ] {
+            let resp = conditional(&none, target, &["*"], None);
+            assert_eq!(resp.status, 503, "{target}");
+        }
+        // Stale data (2 s old, 0.5 s allowed): 503 even for the current tag.
+        let strict = Freshness {
+            max_stale: Some(Duration::from_millis(500)),
+            ..Freshness::default()
+        };
+        let stale = routes_fresh(Some("switch_id,a\nsw-000,1\n"), strict);
+        for (target, tag) in [
+            ("/telemetry/ListMetrics", "\"snap-1\""),
+            ("/telemetry/ListMetrics?format=csv", "\"snap-1-csv\""),
+            (
+                "/telemetry/GetMetric?switch_id=sw-000&metric=a",
+                "\"snap-1\"",
+            ),
+        ] {
+            for inm in [tag, "*"] {
+                let resp = conditional(&stale, target, &[inm], None);
+                assert_eq!(resp.status, 503, "{target} {inm}");
+                assert_eq!(body(&resp)["error"], "data stale");
+            }
+        }
+        // Bad requests stay 400, unknown names 404.
+        let (r, _) = routes_ageless();
+        for (target, status) in [
+            ("/telemetry/ListMetrics?limit=0", 400),
+            ("/telemetry/ListMetrics?fields=nope", 400),
+            ("/telemetry/ListMetrics?format=csv&fields=nope", 400),
+            ("/telemetry/ListMetrics?x=%zz", 400),
+            ("/telemetry/GetMetric?switch_id=sw-000", 400),
+            ("/telemetry/GetMetric?switch_id=%zz&metric=a", 400),
+            ("/telemetry/GetMetric?switch_id=sw-999&metric=a", 404),
+            ("/telemetry/GetMetric?switch_id=sw-000&metric=zz", 404),
+        ] {
+            for inm in ["*", "\"snap-0\"", "\"snap-0-csv\""] {
+                let resp = conditional(&r, target, &[inm], None);
+                assert_eq!(resp.status, status, "{target} {inm}");
+            }
+        }
     }
 
     #[test]

@@ -4,16 +4,24 @@
 //! Building reads the CSV once: it checks the header (first column
 //! `switch_id`, no empty or duplicate names), checks every row (a non-empty,
 //! unique switch id; every value a finite number), indexes switch → row and
-//! metric → column, keeps each value's JSON spelling (the CSV's own text when
-//! it already is a JSON number, so `121.5` stays `121.5` and `0` stays `0`),
-//! and renders the `ListMetrics` body. A request then only looks things up
-//! and writes the small part that changes (the age).
+//! metric → column, and renders the `ListMetrics` body, each value spelled
+//! as JSON (the CSV's own text when it already is a JSON number, so `121.5`
+//! stays `121.5` and `0` stays `0`). A request then only looks things up and
+//! writes the small part that changes (the age).
+//!
+//! Besides that body, a snapshot keeps each value's JSON text once, packed
+//! (a 32-bit end offset per value), for the answers rendered per request;
+//! no floats, no per-row allocations. At 100k switches × 8 metrics that is
+//! about 20 MB of JSON, cut into shared pieces (see `pieces`), 6.4 MB of
+//! value texts and offsets, and 2 MB of ids and index.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use super::pieces::{PIECE_BYTES, Pieces};
 use crate::csv;
 use crate::http::Chunk;
 use crate::json;
@@ -57,6 +65,9 @@ pub enum Error {
         column: String,
         value: String,
     },
+    /// The switch ids, or the values' texts, past 4 GiB (the offsets are
+    /// 32-bit; no client could use such a table anyway).
+    TooLarge { line: usize },
 }
 
 impl fmt::Display for Error {
@@ -90,6 +101,9 @@ impl fmt::Display for Error {
                 f,
                 "csv: line {line}: {column} is {value:?}, not a finite number"
             ),
+            Error::TooLarge { line } => {
+                write!(f, "csv: line {line}: the table grows past 4 GiB")
+            }
         }
     }
 }
@@ -113,33 +127,208 @@ pub struct Origin {
     pub fetched_ms: u64,
 }
 
+/// What a CSV answer's entity tag adds to the snapshot id: the CSV and JSON
+/// forms of one table are different representations, and a cache holding
+/// both (`Vary: Accept`) must be able to tell from a 304 which one it names.
+pub const CSV_TAG_SUFFIX: &str = "-csv";
+
 /// A validated snapshot, ready to serve.
-#[derive(Debug)]
 pub struct Snapshot {
     pub origin: Origin,
-    /// `"<id>"`, the `ETag` we answer with.
+    /// `"<id>"`, the `ETag` of the JSON answers.
     pub etag: String,
+    /// `"<id>-csv"`, the `ETag` of the CSV answers.
+    pub csv_etag: String,
     /// Metric names in upstream column order.
     pub fields: Vec<String>,
-    /// Switch ids in upstream row order.
-    pub switch_ids: Vec<Box<str>>,
-    row_of: HashMap<Box<str>, u32>,
     column_of: HashMap<String, u32>,
-    /// Row-major values, `rows × fields`.
-    values: Vec<f64>,
-    /// The JSON spelling of every value, concatenated; `number_ends[i]` is
-    /// where value `i`'s text ends.
-    numbers: String,
-    number_ends: Vec<u32>,
+    /// Switch ids in upstream row order.
+    ids: Ids,
+    /// Switch id → row.
+    index: Index,
     /// `{"snapshot_id":"…","age_ms":`
     list_head: Arc<[u8]>,
-    /// `,"fields":[…],"items":[…]}`
-    list_tail: Arc<[u8]>,
+    /// `,"fields":[…],"items":[…]}` in pieces, cut between rows.
+    list_pieces: Vec<Arc<str>>,
+    /// The JSON spelling of every value, row-major, concatenated;
+    /// `number_ends[i]` is where value `i`'s text ends. Read per request,
+    /// this is a sixth of the size of the rendered rows, so much quicker
+    /// to go through.
+    numbers: String,
+    number_ends: Vec<u32>,
+    /// The whole table as CSV, in pieces, rendered when first asked for.
+    csv_table: OnceLock<Vec<Arc<str>>>,
     /// Size of the CSV body this was built from.
     pub csv_bytes: usize,
     /// When the upstream last vouched for this data (fetched it, or
     /// answered 304 to it), epoch ms: the age's base when it gave no time.
     confirmed_ms: AtomicU64,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("origin", &self.origin)
+            .field("fields", &self.fields)
+            .field("rows", &self.rows())
+            .field("list_bytes", &self.list_len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every switch id, concatenated: one allocation instead of one per row.
+#[derive(Default)]
+struct Ids {
+    text: String,
+    /// Where each id ends in `text`.
+    ends: Vec<u32>,
+}
+
+impl Ids {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The id of `row` ("" past the end).
+    fn get(&self, row: usize) -> &str {
+        let Some(&end) = self.ends.get(row) else {
+            return "";
+        };
+        let start = match row {
+            0 => 0,
+            _ => self.ends[row - 1] as usize,
+        };
+        self.text.get(start..end as usize).unwrap_or("")
+    }
+
+    /// Appends an id; `false` if the ids would pass 4 GiB.
+    fn push(&mut self, id: &str) -> bool {
+        let Ok(end) = u32::try_from(self.text.len() + id.len()) else {
+            return false;
+        };
+        self.text.push_str(id);
+        self.ends.push(end);
+        true
+    }
+}
+
+/// Switch id → row, by open addressing over row numbers (`row + 1` per
+/// slot, 0 for empty; at most half full): 4 bytes a slot, no copy of the
+/// ids, where a `HashMap<Box<str>, u32>` would cost some 60 bytes a row.
+/// Keyed with a random SipHash like `HashMap`, so upstream ids cannot be
+/// chosen to collide.
+struct Index {
+    slots: Vec<u32>,
+    hasher: RandomState,
+}
+
+impl Index {
+    /// Indexes every id in `ids`, or returns the first row whose id an
+    /// earlier row has. Built in one tight pass once the rows are read, so
+    /// the processor overlaps the cache misses of many inserts (inserting
+    /// row by row while parsing made them a sixth of the parse at 100k).
+    fn build(ids: &Ids) -> Result<Index, usize> {
+        let mut index = Index {
+            slots: vec![0; (ids.len().max(8) * 2).next_power_of_two()],
+            hasher: RandomState::new(),
+        };
+        for row in 0..ids.len() {
+            match index.probe(ids, ids.get(row)) {
+                Ok(slot) => index.slots[slot] = row as u32 + 1,
+                Err(_) => return Err(row),
+            }
+        }
+        Ok(index)
+    }
+
+    /// The slot holding `id` (`Err`), or the empty slot where it belongs.
+    fn probe(&self, ids: &Ids, id: &str) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.hasher.hash_one(id) as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => return Ok(i),
+                slot if ids.get(slot as usize - 1) == id => return Err(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// The row holding `id`, if any.
+    fn find(&self, ids: &Ids, id: &str) -> Option<usize> {
+        match self.probe(ids, id) {
+            Err(slot) => Some(self.slots[slot] as usize - 1),
+            Ok(_) => None,
+        }
+    }
+}
+
+/// The line on which data row `row` (0-based) of `body` starts: read again,
+/// for an error message only.
+fn line_of_row(body: &[u8], row: usize) -> usize {
+    let Ok(mut reader) = csv::Reader::new(body) else {
+        return 0;
+    };
+    let mut record = Vec::new();
+    for _ in 0..row + 2 {
+        if !matches!(reader.read_record(&mut record), Ok(true)) {
+            return 0;
+        }
+    }
+    reader.line()
+}
+
+/// Appends `text` spelled as a JSON number, or returns false if it is not a
+/// finite number. A JSON literal is kept as it is; anything else Rust reads
+/// as a finite float (`+2`, `.5`, `1E3 `) is written in its shortest form.
+fn push_number(out: &mut String, text: &str) -> bool {
+    if json::is_number_literal(text) {
+        // No exponent and at most 300 digits: below f64::MAX (309 digits),
+        // so finite without parsing it.
+        let finite = (text.len() <= 300 && !text.contains(['e', 'E']))
+            || text.parse::<f64>().is_ok_and(f64::is_finite);
+        if finite {
+            out.push_str(text);
+        }
+        return finite;
+    }
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => {
+            json::push_f64(out, v);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The values of one row, to read several of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Cells<'a> {
+    numbers: &'a str,
+    /// Where the value before the row's first ends.
+    start: u32,
+    /// Where each of the row's values ends.
+    ends: &'a [u32],
+}
+
+impl<'a> Cells<'a> {
+    /// The value in `column` spelled as JSON ("" past the last column).
+    pub fn get(&self, column: usize) -> &'a str {
+        let Some(&end) = self.ends.get(column) else {
+            return "";
+        };
+        let start = match column {
+            0 => self.start,
+            _ => self.ends[column - 1],
+        };
+        self.numbers.get(start as usize..end as usize).unwrap_or("")
+    }
+
+    /// Every value, in column order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let cells = *self;
+        (0..self.ends.len()).map(move |c| cells.get(c))
+    }
 }
 
 impl Snapshot {
@@ -171,84 +360,99 @@ impl Snapshot {
             }
         }
 
-        // Keys are rendered once: `"name":`.
+        // Keys are rendered once: `,"name":`.
         let keys: Vec<String> = fields
             .iter()
             .map(|f| {
-                let mut k = json::string(f);
+                let mut k = String::from(",");
+                json::push_str(&mut k, f);
                 k.push(':');
                 k
             })
             .collect();
-        let rows_hint = (body.len() / (fields.len() * 6 + 8)).min(limits.max_rows);
-        let mut switch_ids: Vec<Box<str>> = Vec::with_capacity(rows_hint);
-        let mut row_of = HashMap::with_capacity(rows_hint);
-        let mut values = Vec::with_capacity(rows_hint * fields.len());
+        // Lines are rows but for blank lines and quoted line breaks: a close
+        // estimate, so nothing below needs to grow. Every value takes at
+        // least two bytes of the body, which bounds the guess (blank lines
+        // under a wide header must not reserve rows × columns).
+        let lines = body.iter().filter(|&&b| b == b'\n').count();
+        let rows_hint = lines.min(limits.max_rows);
+        let cells_hint = rows_hint.saturating_mul(fields.len()).min(body.len() / 2);
+        let mut ids = Ids {
+            text: String::with_capacity(body.len() / (fields.len() + 1)),
+            ends: Vec::with_capacity(rows_hint),
+        };
         let mut numbers = String::with_capacity(body.len());
-        let mut number_ends = Vec::with_capacity(rows_hint * fields.len());
-        let mut tail = String::with_capacity(body.len() * 2 + 64);
-        tail.push_str(",\"fields\":[");
+        let mut number_ends: Vec<u32> = Vec::with_capacity(cells_hint);
+        let mut pieces = Pieces::new(PIECE_BYTES);
+        let out = pieces.text();
+        out.push_str(",\"fields\":[");
         for (i, f) in fields.iter().enumerate() {
             if i > 0 {
-                tail.push(',');
+                out.push(',');
             }
-            json::push_str(&mut tail, f);
+            json::push_str(out, f);
         }
-        tail.push_str("],\"items\":[");
+        out.push_str("],\"items\":[");
 
-        while reader.read_record(&mut record)? {
-            let line = reader.line();
-            if switch_ids.len() == limits.max_rows {
-                return Err(Error::TooManyRows {
-                    limit: limits.max_rows,
-                });
-            }
-            let id = record[0].as_ref();
-            if id.is_empty() {
-                return Err(Error::EmptySwitchId { line });
-            }
-            let row = switch_ids.len() as u32;
-            if row_of.contains_key(id) {
-                return Err(Error::DuplicateSwitchId { line, id: clip(id) });
-            }
-            if row > 0 {
-                tail.push(',');
-            }
-            tail.push_str("{\"switch_id\":");
-            json::push_str(&mut tail, id);
-            for (col, text) in record[1..].iter().enumerate() {
-                let text = text.trim();
-                let value = match text.parse::<f64>() {
-                    Ok(v) if v.is_finite() => v,
-                    _ => {
+        // Rows are read to the end or the first error; then the ids read so
+        // far are indexed, and a duplicate among them, being on an earlier
+        // line (or the same one), is the error reported.
+        let read = (|| {
+            while reader.read_record(&mut record)? {
+                let line = reader.line();
+                let row = ids.len();
+                if row == limits.max_rows {
+                    return Err(Error::TooManyRows {
+                        limit: limits.max_rows,
+                    });
+                }
+                let id = record[0].as_ref();
+                if id.is_empty() {
+                    return Err(Error::EmptySwitchId { line });
+                }
+                if !ids.push(id) {
+                    return Err(Error::TooLarge { line });
+                }
+                let out = pieces.text();
+                if row > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"switch_id\":");
+                json::push_str(out, id);
+                for (col, text) in record[1..].iter().enumerate() {
+                    let text = text.trim();
+                    let start = numbers.len();
+                    if !push_number(&mut numbers, text) {
                         return Err(Error::NotANumber {
                             line,
                             column: clip(&fields[col]),
                             value: clip(text),
                         });
                     }
-                };
-                let start = numbers.len();
-                if json::is_number_literal(text) {
-                    numbers.push_str(text);
-                } else {
-                    json::push_f64(&mut numbers, value);
+                    let end = u32::try_from(numbers.len()).map_err(|_| Error::TooLarge { line })?;
+                    number_ends.push(end);
+                    out.push_str(&keys[col]);
+                    out.push_str(&numbers[start..]);
                 }
-                tail.push(',');
-                tail.push_str(&keys[col]);
-                tail.push_str(&numbers[start..]);
-                values.push(value);
-                number_ends.push(numbers.len() as u32);
+                out.push('}');
+                pieces.cut_if_full();
             }
-            tail.push('}');
-            let id: Box<str> = id.into();
-            row_of.insert(id.clone(), row);
-            switch_ids.push(id);
-        }
-        if switch_ids.is_empty() {
+            Ok(())
+        })();
+        let index = Index::build(&ids).map_err(|row| Error::DuplicateSwitchId {
+            line: line_of_row(body, row),
+            id: clip(ids.get(row)),
+        })?;
+        read?;
+        if ids.len() == 0 {
             return Err(Error::NoRows);
         }
-        tail.push_str("]}");
+        pieces.text().push_str("]}");
+        let list_pieces = pieces.finish();
+        ids.text.shrink_to_fit();
+        ids.ends.shrink_to_fit();
+        numbers.shrink_to_fit();
+        number_ends.shrink_to_fit();
 
         let mut head = String::from("{\"snapshot_id\":");
         json::push_str(&mut head, &origin.id);
@@ -256,16 +460,17 @@ impl Snapshot {
         Ok(Snapshot {
             confirmed_ms: AtomicU64::new(origin.fetched_ms),
             etag: format!("\"{}\"", origin.id),
+            csv_etag: format!("\"{}{CSV_TAG_SUFFIX}\"", origin.id),
             origin,
             fields,
-            switch_ids,
-            row_of,
             column_of,
-            values,
+            ids,
+            index,
+            list_head: Arc::from(head.into_bytes()),
+            list_pieces,
             numbers,
             number_ends,
-            list_head: Arc::from(head.into_bytes()),
-            list_tail: Arc::from(tail.into_bytes()),
+            csv_table: OnceLock::new(),
             csv_bytes: body.len(),
         })
     }
@@ -291,12 +496,22 @@ impl Snapshot {
     }
 
     pub fn rows(&self) -> usize {
-        self.switch_ids.len()
+        self.ids.len()
+    }
+
+    /// The switch id of `row` ("" past the last row).
+    pub fn switch_id(&self, row: usize) -> &str {
+        self.ids.get(row)
+    }
+
+    /// Every switch id, in upstream row order.
+    pub fn switch_ids(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.rows()).map(|r| self.ids.get(r))
     }
 
     /// The row of `switch_id`, if present.
     pub fn row(&self, switch_id: &str) -> Option<usize> {
-        self.row_of.get(switch_id).map(|&r| r as usize)
+        self.index.find(&self.ids, switch_id)
     }
 
     /// The column of `metric`, if present.
@@ -304,30 +519,85 @@ impl Snapshot {
         self.column_of.get(metric).map(|&c| c as usize)
     }
 
-    /// The value at (`row`, `column`) as a float.
-    pub fn value(&self, row: usize, column: usize) -> f64 {
-        self.values[row * self.fields.len() + column]
-    }
-
-    /// The value at (`row`, `column`) spelled as JSON, as the CSV carried it.
-    pub fn number(&self, row: usize, column: usize) -> &str {
-        let i = row * self.fields.len() + column;
-        let start = if i == 0 {
-            0
-        } else {
-            self.number_ends[i - 1] as usize
+    /// The values of `row` (none past the last row).
+    pub fn cells(&self, row: usize) -> Cells<'_> {
+        let width = self.fields.len();
+        let first = row.saturating_mul(width);
+        let ends = self
+            .number_ends
+            .get(first..first.saturating_add(width))
+            .unwrap_or_default();
+        let start = match first {
+            0 => 0,
+            _ => self.number_ends.get(first - 1).copied().unwrap_or(0),
         };
-        &self.numbers[start..self.number_ends[i] as usize]
+        Cells {
+            numbers: &self.numbers,
+            start,
+            ends,
+        }
     }
 
-    /// The whole `ListMetrics` body for a request at `now_ms`: two shared,
+    /// The value at (`row`, `column`) spelled as JSON, as the CSV carried
+    /// it ("" outside the table).
+    pub fn number(&self, row: usize, column: usize) -> &str {
+        self.cells(row).get(column)
+    }
+
+    /// The value at (`row`, `column`) as a float (NaN outside the table).
+    pub fn value(&self, row: usize, column: usize) -> f64 {
+        self.number(row, column).parse().unwrap_or(f64::NAN)
+    }
+
+    /// The length of the whole `ListMetrics` body but its age.
+    fn list_len(&self) -> usize {
+        self.list_head.len() + super::pieces::total_len(&self.list_pieces)
+    }
+
+    /// The whole table as CSV (`switch_id,<fields…>`, then a line per row,
+    /// numbers as in JSON), shared: rendered by the first request for it
+    /// and kept with the snapshot (4.3 MB at 100k switches), since a big
+    /// answer allocated per request costs a page fault per 4 KiB.
+    pub fn csv_table(&self) -> Vec<Chunk> {
+        let pieces = self.csv_table.get_or_init(|| {
+            let mut pieces = Pieces::new(PIECE_BYTES);
+            let out = pieces.text();
+            out.push_str("switch_id");
+            for f in &self.fields {
+                out.push(',');
+                csv::push_field(out, f);
+            }
+            out.push('\n');
+            for row in 0..self.rows() {
+                let out = pieces.text();
+                csv::push_field(out, self.switch_id(row));
+                for number in self.cells(row).iter() {
+                    out.push(',');
+                    out.push_str(number);
+                }
+                out.push('\n');
+                pieces.cut_if_full();
+            }
+            pieces.finish()
+        });
+        pieces
+            .iter()
+            .map(|p| Chunk::Shared(Arc::<[u8]>::from(p.clone())))
+            .collect()
+    }
+
+    /// The whole `ListMetrics` body for a request at `now_ms`: the shared,
     /// pre-rendered parts around the age.
     pub fn list_body(&self, now_ms: u64) -> Vec<Chunk> {
-        vec![
-            Chunk::Shared(self.list_head.clone()),
-            Chunk::Owned(self.age_ms(now_ms).to_string().into_bytes()),
-            Chunk::Shared(self.list_tail.clone()),
-        ]
+        let mut body = Vec::with_capacity(2 + self.list_pieces.len());
+        body.push(Chunk::Shared(self.list_head.clone()));
+        body.push(Chunk::Owned(self.age_ms(now_ms).to_string().into_bytes()));
+        body.extend(
+            self.list_pieces
+                .iter()
+                .map(|p| Chunk::Shared(Arc::<[u8]>::from(p.clone()))),
+        );
+        body
     }
 }
 
@@ -390,6 +660,100 @@ mod tests {
         assert_eq!(s.number(1, 0), "118.30");
         assert_eq!(s.value(1, 2), -0.25);
         assert_eq!(s.etag, "\"abc-1\"");
+        assert_eq!(s.csv_etag, "\"abc-1-csv\"");
+        assert_eq!(s.switch_ids().collect::<Vec<_>>(), ["sw-000", "sw-001"]);
+        // Outside the table: nothing, never a panic.
+        assert_eq!(s.switch_id(2), "");
+        assert_eq!(s.number(2, 0), "");
+        assert_eq!(s.number(0, 3), "");
+        assert!(s.value(5, 5).is_nan());
+    }
+
+    #[test]
+    fn values_are_found_past_keys_holding_commas_and_braces() {
+        let s = parse("switch_id,\"a,}b\",\"c\"\"}\",d\n\"x,\"\"y\",1,-2.5e3,.5\n").unwrap();
+        assert_eq!(
+            s.cells(0).iter().collect::<Vec<_>>(),
+            ["1", "-2.5e3", "0.5"]
+        );
+        assert_eq!(s.row("x,\"y"), Some(0));
+        assert_eq!(s.value(0, 1), -2500.0);
+    }
+
+    #[test]
+    fn the_index_finds_every_id_and_the_first_duplicate() {
+        let mut ids = Ids::default();
+        for row in 0..5_000 {
+            assert!(ids.push(&format!("id-{row}")));
+        }
+        let Ok(index) = Index::build(&ids) else {
+            panic!("no duplicates here");
+        };
+        for row in (0..5_000).step_by(7) {
+            assert_eq!(index.find(&ids, &format!("id-{row}")), Some(row));
+        }
+        assert_eq!(index.find(&ids, "id-5000"), None);
+        assert!(ids.push("id-17"));
+        assert!(ids.push("id-18"));
+        assert_eq!(Index::build(&ids).err(), Some(5_000));
+    }
+
+    #[test]
+    fn a_duplicate_is_reported_before_a_later_error() {
+        let body = "switch_id,a\nx,1\n\ny,2\nx,3\nz,oops\n";
+        assert_eq!(
+            parse(body).unwrap_err(),
+            Error::DuplicateSwitchId {
+                line: 5,
+                id: "x".into()
+            }
+        );
+        // On the same line too, as it was checked first.
+        assert_eq!(
+            parse("switch_id,a\nx,1\nx,oops\n").unwrap_err(),
+            Error::DuplicateSwitchId {
+                line: 3,
+                id: "x".into()
+            }
+        );
+        // An error before the duplicate wins.
+        assert_eq!(
+            parse("switch_id,a\nx,oops\nx,1\n").unwrap_err(),
+            Error::NotANumber {
+                line: 2,
+                column: "a".into(),
+                value: "oops".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_large_table_spans_pieces() {
+        let mut body = String::from("switch_id,v,w\n");
+        for i in 0..60_000 {
+            body.push_str(&format!("{i},{},{}\n", i % 7, i));
+        }
+        let s = Snapshot::parse(body.as_bytes(), origin(), Limits { max_rows: 60_000 })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.list_pieces.len() > 3, "{} pieces", s.list_pieces.len());
+        assert_eq!(s.rows(), 60_000);
+        for i in (0..60_000).step_by(997).chain([59_999]) {
+            let id = i.to_string();
+            assert_eq!(s.row(&id), Some(i), "{id}");
+            assert_eq!(s.switch_id(i), id);
+            assert_eq!(s.number(i, 0), (i % 7).to_string());
+            assert_eq!(s.number(i, 1), id);
+        }
+        assert_eq!(s.row("60000"), None);
+        let v = list_json(&s, 0);
+        let items = v["items"].as_array().unwrap();
+        assert_eq!(items.len(), 60_000);
+        assert_eq!(
+            items[59_999],
+            serde_json::json!({"switch_id":"59999","v":2,"w":59999})
+        );
+        let debug = format!("{s:?}");
+        assert!(debug.len() < 300, "Debug stays short: {debug}");
     }
 
     #[test]
@@ -562,6 +926,22 @@ mod tests {
     }
 
     #[test]
+    fn blank_lines_under_a_wide_header_reserve_nothing_big() {
+        // 100k columns and 1M blank lines: a rows × columns guess would
+        // reserve 400 GB, and the allocation failure would abort.
+        let mut body = String::from("switch_id");
+        for i in 0..100_000 {
+            body.push_str(&format!(",c{i}"));
+        }
+        body.push_str(&"\n".repeat(1_000_000));
+        let limits = Limits {
+            max_rows: 100_000_000,
+        };
+        let err = Snapshot::parse(body.as_bytes(), origin(), limits).unwrap_err();
+        assert_eq!(err, Error::NoRows);
+    }
+
+    #[test]
     fn messages_clip_hostile_values() {
         let long = "9".repeat(10_000) + "x";
         let err = parse(&format!("switch_id,a\nx,{long}\n"))
@@ -574,6 +954,7 @@ mod tests {
     fn a_new_column_upstream_just_appears() {
         let s = parse("switch_id,a,new_metric\nx,1,2\n").unwrap();
         assert_eq!(s.fields.last().map(String::as_str), Some("new_metric"));
+        assert_eq!(s.number(0, 1), "2");
         assert_eq!(list_json(&s, 0)["items"][0]["new_metric"], 2);
     }
 }

@@ -2,6 +2,7 @@
 //! on port 0 and talks to them over sockets.
 
 mod cli;
+mod conditional;
 mod consumer;
 mod e2e;
 mod front_auth;

@@ -259,12 +259,7 @@ fn hostile_requests_get_well_formed_answers() {
         .store
         .load()
         .expect("the fixture snapshot");
-    let switches: Vec<&str> = snap
-        .switch_ids
-        .iter()
-        .map(|s| &**s)
-        .chain(["sw-999", "SW-000"])
-        .collect();
+    let switches: Vec<&str> = snap.switch_ids().chain(["sw-999", "SW-000"]).collect();
     let metrics: Vec<&str> = snap
         .fields
         .iter()
