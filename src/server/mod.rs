@@ -21,7 +21,7 @@ pub mod head;
 pub mod relay;
 pub mod wire;
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixListener;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -82,6 +82,8 @@ struct Shared {
     front: Front,
     /// What proves a request came through the front.
     secret: String,
+    /// The front's client connections, for answers written straight to them.
+    clients: Arc<relay::Clients>,
     threads: usize,
     stopping: AtomicBool,
     /// Our own copy of tiny_http's listener, to start a new accept thread on.
@@ -129,12 +131,14 @@ impl Server {
         let (fd_limit, max_connections) = cap_connections(limits.max_connections);
         let (internal, internal_addr) = relay::internal_listener()?;
         let secret = relay::new_secret();
+        let clients = Arc::new(relay::Clients::default());
         let (alive_tx, workers_done) = sync_channel(0);
         let (died_tx, died_rx) = channel();
         let shared = Arc::new(Shared {
             handler: handler.clone(),
             front,
             secret: secret.clone(),
+            clients: clients.clone(),
             threads: threads.max(1),
             stopping: AtomicBool::new(false),
             listener: internal.try_clone()?,
@@ -160,6 +164,7 @@ impl Server {
             &limits,
             max_connections,
             handler,
+            clients,
         )?);
         let accept = std::thread::Builder::new()
             .name("http-accept".into())
@@ -363,18 +368,22 @@ impl Shared {
         self.born.elapsed().saturating_sub(last)
     }
 
-    /// The client's address if `rq` came through the front, or `None`.
-    fn through_front(&self, rq: &tiny_http::Request) -> Option<Option<SocketAddr>> {
+    /// What the front says of the client if `rq` came through it (its
+    /// address, and its connection's number), or `None`.
+    fn through_front(&self, rq: &tiny_http::Request) -> Option<(Option<SocketAddr>, Option<u64>)> {
         let mut secret = None;
         let mut peer = None;
+        let mut conn = None;
         for h in rq.headers() {
             if h.field.equiv(relay::FRONT_HEADER) {
                 secret = Some(h.value.as_str());
             } else if h.field.equiv(relay::PEER_HEADER) {
                 peer = h.value.as_str().parse().ok();
+            } else if h.field.equiv(relay::CONN_HEADER) {
+                conn = h.value.as_str().parse().ok();
             }
         }
-        (secret == Some(self.secret.as_str())).then_some(peer)
+        (secret == Some(self.secret.as_str())).then_some((peer, conn))
     }
 
     /// Answers one request. An answer that may take long (a delay, or a
@@ -388,7 +397,7 @@ impl Shared {
         if self.last_request_ms.load(Ordering::Relaxed) != ms {
             self.last_request_ms.store(ms, Ordering::Relaxed);
         }
-        let Some(remote) = self.through_front(&rq) else {
+        let Some((remote, conn)) = self.through_front(&rq) else {
             return bypassed(rq);
         };
         let req = Request::from_tiny(&rq, remote);
@@ -418,11 +427,16 @@ impl Shared {
             finish(rq, &req, resp, close);
             return drop(inflight);
         };
+        // A big one goes straight to the client, not through the front.
+        let client = conn.filter(|_| big).and_then(|id| self.clients.get(id));
         let spawned = std::thread::Builder::new()
             .name("http-answer".into())
             .spawn(move || {
                 std::thread::sleep(resp.delay);
-                finish(rq, &req, resp, close);
+                match client {
+                    Some(client) => finish_direct(rq, &req, &resp, close, &client),
+                    None => finish(rq, &req, resp, close),
+                }
                 drop((slot, inflight));
             });
         if let Err(e) = spawned {
@@ -507,12 +521,7 @@ fn supervise(shared: &Arc<Shared>, died: &Receiver<String>, stop: &Stop) {
 /// Writes the answer back to the front. A streamed answer goes on writing
 /// on a thread of its own (the route bounds how many).
 fn finish(rq: tiny_http::Request, req: &Request, mut resp: Response, close: bool) {
-    let http10 = *rq.http_version() == (1, 0);
-    let persistence = match (close, http10) {
-        (true, _) => Persistence::Close,
-        (false, true) => Persistence::KeepAlive10,
-        (false, false) => Persistence::KeepAlive,
-    };
+    let persistence = persistence(&rq, close);
     let mut writer = rq.into_writer();
     let sent = wire::write(&mut *writer, &req.method, &resp, persistence);
     let Some(stream) = resp.stream.take() else {
@@ -529,6 +538,40 @@ fn finish(rq: tiny_http::Request, req: &Request, mut resp: Response, close: bool
             .str("error", &format!("cannot start a stream thread: {e}"))
             .emit();
     }
+}
+
+/// How the client's connection goes on after this answer (the front keeps
+/// an HTTP/1.0 client's connection only when it asked, and said so).
+fn persistence(rq: &tiny_http::Request, close: bool) -> Persistence {
+    match (close, *rq.http_version() == (1, 0)) {
+        (true, _) => Persistence::Close,
+        (false, true) => Persistence::KeepAlive10,
+        (false, false) => Persistence::KeepAlive,
+    }
+}
+
+/// Writes the answer straight to the client's connection, then tells the
+/// front, which waits for that receipt before it uses the connection again.
+fn finish_direct(
+    rq: tiny_http::Request,
+    req: &Request,
+    resp: &Response,
+    close: bool,
+    client: &std::net::TcpStream,
+) {
+    let persistence = persistence(&rq, close);
+    let sent = wire::write(&mut &*client, &req.method, resp, persistence);
+    let sent = sent.map_or_else(|_| "failed".to_string(), |n| n.to_string());
+    let receipt = format!(
+        "HTTP/1.1 {} {}\r\n{}: {sent}\r\nContent-Length: 0\r\n\r\n",
+        resp.status,
+        wire::reason(resp.status),
+        relay::SENT_HEADER,
+    );
+    let mut writer = rq.into_writer();
+    let _ = writer
+        .write_all(receipt.as_bytes())
+        .and_then(|()| writer.flush());
 }
 
 /// One `http.access` line: DEBUG for successes (a busy server answers

@@ -24,11 +24,11 @@
 //! this network namespace. Requests carry a per-process secret that the
 //! server checks, so nothing that bypasses the front is ever served.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -46,6 +46,40 @@ pub const FRONT_HEADER: &str = "X-Fabric-Front";
 pub const PEER_HEADER: &str = "X-Fabric-Peer";
 /// The header that says the client's connection ends after this request.
 pub const CLOSE_HEADER: &str = "X-Fabric-Close";
+/// The header naming the client's connection (see [`Clients`]).
+pub const CONN_HEADER: &str = "X-Fabric-Conn";
+/// The header of a receipt: the answer went straight to the client, this
+/// many body bytes of it, or `failed`.
+pub const SENT_HEADER: &str = "X-Fabric-Sent";
+
+/// The client connections open now, by a number of their own, so that a
+/// big answer can be written straight to its client instead of being
+/// copied through the front (three copies of every byte instead of one).
+/// The answering side then sends the front a receipt: a head with
+/// [`SENT_HEADER`] and no body. The front waits for it before it touches
+/// the connection again, so the two never write at once.
+#[derive(Default)]
+pub struct Clients {
+    open: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    next: AtomicU64,
+}
+
+impl Clients {
+    /// The connection numbered `id`, if it is still open.
+    pub fn get(&self, id: u64) -> Option<Arc<TcpStream>> {
+        super::lock(&self.open).get(&id).cloned()
+    }
+
+    fn add(&self, stream: Arc<TcpStream>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        super::lock(&self.open).insert(id, stream);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        super::lock(&self.open).remove(&id);
+    }
+}
 
 /// Declared request bodies up to this size are read and discarded, so
 /// the request gets the answer its route gives (no endpoint takes a body:
@@ -136,6 +170,7 @@ pub struct Relay {
     pub keepalive_requests: u32,
     pub max_connections: usize,
     pub handler: Arc<dyn Handler>,
+    pub clients: Arc<Clients>,
     open: AtomicUsize,
     busy: AtomicUsize,
     stopping: AtomicBool,
@@ -155,6 +190,7 @@ impl Relay {
         limits: &super::front::Limits,
         max_connections: usize,
         handler: Arc<dyn Handler>,
+        clients: Arc<Clients>,
     ) -> io::Result<Relay> {
         let (closing, incoming) = sync_channel(CLOSING_MAX);
         std::thread::Builder::new()
@@ -167,6 +203,7 @@ impl Relay {
             keepalive_requests: limits.keepalive_requests,
             max_connections,
             handler,
+            clients,
             open: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
@@ -434,7 +471,9 @@ impl Drop for Busy<'_> {
 
 struct Connection<'r> {
     relay: &'r Relay,
-    client: TcpStream,
+    client: Arc<TcpStream>,
+    /// Its number among [`Clients`].
+    id: u64,
     peer: SocketAddr,
     peer_text: String,
     /// Bytes read from the client and not yet used.
@@ -449,10 +488,18 @@ struct Connection<'r> {
     scratch: Box<[u8]>,
 }
 
+impl Drop for Connection<'_> {
+    fn drop(&mut self) {
+        self.relay.clients.remove(self.id);
+    }
+}
+
 impl<'r> Connection<'r> {
     fn new(relay: &'r Relay, client: TcpStream, peer: SocketAddr) -> Connection<'r> {
+        let client = Arc::new(client);
         Connection {
             relay,
+            id: relay.clients.add(client.clone()),
             client,
             peer,
             peer_text: peer.to_string(),
@@ -522,7 +569,7 @@ impl<'r> Connection<'r> {
                 shortened = true;
                 let _ = self.client.set_read_timeout(Some(left));
             }
-            match fill(&mut self.client, &mut self.input, &mut self.scratch) {
+            match fill(&mut &*self.client, &mut self.input, &mut self.scratch) {
                 Ok(0) if first_byte.is_some() => {
                     return Err(self.refuse(400, "incomplete request head", None));
                 }
@@ -561,20 +608,20 @@ impl<'r> Connection<'r> {
             || (head.minor == 0 && !head.lists("Connection", "keep-alive"))
             || self.served + 1 >= self.relay.keepalive_requests;
         self.out.clear();
-        forwarded(
-            &head,
-            &req.id,
-            &self.relay.secret,
-            &self.peer_text,
+        let ours = Ours {
+            request_id: &req.id,
+            secret: &self.relay.secret,
+            peer: &self.peer_text,
+            conn: self.id,
             close,
-            &mut self.out,
-        );
+        };
+        forwarded(&head, &ours, &mut self.out);
         let expects_continue = head.values("Expect").next().is_some();
         drop(head);
         self.input.drain(..used);
         if body > 0 {
             if expects_continue {
-                let _ = self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                let _ = (&*self.client).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
             if let Err(status) = self.discard_body(body) {
                 let message = "request body not received in time";
@@ -605,7 +652,7 @@ impl<'r> Connection<'r> {
             }
             let _ = self.client.set_read_timeout(Some(wait));
             let want = self.scratch.len().min(left as usize);
-            match self.client.read(&mut self.scratch[..want]) {
+            match (&*self.client).read(&mut self.scratch[..want]) {
                 Ok(0) => return Err(0),
                 Ok(n) => left -= n as u64,
                 Err(e) if is_timeout(&e) => return Err(408),
@@ -637,7 +684,14 @@ impl<'r> Connection<'r> {
             _ if wire::bodyless(&ex.req.method, answer.status) => Some(0),
             length => length,
         };
-        let (sent, error) = self.copy_answer(answer.head_len, body_len);
+        let (sent, error) = match answer.sent {
+            Some(Ok(sent)) => (sent as usize, None),
+            Some(Err(())) => {
+                let failed = io::Error::other("written straight to the client: failed");
+                (0, Some(failed))
+            }
+            None => self.copy_answer(answer.head_len, body_len),
+        };
         // Unless its answer was read whole, the connection is unusable.
         if error.is_some() || body_len.is_none() {
             self.upstream = None;
@@ -725,7 +779,7 @@ impl<'r> Connection<'r> {
             Some(len) => head_len + have.min(len) as usize,
             None => self.answer.len(),
         };
-        if let Err(e) = self.client.write_all(&self.answer[..first]) {
+        if let Err(e) = (&*self.client).write_all(&self.answer[..first]) {
             return (0, Some(e));
         }
         let mut sent = (first - head_len) as u64;
@@ -744,7 +798,7 @@ impl<'r> Connection<'r> {
                 Ok(n) => n,
                 Err(e) => return (sent as usize, Some(e)),
             };
-            if let Err(e) = self.client.write_all(&chunk[..n]) {
+            if let Err(e) = (&*self.client).write_all(&chunk[..n]) {
                 return (sent as usize, Some(e));
             }
             sent += n as u64;
@@ -769,7 +823,7 @@ impl<'r> Connection<'r> {
         };
         let resp = Response::error(status, message).header("X-Request-Id", req.id.clone());
         let started = Instant::now();
-        let sent = wire::write(&mut self.client, &req.method, &resp, Persistence::Close);
+        let sent = wire::write(&mut &*self.client, &req.method, &resp, Persistence::Close);
         let elapsed = started.elapsed();
         self.relay.handler.observe(req, status, elapsed);
         let bytes = *sent.as_ref().unwrap_or(&0);
@@ -789,7 +843,7 @@ impl<'r> Connection<'r> {
             if wait.is_zero() || self.client.set_read_timeout(Some(wait)).is_err() {
                 return;
             }
-            match self.client.read(&mut self.scratch) {
+            match (&*self.client).read(&mut self.scratch) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => budget -= n.min(budget),
             }
@@ -862,7 +916,17 @@ fn body_length(head: &Head) -> Result<u64, (u16, &'static str)> {
 /// The request as tiny_http gets it: the request line, the client's
 /// end-to-end headers, then ours (request id, secret, client address, and
 /// whether the client's connection ends).
-fn forwarded(head: &Head, id: &str, secret: &str, peer: &str, close: bool, out: &mut Vec<u8>) {
+/// What the front adds to a request it passes on.
+struct Ours<'a> {
+    request_id: &'a str,
+    secret: &'a str,
+    peer: &'a str,
+    conn: u64,
+    /// The client's connection ends after this request.
+    close: bool,
+}
+
+fn forwarded(head: &Head, ours: &Ours, out: &mut Vec<u8>) {
     let mut put = |parts: &[&str]| {
         for p in parts {
             out.extend_from_slice(p.as_bytes());
@@ -875,24 +939,28 @@ fn forwarded(head: &Head, id: &str, secret: &str, peer: &str, close: bool, out: 
     };
     put(&[head.method, " ", head.target, " ", version, "\r\n"]);
     for (name, value) in &head.headers {
-        let ours =
+        let reserved =
             name.len() > OURS.len() && name.as_bytes()[..OURS.len()].eq_ignore_ascii_case(OURS);
-        if !ours && !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        if !reserved && !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             put(&[name, ": ", value, "\r\n"]);
         }
     }
     put(&[
         request_id::HEADER,
         ": ",
-        id,
+        ours.request_id,
         "\r\n",
         FRONT_HEADER,
         ": ",
-        secret,
+        ours.secret,
         "\r\n",
         PEER_HEADER,
         ": ",
-        peer,
+        ours.peer,
+        "\r\n",
+        CONN_HEADER,
+        ": ",
+        &ours.conn.to_string(),
         "\r\n",
     ]);
     // The connection to tiny_http outlives the client's: it is pooled.
@@ -900,7 +968,7 @@ fn forwarded(head: &Head, id: &str, secret: &str, peer: &str, close: bool, out: 
     if head.minor == 0 {
         put(&["Connection: keep-alive\r\n"]);
     }
-    if close {
+    if ours.close {
         put(&[CLOSE_HEADER, ": 1\r\n"]);
     }
     put(&["\r\n"]);
@@ -911,8 +979,15 @@ fn forwarded(head: &Head, id: &str, secret: &str, peer: &str, close: bool, out: 
 /// status and message. For the fuzz target and property tests.
 pub fn canonical(head: &Head) -> Result<Vec<u8>, (u16, &'static str)> {
     body_length(head)?;
+    let ours = Ours {
+        request_id: "rid",
+        secret: "secret",
+        peer: "127.0.0.1:1",
+        conn: 0,
+        close: false,
+    };
     let mut out = Vec::new();
-    forwarded(head, "rid", "secret", "127.0.0.1:1", false, &mut out);
+    forwarded(head, &ours, &mut out);
     Ok(out)
 }
 
@@ -924,6 +999,9 @@ struct AnswerHead {
     /// `None`: a stream, ending when the connection does.
     length: Option<u64>,
     close: bool,
+    /// A receipt: the answer was written straight to the client (`Ok`:
+    /// its body bytes), or that failed.
+    sent: Option<Result<u64, ()>>,
 }
 
 /// The head at the start of `buf`, once it is complete.
@@ -937,6 +1015,7 @@ fn answer_head(buf: &[u8]) -> Option<AnswerHead> {
         status,
         length: None,
         close: false,
+        sent: None,
     };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -946,6 +1025,8 @@ fn answer_head(buf: &[u8]) -> Option<AnswerHead> {
             head.length = value.trim().parse().ok();
         } else if name.eq_ignore_ascii_case("connection") {
             head.close = value.trim().eq_ignore_ascii_case("close");
+        } else if name.eq_ignore_ascii_case(SENT_HEADER) {
+            head.sent = Some(value.trim().parse().map_err(|_| ()));
         }
     }
     Some(head)
@@ -993,22 +1074,24 @@ mod tests {
     fn the_forwarded_head_is_canonical_and_carries_ours() {
         let raw = "GET /stats HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nX-Fabric-Front: forged\r\n\
                    X-Fabric-Peer: 6.6.6.6:6\r\nX-Request-Id: theirs\r\nX-fabric-close: 1\r\nAccept: */*\r\n\r\n";
+        let mut ours = Ours {
+            request_id: "rid",
+            secret: "s3",
+            peer: "10.0.0.1:5",
+            conn: 7,
+            close: false,
+        };
         let mut out = Vec::new();
-        forwarded(&head(raw), "rid", "s3", "10.0.0.1:5", false, &mut out);
+        forwarded(&head(raw), &ours, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /stats HTTP/1.0\r\nHost: h\r\nAccept: */*\r\nX-Request-Id: rid\r\n\
-             X-Fabric-Front: s3\r\nX-Fabric-Peer: 10.0.0.1:5\r\nConnection: keep-alive\r\n\r\n"
+             X-Fabric-Front: s3\r\nX-Fabric-Peer: 10.0.0.1:5\r\nX-Fabric-Conn: 7\r\n\
+             Connection: keep-alive\r\n\r\n"
         );
+        ours.close = true;
         let mut out = Vec::new();
-        forwarded(
-            &head("GET / HTTP/1.1\r\n\r\n"),
-            "r",
-            "s",
-            "p",
-            true,
-            &mut out,
-        );
+        forwarded(&head("GET / HTTP/1.1\r\n\r\n"), &ours, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("\r\nX-Fabric-Close: 1\r\n\r\n"), "{text}");
         assert!(
