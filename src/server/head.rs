@@ -84,7 +84,7 @@ impl Bounds {
     /// front adds (request id, secret, address, connection).
     pub const FORWARDED: Bounds = Bounds {
         header_bytes: MAX_HEADER_BYTES + 512,
-        headers: MAX_HEADERS + 4,
+        headers: MAX_HEADERS + 8,
     };
 }
 
