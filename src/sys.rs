@@ -37,8 +37,8 @@ fn set_opt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io
 
 fn timeval(d: Duration) -> libc::timeval {
     libc::timeval {
-        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_usec: d.subsec_micros() as libc::suseconds_t,
+        tv_sec: d.as_secs().min(i32::MAX as u64) as _,
+        tv_usec: d.subsec_micros() as _,
     }
 }
 
