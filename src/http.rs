@@ -101,7 +101,7 @@ impl Request {
         if rq
             .headers()
             .iter()
-            .any(|h| h.field.equiv(crate::server::relay::CLOSE_HEADER))
+            .any(|h| h.field.equiv(crate::server::internal::CLOSE_HEADER))
         {
             headers.push(("Connection".into(), "close".into()));
         }

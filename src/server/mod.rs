@@ -15,9 +15,11 @@
 //! new one on the same listener, so the server never goes deaf. The other
 //! tiny_http workarounds are in [`guards`].
 
+pub mod accept;
 pub mod front;
 pub mod guards;
 pub mod head;
+pub mod internal;
 pub mod relay;
 pub mod wire;
 
@@ -83,7 +85,7 @@ struct Shared {
     /// What proves a request came through the front.
     secret: String,
     /// The front's client connections, for answers written straight to them.
-    clients: Arc<relay::Clients>,
+    clients: Arc<internal::Clients>,
     threads: usize,
     stopping: AtomicBool,
     /// Our own copy of tiny_http's listener, to start a new accept thread on.
@@ -129,9 +131,9 @@ impl Server {
         let limits = front.limits().clone();
         sys::set_listener_options(&listener, limits.idle_timeout)?;
         let (fd_limit, max_connections) = cap_connections(limits.max_connections);
-        let (internal, internal_addr) = relay::internal_listener()?;
-        let secret = relay::new_secret();
-        let clients = Arc::new(relay::Clients::default());
+        let (internal, internal_addr) = internal::internal_listener()?;
+        let secret = internal::new_secret();
+        let clients = Arc::new(internal::Clients::default());
         let (alive_tx, workers_done) = sync_channel(0);
         let (died_tx, died_rx) = channel();
         let shared = Arc::new(Shared {
@@ -170,7 +172,7 @@ impl Server {
             .name("http-accept".into())
             .spawn({
                 let relay = relay.clone();
-                move || relay::accept_loop(&relay, &listener)
+                move || accept::accept_loop(&relay, &listener)
             })?;
         Ok(Server {
             shared,
@@ -375,11 +377,11 @@ impl Shared {
         let mut peer = None;
         let mut conn = None;
         for h in rq.headers() {
-            if h.field.equiv(relay::FRONT_HEADER) {
+            if h.field.equiv(internal::FRONT_HEADER) {
                 secret = Some(h.value.as_str());
-            } else if h.field.equiv(relay::PEER_HEADER) {
+            } else if h.field.equiv(internal::PEER_HEADER) {
                 peer = h.value.as_str().parse().ok();
-            } else if h.field.equiv(relay::CONN_HEADER) {
+            } else if h.field.equiv(internal::CONN_HEADER) {
                 conn = h.value.as_str().parse().ok();
             }
         }
@@ -566,7 +568,7 @@ fn finish_direct(
         "HTTP/1.1 {} {}\r\n{}: {sent}\r\nContent-Length: 0\r\n\r\n",
         resp.status,
         wire::reason(resp.status),
-        relay::SENT_HEADER,
+        internal::SENT_HEADER,
     );
     let mut writer = rq.into_writer();
     let _ = writer

@@ -1,85 +1,44 @@
-//! The front's connections: our own accept loop and one thread per client
-//! connection, so that tiny_http never reads a byte a client sent.
+//! The front's connections: a thread per client connection (`accept` says
+//! how they are taken and capped), so that tiny_http never reads a byte a
+//! client sent.
 //!
 //! tiny_http 0.12 trusts its clients: it buffers a request head for as
 //! long as one is sent, wedges a connection thread for good on `HTTP/2.0`,
 //! allocates a declared body's whole length to discard it, and has no head
-//! deadline. So every client connection is accepted here, by a loop that
-//! caps how many are open (`MAX_CONNECTIONS`, beyond which a client gets a
-//! 503 at once), and served by a thread that reads each request head under
-//! the bounds of [`head`], within one `IDLE_TIMEOUT_MS` from its first byte
-//! (slowloris), answers what it refuses itself (JSON 400, 408, 413, 414,
-//! 417, 431, 505, with `Connection: close`), reads and discards a modest
-//! body (a larger one is refused), and re-sends the request in a canonical
-//! form to tiny_http over a private Unix socket, one request at a time per
-//! client connection (so answers keep their order). That connection to
-//! tiny_http is taken from a pool at the client's first request and put
-//! back when the client's connection ends.
-//! The answer comes back framed by its `Content-Length` (or, for a stream,
-//! until the socket closes) and is copied to the client. The front counts
-//! a connection's requests (`KEEPALIVE_REQUESTS`), decides when it ends,
-//! and writes the `http.access` line once the answer is out.
+//! deadline. So each connection's thread here reads every request head
+//! under the bounds of [`head`], within one `IDLE_TIMEOUT_MS` from its
+//! first byte (slowloris), answers what it refuses itself (JSON 400, 408,
+//! 413, 414, 417, 431, 505, with `Connection: close`), reads and discards a
+//! modest body (a larger one is refused), and re-sends the request in a
+//! canonical form to tiny_http over a private Unix socket, one request at a
+//! time per client connection (so answers keep their order). That
+//! connection to tiny_http is taken from a pool at the client's first
+//! request and put back when the client's connection ends. The answer
+//! comes back framed by its `Content-Length` (or, for a stream, until the
+//! socket closes) and is copied to the client; a big one is written to the
+//! client directly and only a receipt comes back. The front counts a
+//! connection's requests (`KEEPALIVE_REQUESTS`), decides when it ends, and
+//! writes the `http.access` line once the answer is out.
 //!
-//! The Unix socket is in Linux's abstract namespace: reachable only from
-//! this network namespace. Requests carry a per-process secret that the
-//! server checks, so nothing that bypasses the front is ever served.
+//! The hop to tiny_http itself (socket, canonical form, answer heads, the
+//! register of client connections) is in `internal`.
 
-use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::{SocketAddr as UnixAddr, UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::accept::{self, Free};
 use super::head::{self, Head};
+use super::internal::{self, AnswerHead, Clients, Ours};
 use super::wire::{self, Persistence};
 use super::{Handler, access_log};
 use crate::http::{Request, Response};
 use crate::log::{Event, Level};
 use crate::request_id;
-
-/// The header that proves a request came through the front.
-pub const FRONT_HEADER: &str = "X-Fabric-Front";
-/// The header the front passes the client's address in.
-pub const PEER_HEADER: &str = "X-Fabric-Peer";
-/// The header that says the client's connection ends after this request.
-pub const CLOSE_HEADER: &str = "X-Fabric-Close";
-/// The header naming the client's connection (see [`Clients`]).
-pub const CONN_HEADER: &str = "X-Fabric-Conn";
-/// The header of a receipt: the answer went straight to the client, this
-/// many body bytes of it, or `failed`.
-pub const SENT_HEADER: &str = "X-Fabric-Sent";
-
-/// The client connections open now, by a number of their own, so that a
-/// big answer can be written straight to its client instead of being
-/// copied through the front (three copies of every byte instead of one).
-/// The answering side then sends the front a receipt: a head with
-/// [`SENT_HEADER`] and no body. The front waits for it before it touches
-/// the connection again, so the two never write at once.
-#[derive(Default)]
-pub struct Clients {
-    open: Mutex<HashMap<u64, Arc<TcpStream>>>,
-    next: AtomicU64,
-}
-
-impl Clients {
-    /// The connection numbered `id`, if it is still open.
-    pub fn get(&self, id: u64) -> Option<Arc<TcpStream>> {
-        super::lock(&self.open).get(&id).cloned()
-    }
-
-    fn add(&self, stream: Arc<TcpStream>) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        super::lock(&self.open).insert(id, stream);
-        id
-    }
-
-    fn remove(&self, id: u64) {
-        super::lock(&self.open).remove(&id);
-    }
-}
 
 /// Declared request bodies up to this size are read and discarded, so
 /// the request gets the answer its route gives (no endpoint takes a body:
@@ -108,60 +67,6 @@ const POOL_IDLE_MAX: usize = 128;
 /// A connection's read buffer: the most one read takes in.
 const SCRATCH_BYTES: usize = 32 * 1024;
 
-/// Per-connection threads need little stack: buffers live on the heap.
-const CONNECTION_STACK: usize = 128 * 1024;
-
-/// Request headers that concern one hop only, or that the front sets
-/// itself: never passed on.
-const NOT_FORWARDED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "expect",
-    "x-request-id",
-];
-
-/// The prefix of the headers only the front may set.
-const OURS: &[u8] = b"x-fabric-";
-
-/// A private Unix listener for tiny_http, and its address.
-pub fn internal_listener() -> io::Result<(UnixListener, UnixAddr)> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::linux::net::SocketAddrExt;
-        let name = format!(
-            "fabric-telemetry/{}/{:016x}",
-            std::process::id(),
-            fastrand::u64(..)
-        );
-        let addr = UnixAddr::from_abstract_name(name.as_bytes())?;
-        let listener = UnixListener::bind_addr(&addr)?;
-        Ok((listener, addr))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the front needs Linux (abstract Unix sockets)",
-        ))
-    }
-}
-
-/// 128 bits from the kernel's generator (falling back to fastrand), hex.
-pub fn new_secret() -> String {
-    let mut bytes = [0u8; 16];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if read.is_err() {
-        bytes = fastrand::u128(..).to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// What every connection thread shares.
 pub struct Relay {
     pub upstream: UnixAddr,
@@ -171,16 +76,16 @@ pub struct Relay {
     pub max_connections: usize,
     pub handler: Arc<dyn Handler>,
     pub clients: Arc<Clients>,
-    open: AtomicUsize,
+    pub(super) open: AtomicUsize,
     busy: AtomicUsize,
     stopping: AtomicBool,
     /// Idle connections to tiny_http, most recently used last.
     pool: Mutex<Vec<UnixStream>>,
     /// Connection threads waiting for a connection.
-    free: Mutex<Free>,
-    wake: Condvar,
-    /// Refused connections on their way to [`closer`].
-    closing: Mutex<SyncSender<TcpStream>>,
+    pub(super) free: Mutex<Free>,
+    pub(super) wake: Condvar,
+    /// Refused connections on their way to [`accept::closer`].
+    pub(super) closing: Mutex<SyncSender<TcpStream>>,
 }
 
 impl Relay {
@@ -192,10 +97,10 @@ impl Relay {
         handler: Arc<dyn Handler>,
         clients: Arc<Clients>,
     ) -> io::Result<Relay> {
-        let (closing, incoming) = sync_channel(CLOSING_MAX);
+        let (closing, incoming) = sync_channel(accept::CLOSING_MAX);
         std::thread::Builder::new()
             .name("http-closer".into())
-            .spawn(move || closer(incoming))?;
+            .spawn(move || accept::closer(incoming))?;
         Ok(Relay {
             upstream,
             secret,
@@ -214,11 +119,6 @@ impl Relay {
         })
     }
 
-    /// Client connections open now.
-    pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-
     /// Requests between a complete head and a written answer now.
     pub fn busy(&self) -> usize {
         self.busy.load(Ordering::SeqCst)
@@ -230,7 +130,7 @@ impl Relay {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
 
@@ -250,195 +150,9 @@ impl Relay {
     }
 }
 
-/// Accepts client connections until the relay stops. Errors (running out of
-/// descriptors, say) are logged and retried with a growing pause: this
-/// loop never ends on its own.
-pub fn accept_loop(relay: &Arc<Relay>, listener: &TcpListener) {
-    let mut pause = Duration::from_millis(10);
-    loop {
-        let accepted = listener.accept();
-        if relay.stopping() {
-            return;
-        }
-        match accepted {
-            Ok((stream, peer)) => {
-                pause = Duration::from_millis(10);
-                admit(relay, stream, peer);
-            }
-            // The listener's read timeout also bounds accept(): nothing came.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                ) => {}
-            Err(e) => {
-                Event::new(Level::Error, "http.accept_failed")
-                    .str("error", &e.to_string())
-                    .uint("retry_in_ms", pause.as_millis() as u64)
-                    .emit();
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-/// Counts a connection as open until dropped.
-struct Open(Arc<Relay>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Serves a new connection on a thread of its own, or answers 503 at once
-/// when `MAX_CONNECTIONS` are open already.
-fn admit(relay: &Arc<Relay>, stream: TcpStream, peer: SocketAddr) {
-    let open = Open(relay.clone());
-    if relay.open.fetch_add(1, Ordering::SeqCst) >= relay.max_connections {
-        drop(open);
-        return refuse_connection(relay, stream, peer);
-    }
-    let job = Job { stream, peer, open };
-    // A thread that is waiting for a connection takes it; else a new one.
-    // Each queued connection has a waiting thread of its own: the count of
-    // waiting threads is only lowered by a thread that takes one.
-    let job = {
-        let mut free = super::lock(&relay.free);
-        if free.waiting > free.queue.len() {
-            free.queue.push_back(job);
-            relay.wake.notify_one();
-            return;
-        }
-        job
-    };
-    let relay = relay.clone();
-    let spawned = std::thread::Builder::new()
-        .name("http-conn".into())
-        .stack_size(CONNECTION_STACK)
-        .spawn(move || serve_connections(&relay, job));
-    if let Err(e) = spawned {
-        Event::new(Level::Error, "http.error")
-            .str("error", &format!("cannot start a connection thread: {e}"))
-            .emit();
-    }
-}
-
-/// A connection waiting for a thread.
-struct Job {
-    stream: TcpStream,
-    peer: SocketAddr,
-    open: Open,
-}
-
-/// Connections waiting for a thread, and threads waiting for a connection.
-#[derive(Default)]
-struct Free {
-    queue: VecDeque<Job>,
-    waiting: usize,
-}
-
-/// A connection thread waits this long for another connection before it
-/// ends: threads are reused, since creating and ending one per connection
-/// cost more than the rest of a short connection's work.
-const THREAD_KEEP: Duration = Duration::from_secs(10);
-
-/// Serves `job`, then every connection handed to this thread after it.
-fn serve_connections(relay: &Relay, mut job: Job) {
-    loop {
-        Connection::new(relay, job.stream, job.peer).run();
-        drop(job.open);
-        match next_job(relay) {
-            Some(next) => job = next,
-            None => return,
-        }
-    }
-}
-
-/// The next connection for a thread that is free, or `None` once it has
-/// waited [`THREAD_KEEP`] in vain (or the server stops).
-fn next_job(relay: &Relay) -> Option<Job> {
-    let deadline = Instant::now() + THREAD_KEEP;
-    let mut free = super::lock(&relay.free);
-    free.waiting += 1;
-    loop {
-        if let Some(job) = free.queue.pop_front() {
-            free.waiting -= 1;
-            return Some(job);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || relay.stopping() {
-            free.waiting -= 1;
-            return None;
-        }
-        free = relay
-            .wake
-            .wait_timeout(free, left)
-            .map_or_else(|p| p.into_inner().0, |(guard, _)| guard);
-    }
-}
-
-/// The answer to a connection over the cap, written without waiting; the
-/// connection is then closed by [`closer`].
-fn refuse_connection(relay: &Relay, stream: TcpStream, peer: SocketAddr) {
-    let resp = Response::error(503, "too many connections").header("Retry-After", "1");
-    let mut answer = Vec::new();
-    let _ = wire::write(&mut answer, "GET", &resp, Persistence::Close);
-    let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write_all(&answer);
-    let _ = stream.shutdown(Shutdown::Write);
-    // Closing now, with the client's request unread, would reset the
-    // connection and could destroy the answer before the client reads it.
-    if let Ok(closing) = relay.closing.lock() {
-        let _ = closing.try_send(stream);
-    }
-    Event::new(Level::Warn, "http.refused")
-        .str("reason", "too many connections")
-        .str("remote", &peer.to_string())
-        .emit();
-}
-
-/// Connections refused at the cap, waiting to be closed, at most.
-const CLOSING_MAX: usize = 256;
-
-/// How long a refused connection is given to read its answer.
-const CLOSING_GRACE: Duration = Duration::from_secs(1);
-
-/// Closes refused connections once their clients have had the answer:
-/// whatever they send meanwhile is read and dropped, without waiting.
-fn closer(incoming: Receiver<TcpStream>) {
-    let mut pending: Vec<(TcpStream, Instant)> = Vec::new();
-    let mut scratch = [0u8; 4096];
-    loop {
-        let next = if pending.is_empty() {
-            incoming.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        } else {
-            incoming.recv_timeout(Duration::from_millis(50))
-        };
-        match next {
-            Ok(stream) => pending.push((stream, Instant::now() + CLOSING_GRACE)),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        pending.retain_mut(|(stream, deadline)| {
-            loop {
-                match stream.read(&mut scratch) {
-                    Ok(0) => return false,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return Instant::now() < *deadline;
-                    }
-                    Err(_) => return false,
-                }
-            }
-        });
-    }
+/// Serves one client connection to its end.
+pub(super) fn serve(relay: &Relay, stream: TcpStream, peer: SocketAddr) {
+    Connection::new(relay, stream, peer).run();
 }
 
 /// What the front needs of a request once its head has been passed on.
@@ -615,7 +329,7 @@ impl<'r> Connection<'r> {
             conn: self.id,
             close,
         };
-        forwarded(&head, &ours, &mut self.out);
+        internal::forwarded(&head, &ours, &mut self.out);
         let expects_continue = head.values("Expect").next().is_some();
         drop(head);
         self.input.drain(..used);
@@ -739,7 +453,7 @@ impl<'r> Connection<'r> {
             upstream.set_read_timeout(Some(STRANDED_AFTER))?;
         }
         let head = loop {
-            if let Some(head) = answer_head(&self.answer) {
+            if let Some(head) = internal::answer_head(&self.answer) {
                 break head;
             }
             if self.answer.len() > ANSWER_HEAD_MAX {
@@ -916,64 +630,6 @@ fn body_length(head: &Head) -> Result<u64, (u16, &'static str)> {
 /// The request as tiny_http gets it: the request line, the client's
 /// end-to-end headers, then ours (request id, secret, client address, and
 /// whether the client's connection ends).
-/// What the front adds to a request it passes on.
-struct Ours<'a> {
-    request_id: &'a str,
-    secret: &'a str,
-    peer: &'a str,
-    conn: u64,
-    /// The client's connection ends after this request.
-    close: bool,
-}
-
-fn forwarded(head: &Head, ours: &Ours, out: &mut Vec<u8>) {
-    let mut put = |parts: &[&str]| {
-        for p in parts {
-            out.extend_from_slice(p.as_bytes());
-        }
-    };
-    let version = if head.minor == 0 {
-        "HTTP/1.0"
-    } else {
-        "HTTP/1.1"
-    };
-    put(&[head.method, " ", head.target, " ", version, "\r\n"]);
-    for (name, value) in &head.headers {
-        let reserved =
-            name.len() > OURS.len() && name.as_bytes()[..OURS.len()].eq_ignore_ascii_case(OURS);
-        if !reserved && !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-            put(&[name, ": ", value, "\r\n"]);
-        }
-    }
-    put(&[
-        request_id::HEADER,
-        ": ",
-        ours.request_id,
-        "\r\n",
-        FRONT_HEADER,
-        ": ",
-        ours.secret,
-        "\r\n",
-        PEER_HEADER,
-        ": ",
-        ours.peer,
-        "\r\n",
-        CONN_HEADER,
-        ": ",
-        &ours.conn.to_string(),
-        "\r\n",
-    ]);
-    // The connection to tiny_http outlives the client's: it is pooled.
-    // Whether the client's ends travels in a header of ours.
-    if head.minor == 0 {
-        put(&["Connection: keep-alive\r\n"]);
-    }
-    if ours.close {
-        put(&[CLOSE_HEADER, ": 1\r\n"]);
-    }
-    put(&["\r\n"]);
-}
-
 /// What the front makes of a complete head: the request tiny_http is
 /// handed (with placeholder id, secret and address), or the refusal's
 /// status and message. For the fuzz target and property tests.
@@ -987,49 +643,8 @@ pub fn canonical(head: &Head) -> Result<Vec<u8>, (u16, &'static str)> {
         close: false,
     };
     let mut out = Vec::new();
-    forwarded(head, &ours, &mut out);
+    internal::forwarded(head, &ours, &mut out);
     Ok(out)
-}
-
-/// An answer's head as our own writer (`wire`) produced it.
-#[derive(Debug, PartialEq)]
-struct AnswerHead {
-    head_len: usize,
-    status: u16,
-    /// `None`: a stream, ending when the connection does.
-    length: Option<u64>,
-    close: bool,
-    /// A receipt: the answer was written straight to the client (`Ok`:
-    /// its body bytes), or that failed.
-    sent: Option<Result<u64, ()>>,
-}
-
-/// The head at the start of `buf`, once it is complete.
-fn answer_head(buf: &[u8]) -> Option<AnswerHead> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let text = std::str::from_utf8(&buf[..end]).ok()?;
-    let mut lines = text.split("\r\n");
-    let status = lines.next()?.get(9..12)?.parse().ok()?;
-    let mut head = AnswerHead {
-        head_len: end,
-        status,
-        length: None,
-        close: false,
-        sent: None,
-    };
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("content-length") {
-            head.length = value.trim().parse().ok();
-        } else if name.eq_ignore_ascii_case("connection") {
-            head.close = value.trim().eq_ignore_ascii_case("close");
-        } else if name.eq_ignore_ascii_case(SENT_HEADER) {
-            head.sent = Some(value.trim().parse().map_err(|_| ()));
-        }
-    }
-    Some(head)
 }
 
 #[cfg(test)]
@@ -1068,49 +683,5 @@ mod tests {
         );
         assert_eq!(len("Expect: 100-continue\r\nContent-Length: 3\r\n"), Ok(3));
         assert_eq!(len("Expect: teapot\r\n"), Err(417));
-    }
-
-    #[test]
-    fn the_forwarded_head_is_canonical_and_carries_ours() {
-        let raw = "GET /stats HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nX-Fabric-Front: forged\r\n\
-                   X-Fabric-Peer: 6.6.6.6:6\r\nX-Request-Id: theirs\r\nX-fabric-close: 1\r\nAccept: */*\r\n\r\n";
-        let mut ours = Ours {
-            request_id: "rid",
-            secret: "s3",
-            peer: "10.0.0.1:5",
-            conn: 7,
-            close: false,
-        };
-        let mut out = Vec::new();
-        forwarded(&head(raw), &ours, &mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "GET /stats HTTP/1.0\r\nHost: h\r\nAccept: */*\r\nX-Request-Id: rid\r\n\
-             X-Fabric-Front: s3\r\nX-Fabric-Peer: 10.0.0.1:5\r\nX-Fabric-Conn: 7\r\n\
-             Connection: keep-alive\r\n\r\n"
-        );
-        ours.close = true;
-        let mut out = Vec::new();
-        forwarded(&head("GET / HTTP/1.1\r\n\r\n"), &ours, &mut out);
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.ends_with("\r\nX-Fabric-Close: 1\r\n\r\n"), "{text}");
-        assert!(
-            !text.contains("Connection:"),
-            "tiny_http keeps its end open"
-        );
-    }
-
-    #[test]
-    fn answer_heads_as_wire_writes_them() {
-        let resp = Response::json(200, "{}").header("X-Request-Id", "r");
-        let mut buf = Vec::new();
-        wire::write(&mut buf, "GET", &resp, Persistence::Close).unwrap();
-        let head = answer_head(&buf).unwrap();
-        assert_eq!(head.head_len, buf.len() - 2);
-        assert_eq!((head.status, head.length, head.close), (200, Some(2), true));
-        assert_eq!(answer_head(&buf[..head.head_len - 1]), None);
-        let stream =
-            answer_head(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n").unwrap();
-        assert_eq!((stream.length, stream.close), (None, false));
     }
 }
