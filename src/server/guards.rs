@@ -1,10 +1,12 @@
-//! Workarounds for tiny_http 0.12's defects, reachable from its public API
-//! (its code is neither copied nor patched). Each is pinned by a test in
-//! `tests/it/front.rs` that fails without it.
+//! Workarounds for tiny_http 0.12's defects that remain behind the front,
+//! reachable from its public API (its code is neither copied nor patched).
+//! Each is pinned by a test in `tests/it/front_*.rs` that fails without it.
 //!
 //! - The nudger: tiny_http's connection pool can strand a new connection
-//!   (from the front, one per client connection) behind an idle one; a
-//!   connection of our own every few milliseconds frees it.
+//!   (the front's, opened when its pool of them runs short) behind busy
+//!   ones; a connection of our own every few milliseconds frees it (and a
+//!   fresh connection whose first answer is slow nudges for itself, see
+//!   `relay`).
 //! - Accept-thread deaths: tiny_http's accept thread ends for good on the
 //!   first `accept()` error and panics if it cannot duplicate a socket
 //!   (both happen when file descriptors run out); the panic hook tells the
