@@ -2,10 +2,13 @@
 //! each) and the poller's figures.
 //!
 //! Requests are recorded after their answer is written (see
-//! `http::Handler::observe`); each endpoint's ring has its own lock, held for
-//! one insertion. Poll figures change once per poll.
+//! `http::Handler::observe`) without taking a lock: each goes into a
+//! bounded queue, folded into the rings by whoever reads them (`/stats`,
+//! `/metrics`), or by the recorder that finds the queue full. Poll figures
+//! change once per poll.
 
 use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -75,9 +78,44 @@ impl PollFigures {
     }
 }
 
+/// One answered request, as queued: its endpoint's index in [`ENDPOINTS`],
+/// its status and its duration in microseconds.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    endpoint: u8,
+    status: u16,
+    micros: u32,
+}
+
+/// Requests recorded but not yet folded in, at most; a recorder that finds
+/// the queue full folds it in itself.
+const QUEUED_MAX: usize = 4096;
+
+/// Every endpoint's traffic, and the requests queued for it.
+struct Folded {
+    queued: Receiver<Sample>,
+    endpoints: [Traffic; ENDPOINTS.len()],
+}
+
+impl Folded {
+    fn add(&mut self, s: Sample) {
+        let t = &mut self.endpoints[usize::from(s.endpoint)];
+        t.ring.record(s.micros);
+        *t.by_status.entry(s.status).or_default() += 1;
+        t.latency.observe(f64::from(s.micros) / 1e6);
+    }
+
+    fn fold_queued(&mut self) {
+        while let Ok(s) = self.queued.try_recv() {
+            self.add(s);
+        }
+    }
+}
+
 pub struct Stats {
     started: Instant,
-    traffic: [Mutex<Traffic>; ENDPOINTS.len()],
+    queue: SyncSender<Sample>,
+    traffic: Mutex<Folded>,
     poll: Mutex<PollFigures>,
 }
 
@@ -89,38 +127,49 @@ impl Default for Stats {
 
 impl Stats {
     pub fn new() -> Stats {
+        let (queue, queued) = sync_channel(QUEUED_MAX);
         Stats {
             started: Instant::now(),
-            traffic: std::array::from_fn(|_| {
-                Mutex::new(Traffic {
+            queue,
+            traffic: Mutex::new(Folded {
+                queued,
+                endpoints: std::array::from_fn(|_| Traffic {
                     ring: SortedRing::new(WINDOW),
                     by_status: Default::default(),
                     latency: Histogram::default(),
-                })
+                }),
             }),
             poll: Mutex::new(PollFigures::default()),
         }
     }
 
-    /// Records one answered request (one lock, held for the update).
+    /// Records one answered request: queued, no lock taken (unless the
+    /// queue is full, when this call folds it in).
     pub fn record_request(&self, path: &str, status: u16, elapsed: Duration) {
-        let i = ENDPOINTS
+        let endpoint = ENDPOINTS
             .iter()
             .position(|&p| p == path)
             .unwrap_or(ENDPOINTS.len() - 1);
-        let micros = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
-        let mut t = self.traffic[i].lock().unwrap_or_else(|p| p.into_inner());
-        t.ring.record(micros);
-        *t.by_status.entry(status).or_default() += 1;
-        t.latency.observe(elapsed.as_secs_f64());
+        let sample = Sample {
+            endpoint: endpoint as u8,
+            status,
+            micros: u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX),
+        };
+        if let Err(TrySendError::Full(sample) | TrySendError::Disconnected(sample)) =
+            self.queue.try_send(sample)
+        {
+            let mut folded = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+            folded.fold_queued();
+            folded.add(sample);
+        }
     }
 
-    /// A copy of every endpoint's traffic, in [`ENDPOINTS`] order.
+    /// A copy of every endpoint's traffic, in [`ENDPOINTS`] order, with
+    /// every request recorded so far.
     pub fn traffic(&self) -> Vec<Traffic> {
-        self.traffic
-            .iter()
-            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect()
+        let mut folded = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+        folded.fold_queued();
+        folded.endpoints.to_vec()
     }
 
     /// Seconds since the server started.
@@ -141,12 +190,15 @@ impl Stats {
     /// The `/stats` body.
     pub fn render(&self, snapshot: Option<&Snapshot>, now_ms: u64) -> String {
         let mut endpoints = serde_json::Map::new();
-        for (path, traffic) in TRACKED.iter().zip(&self.traffic) {
-            let ring = traffic
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .ring
-                .clone();
+        let rings: Vec<SortedRing> = {
+            let mut folded = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
+            folded.fold_queued();
+            folded.endpoints[..TRACKED.len()]
+                .iter()
+                .map(|t| t.ring.clone())
+                .collect()
+        };
+        for (path, ring) in TRACKED.iter().zip(rings) {
             let ms = |p: f64| ring.percentile(p).map(|us| f64::from(us) / 1000.0);
             endpoints.insert(
                 path.to_string(),
@@ -192,6 +244,20 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_queue_is_folded_in_and_nothing_is_lost() {
+        let stats = Stats::new();
+        let n = QUEUED_MAX * 3 + 7;
+        for i in 0..n {
+            let status = if i % 2 == 0 { 200 } else { 404 };
+            stats.record_request("/telemetry/ListMetrics", status, Duration::from_micros(5));
+        }
+        let t = &stats.traffic()[1];
+        assert_eq!(t.ring.count(), n as u64);
+        assert_eq!(t.by_status[&200] + t.by_status[&404], n as u64);
+        assert_eq!(t.ring.len(), WINDOW);
+    }
 
     #[test]
     fn reports_sub_millisecond_percentiles_per_endpoint() {
