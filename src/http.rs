@@ -88,21 +88,20 @@ impl Request {
     /// `Connection: close`.
     pub(crate) fn from_tiny(rq: &tiny_http::Request, remote: Option<SocketAddr>) -> Request {
         let (path, query) = rq.url().split_once('?').unwrap_or((rq.url(), ""));
-        let ours =
-            |name: &str| name.len() > 9 && name.as_bytes()[..9].eq_ignore_ascii_case(b"x-fabric-");
-        let mut headers: Vec<(String, String)> = rq
-            .headers()
-            .iter()
-            .filter(|h| !ours(h.field.as_str().as_str()))
-            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-            .collect();
+        use crate::server::internal::{CLOSE_HEADER, is_reserved};
+        let mut headers = Vec::with_capacity(rq.headers().len() + 1);
+        let mut close = false;
+        for h in rq.headers() {
+            let name = h.field.as_str().as_str();
+            if !is_reserved(name) {
+                headers.push((name.to_string(), h.value.as_str().to_string()));
+            } else if h.field.equiv(CLOSE_HEADER) {
+                close = true;
+            }
+        }
         // The front says so when the client's connection ends after this
         // request (its own connection to tiny_http is pooled and stays).
-        if rq
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv(crate::server::internal::CLOSE_HEADER))
-        {
+        if close {
             headers.push(("Connection".into(), "close".into()));
         }
         Request {

@@ -76,6 +76,12 @@ const NOT_FORWARDED: &[&str] = &[
 /// The prefix of the headers only the front may set.
 const OURS: &[u8] = b"x-fabric-";
 
+/// True for a header only the front may set (`X-Fabric-…`): never passed
+/// on from a client, never shown to a route.
+pub(crate) fn is_reserved(name: &str) -> bool {
+    name.len() > OURS.len() && name.as_bytes()[..OURS.len()].eq_ignore_ascii_case(OURS)
+}
+
 /// A private Unix listener for tiny_http, and its address.
 pub fn internal_listener() -> io::Result<(UnixListener, UnixAddr)> {
     #[cfg(target_os = "linux")]
@@ -132,9 +138,7 @@ pub(super) fn forwarded(head: &Head, ours: &Ours, out: &mut Vec<u8>) {
     };
     put(&[head.method, " ", head.target, " ", version, "\r\n"]);
     for (name, value) in &head.headers {
-        let reserved =
-            name.len() > OURS.len() && name.as_bytes()[..OURS.len()].eq_ignore_ascii_case(OURS);
-        if !reserved && !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        if !is_reserved(name) && !NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             put(&[name, ": ", value, "\r\n"]);
         }
     }
