@@ -2,12 +2,14 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::common::{HTTPVersion, Method};
+use crate::limits::{Limits, Refusal};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -34,15 +36,18 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // the bounds, and how a refusal is answered
+    limits: Arc<Limits>,
 }
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
 enum ReadError {
     WrongRequestLine,
-    WrongHeader(HTTPVersion),
+    WrongHeader,
     /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
+    ExpectationFailed,
     ReadIoError(IoError),
 }
 
@@ -51,6 +56,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: Arc<Limits>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -65,7 +71,25 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits,
         }
+    }
+
+    /// Answers a request refused before it was handed on, and ends the
+    /// connection (nobody knows where a next request would start).
+    fn refuse(&mut self, status: u16, message: &'static str) -> Option<Request> {
+        let refusal = Refusal {
+            status,
+            message,
+            remote_addr: self.remote_addr.as_ref().ok().copied().flatten(),
+            headers: &[],
+        };
+        let answer = refusal.render(&self.limits);
+        if let Some(mut writer) = self.sink.next() {
+            let _ = writer.write_all(&answer).and_then(|()| writer.flush());
+        }
+        self.no_more_requests = true;
+        None
     }
 
     /// true if the connection is HTTPS
@@ -126,7 +150,7 @@ impl ClientConnection {
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
+                        _ => return Err(ReadError::WrongHeader),
                     });
                 }
 
@@ -159,7 +183,7 @@ impl ClientConnection {
             match e {
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
                 request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
+                    ReadError::ExpectationFailed
                 }
             }
         })?;
@@ -186,38 +210,17 @@ impl Iterator for ClientConnection {
         loop {
             let rq = match self.read() {
                 Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    return self.refuse(400, "malformed request line");
                 }
 
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
+                Err(ReadError::WrongHeader) => return self.refuse(400, "malformed header"),
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
+                    return self.refuse(408, "request head not received in time");
                 }
 
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
+                Err(ReadError::ExpectationFailed) => {
+                    return self.refuse(417, "expectation not supported");
                 }
 
                 Err(ReadError::ReadIoError(_)) => return None,
