@@ -18,3 +18,4 @@ mod props;
 mod resilience;
 mod stream;
 mod support;
+mod tiny_patches;

@@ -23,15 +23,35 @@ use crate::{Header, StatusCode};
 pub type RefusalHook = Arc<dyn Fn(&Refusal<'_>) -> Vec<u8> + Send + Sync>;
 
 /// The bounds a server enforces. See each field for its default.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Limits {
+    /// The longest request line (without its line end): 8 KiB. Longer: 414.
+    pub max_request_line: usize,
+    /// All header lines together: 16 KiB. More: 431.
+    pub max_header_bytes: usize,
+    /// Header fields: 100. More: 431.
+    pub max_headers: usize,
     /// Renders refusals instead of [`Refusal::answer`].
     pub on_refusal: Option<RefusalHook>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_request_line: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            on_refusal: None,
+        }
+    }
 }
 
 impl fmt::Debug for Limits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Limits")
+            .field("max_request_line", &self.max_request_line)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("max_headers", &self.max_headers)
             .field("on_refusal", &self.on_refusal.is_some())
             .finish()
     }
@@ -72,24 +92,5 @@ impl Refusal<'_> {
             Some(hook) => hook(self),
             None => self.answer(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_answer_is_json_and_closes() {
-        let r = Refusal {
-            status: 431,
-            message: "request headers too large",
-            remote_addr: None,
-            headers: &[],
-        };
-        let text = String::from_utf8(r.answer()).unwrap();
-        assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
-        assert!(text.contains("\r\nConnection: close\r\n"));
-        assert!(text.ends_with("\r\n\r\n{\"error\":\"request headers too large\"}"));
     }
 }

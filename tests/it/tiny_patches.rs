@@ -1,0 +1,85 @@
+//! The patched tiny_http in `vendor/tiny_http`, through its public API:
+//! each test pins one patch of `vendor/tiny_http/PATCHES.md` (the black-box
+//! tests of the servers pin the rest).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use tiny_http::{HeadError, Limits, Refusal, read_head};
+
+use crate::support::*;
+
+/// `read_head` over bytes: the head, or the refusal's status and message
+/// (0 for a stream that ended before a byte).
+fn head(bytes: &[u8]) -> Result<tiny_http::Head, (u16, &'static str)> {
+    head_within(bytes, &Limits::default())
+}
+
+fn head_within(bytes: &[u8], limits: &Limits) -> Result<tiny_http::Head, (u16, &'static str)> {
+    read_head(&mut &bytes[..], limits, || {}).map_err(|e| match e {
+        HeadError::Closed => (0, "closed"),
+        HeadError::Refused(status, message) => (status, message),
+        HeadError::Io(e) => panic!("io error from bytes: {e}"),
+    })
+}
+
+#[test]
+fn refusals_are_json_and_close_the_connection() {
+    let r = Refusal {
+        status: 431,
+        message: "request headers too large",
+        remote_addr: None,
+        headers: &[],
+    };
+    let text = String::from_utf8(r.answer()).unwrap();
+    assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+    assert!(text.contains("\r\nConnection: close\r\n"));
+    assert!(text.ends_with("\r\n\r\n{\"error\":\"request headers too large\"}"));
+}
+
+#[test]
+fn heads_with_lf_or_crlf_are_read() {
+    let h = head(b"GET /x?y=1 HTTP/1.1\r\nHost: a\r\nX-A:  b \r\n\r\n").unwrap();
+    assert_eq!(h.method, tiny_http::Method::Get);
+    assert_eq!(h.url, "/x?y=1");
+    assert_eq!(h.version, tiny_http::HTTPVersion(1, 1));
+    assert_eq!(h.headers.len(), 2);
+    assert_eq!(h.headers[1].value.as_str(), "b");
+    assert!(head(b"\r\n\nGET / HTTP/1.0\nHost: a\n\n").is_ok());
+}
+
+#[test]
+fn malformed_heads_are_400() {
+    for bad in [
+        &b"GET /\xff HTTP/1.1\r\n\r\n"[..],
+        b"GET  / HTTP/1.1\r\n\r\n",
+        b"GET /\rx HTTP/1.1\r\n\r\n",
+        b"GET /health\r\n\r\n",
+        b"GET / HTTP/1.1\r\nnonsense\r\n\r\n",
+        b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",
+        b"GET / HTTP/1.1\r\nA: b\x00\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n",
+        b"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    ] {
+        let status = head(bad).err().map(|e| e.0);
+        assert_eq!(status, Some(400), "{:?}", String::from_utf8_lossy(bad));
+    }
+    assert_eq!(head(b"").err(), Some((0, "closed")));
+}
+
+#[test]
+fn oversized_heads_are_414_and_431_without_reading_them_whole() {
+    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
+    assert_eq!(head(long.as_bytes()).err().map(|e| e.0), Some(414));
+    let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(17 * 1024));
+    assert_eq!(head(big.as_bytes()).err().map(|e| e.0), Some(431));
+    let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+    assert_eq!(head(many.as_bytes()).err().map(|e| e.0), Some(431));
+    // An endless header line is cut off at its bound.
+    let endless = Read::chain(&b"GET / HTTP/1.1\r\nX: "[..], std::io::repeat(b'a'));
+    let mut source = std::io::BufReader::new(endless);
+    let refused = read_head(&mut source, &Limits::default(), || {});
+    assert!(matches!(refused, Err(HeadError::Refused(431, _))));
+}

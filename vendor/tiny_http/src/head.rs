@@ -1,0 +1,195 @@
+//! Reading a request head under hard bounds.
+//!
+//! 0.12 read a head byte by byte into buffers that grew for as long as the
+//! client sent: one endless header line could take all the memory there
+//! was. Here a head is read from a `BufRead` a buffer at a time, within
+//! [`Limits`]: a request line over `max_request_line` is refused with 414,
+//! headers over `max_header_bytes` in all or more than `max_headers` fields
+//! with 431, anything else malformed with 400. What is accepted is what
+//! RFC 9112 allows: ASCII without control characters (but tab in values),
+//! lines ending in CRLF or a lone LF, up to four empty lines before the
+//! request line, no obsolete line folding.
+//!
+//! [`read_head`] is public so that fuzzers and property tests can drive the
+//! very code the server runs.
+
+use std::io::{self, BufRead};
+use std::str::FromStr;
+
+use crate::{HTTPVersion, Header, Limits, Method};
+
+/// A request head as it came off the wire.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub method: Method,
+    pub url: String,
+    pub version: HTTPVersion,
+    pub headers: Vec<Header>,
+}
+
+/// Why no head was read.
+#[derive(Debug)]
+pub enum HeadError {
+    /// The stream ended (or timed out) before the head's first byte: the
+    /// client is done, nothing needs an answer.
+    Closed,
+    /// The head is refused with this status and message.
+    Refused(u16, &'static str),
+    /// Reading failed (for a timeout: after the head's first byte).
+    Io(io::Error),
+}
+
+/// Empty lines tolerated before a request line (RFC 9112 §2.2).
+const MAX_LEADING_EMPTY: usize = 4;
+
+const BAD_LINE: HeadError = HeadError::Refused(400, "malformed request line");
+const BAD_HEADER: HeadError = HeadError::Refused(400, "malformed header");
+const INCOMPLETE: HeadError = HeadError::Refused(400, "incomplete request head");
+const LINE_TOO_LONG: HeadError = HeadError::Refused(414, "request line too long");
+const HEADERS_TOO_LARGE: HeadError = HeadError::Refused(431, "request headers too large");
+
+/// Reads one request head from `source` within `limits`. `first_byte` is
+/// called once, when the head's first byte has arrived.
+pub fn read_head<R: BufRead>(
+    source: &mut R,
+    limits: &Limits,
+    mut first_byte: impl FnMut(),
+) -> Result<Head, HeadError> {
+    let mut line = Vec::with_capacity(256);
+    let mut started = false;
+    let mut empty = 0;
+    loop {
+        let limit = limits.max_request_line;
+        if !read_line(source, &mut line, limit, &mut started, &mut first_byte, LINE_TOO_LONG)? {
+            return Err(if started { INCOMPLETE } else { HeadError::Closed });
+        }
+        if !line.is_empty() {
+            break;
+        }
+        empty += 1;
+        if empty > MAX_LEADING_EMPTY {
+            return Err(BAD_LINE);
+        }
+    }
+    let (method, url, version) = parse_request_line(text(&line, BAD_LINE)?)?;
+    let mut headers = Vec::new();
+    let mut header_bytes = 0;
+    loop {
+        let left = limits.max_header_bytes.saturating_sub(header_bytes);
+        if !read_line(source, &mut line, left, &mut started, &mut first_byte, HEADERS_TOO_LARGE)? {
+            return Err(INCOMPLETE);
+        }
+        if line.is_empty() {
+            break;
+        }
+        header_bytes += line.len() + 2;
+        if headers.len() == limits.max_headers {
+            return Err(HEADERS_TOO_LARGE);
+        }
+        headers.push(parse_header(&line)?);
+    }
+    Ok(Head {
+        method,
+        url,
+        version,
+        headers,
+    })
+}
+
+/// Reads a line into `line` (without its CRLF or LF). `Ok(false)`: the
+/// stream ended first. A line longer than `limit` is `too_long`.
+fn read_line<R: BufRead>(
+    source: &mut R,
+    line: &mut Vec<u8>,
+    limit: usize,
+    started: &mut bool,
+    first_byte: &mut impl FnMut(),
+    too_long: HeadError,
+) -> Result<bool, HeadError> {
+    line.clear();
+    loop {
+        let buf = match source.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if !*started && is_timeout(&e) => return Err(HeadError::Closed),
+            Err(e) => return Err(HeadError::Io(e)),
+        };
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        if !*started {
+            *started = true;
+            first_byte();
+        }
+        let (take, end) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        // The line end is not counted against the limit.
+        if line.len() + take > limit + 2 {
+            return Err(too_long);
+        }
+        line.extend_from_slice(&buf[..take]);
+        source.consume(take);
+        if end {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.len() > limit {
+                return Err(too_long);
+            }
+            return Ok(true);
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The line as text: printable ASCII and tabs only.
+fn text(line: &[u8], bad: HeadError) -> Result<&str, HeadError> {
+    if line.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        std::str::from_utf8(line).map_err(|_| bad)
+    } else {
+        Err(bad)
+    }
+}
+
+/// `METHOD SP target SP HTTP/x.y`, with single spaces.
+fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), HeadError> {
+    let mut parts = line.split(' ');
+    let (Some(method), Some(url), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(BAD_LINE);
+    };
+    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+    if !token(method) || !token(url) {
+        return Err(BAD_LINE);
+    }
+    let method = Method::from_str(method).map_err(|_| BAD_LINE)?;
+    let version = match version {
+        "HTTP/1.0" => HTTPVersion(1, 0),
+        "HTTP/1.1" => HTTPVersion(1, 1),
+        "HTTP/0.9" => HTTPVersion(0, 9),
+        "HTTP/2.0" => HTTPVersion(2, 0),
+        "HTTP/3.0" => HTTPVersion(3, 0),
+        _ => return Err(BAD_LINE),
+    };
+    Ok((method, url.to_owned(), version))
+}
+
+/// `name: value`; the name a token, the value without surrounding blanks.
+fn parse_header(line: &[u8]) -> Result<Header, HeadError> {
+    // A line starting with a blank continues the previous one (obsolete
+    // folding): refused, as RFC 9112 §5.2 allows.
+    if matches!(line.first(), Some(b' ' | b'\t')) {
+        return Err(BAD_HEADER);
+    }
+    Header::from_str(text(line, BAD_HEADER)?).map_err(|_| BAD_HEADER)
+}
