@@ -83,3 +83,14 @@ fn oversized_heads_are_414_and_431_without_reading_them_whole() {
     let refused = read_head(&mut source, &Limits::default(), || {});
     assert!(matches!(refused, Err(HeadError::Refused(431, _))));
 }
+
+#[test]
+fn versions_past_1_1_are_505_right_after_the_request_line() {
+    for line in ["GET / HTTP/2.0", "PRI * HTTP/2.0", "GET / HTTP/9.9", "GET / HTTP/0.9"] {
+        // Nothing after the request line: refused before any header is read.
+        let bytes = format!("{line}\r\n");
+        assert_eq!(head(bytes.as_bytes()).err().map(|e| e.0), Some(505), "{line}");
+    }
+    assert_eq!(head(b"GET / HTTP/1.x\r\n\r\n").err().map(|e| e.0), Some(400));
+    assert_eq!(head(b"GET / http/1.1\r\n\r\n").err().map(|e| e.0), Some(400));
+}

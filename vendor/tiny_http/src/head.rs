@@ -10,6 +10,11 @@
 //! lines ending in CRLF or a lone LF, up to four empty lines before the
 //! request line, no obsolete line folding.
 //!
+//! Versions other than 1.0 and 1.1 are refused with 505 right after the
+//! request line (0.12 answered `HTTP/2.0` only after the whole head, from
+//! a writer that waited forever behind the request's own: each such
+//! request wedged a connection thread for good).
+//!
 //! [`read_head`] is public so that fuzzers and property tests can drive the
 //! very code the server runs.
 
@@ -173,12 +178,16 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), HeadE
         return Err(BAD_LINE);
     }
     let method = Method::from_str(method).map_err(|_| BAD_LINE)?;
-    let version = match version {
-        "HTTP/1.0" => HTTPVersion(1, 0),
-        "HTTP/1.1" => HTTPVersion(1, 1),
-        "HTTP/0.9" => HTTPVersion(0, 9),
-        "HTTP/2.0" => HTTPVersion(2, 0),
-        "HTTP/3.0" => HTTPVersion(3, 0),
+    // Only 1.0 and 1.1 are spoken; any other version is refused as soon
+    // as the request line is read.
+    let version = match version.as_bytes() {
+        b"HTTP/1.0" => HTTPVersion(1, 0),
+        b"HTTP/1.1" => HTTPVersion(1, 1),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            return Err(HeadError::Refused(505, "HTTP version not supported"));
+        }
         _ => return Err(BAD_LINE),
     };
     Ok((method, url.to_owned(), version))
