@@ -94,3 +94,70 @@ fn versions_past_1_1_are_505_right_after_the_request_line() {
     assert_eq!(head(b"GET / HTTP/1.x\r\n\r\n").err().map(|e| e.0), Some(400));
     assert_eq!(head(b"GET / http/1.1\r\n\r\n").err().map(|e| e.0), Some(400));
 }
+
+/// A tiny_http server on port 0 with `limits`, answering every request
+/// with `ok` from one worker thread of the queue.
+fn serve(limits: Limits) -> (SocketAddr, std::sync::Arc<tiny_http::Server>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::sync::Arc::new(tiny_http::Server::with_limits(listener, None, limits).unwrap());
+    let worker = server.clone();
+    std::thread::spawn(move || {
+        for rq in worker.incoming_requests() {
+            let _ = rq.respond(tiny_http::Response::from_string("ok"));
+        }
+    });
+    (addr, server)
+}
+
+/// Reads until the peer closes or `within` passes; what came, and when the
+/// stream ended (None: still open).
+fn read_until_closed(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Option<Duration>) {
+    let t = Instant::now();
+    let mut out = Vec::new();
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    while t.elapsed() < within {
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => return (out, Some(t.elapsed())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return (out, Some(t.elapsed())),
+        }
+    }
+    (out, None)
+}
+
+#[test]
+fn idle_connections_close_and_slow_heads_get_408() {
+    let (addr, _server) = serve(Limits {
+        idle_timeout: Some(Duration::from_millis(300)),
+        head_timeout: Some(Duration::from_millis(600)),
+        ..Limits::default()
+    });
+    // Silent: closed without a word after the idle timeout.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let (said, closed) = read_until_closed(&mut silent, Duration::from_secs(5));
+    assert!(said.is_empty());
+    let closed = closed.expect("closed");
+    assert!(closed >= Duration::from_millis(250), "{closed:?}");
+    // Trickled: each byte within the idle timeout, the head not within its
+    // deadline.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    let t = Instant::now();
+    let mut answer = Vec::new();
+    for b in b"GET / HTTP/1.1\r\nX-Slow: ".iter().cycle() {
+        if slow.write_all(&[*b]).is_err() || t.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        let (got, closed) = read_until_closed(&mut slow, Duration::from_millis(100));
+        answer.extend(got);
+        if closed.is_some() {
+            break;
+        }
+    }
+    let r = parse_reply(&answer).expect("an answer");
+    assert_eq!(r.status, 408);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
+}

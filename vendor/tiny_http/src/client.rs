@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::common::HTTPVersion;
 use crate::head::{read_head, Head, HeadError};
-use crate::limits::{Limits, Refusal};
+use crate::limits::{Deadline, Limits, Refusal};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -37,6 +37,9 @@ pub struct ClientConnection {
 
     // the bounds, and how a refusal is answered
     limits: Arc<Limits>,
+
+    // when the head being read must be whole
+    deadline: Arc<Deadline>,
 }
 
 /// Error that can happen when reading a request.
@@ -60,6 +63,8 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let deadline = Arc::new(Deadline::new(limits.idle_timeout));
+        read_socket.keep(deadline.clone());
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -72,6 +77,7 @@ impl ClientConnection {
             no_more_requests: false,
             secure,
             limits,
+            deadline,
         }
     }
 
@@ -100,7 +106,12 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
-        let head = read_head(&mut self.next_header_source, &self.limits, || {});
+        let (deadline, within) = (&self.deadline, self.limits.head_timeout);
+        let head = read_head(&mut self.next_header_source, &self.limits, || {
+            if let Some(within) = within {
+                deadline.arm(within);
+            }
+        });
         let Head {
             method,
             url: path,
@@ -134,14 +145,13 @@ impl ClientConnection {
             use crate::request;
             match e {
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed
-                }
+                request::RequestCreationError::ExpectationFailed => ReadError::ExpectationFailed,
             }
-        })?;
+        });
+        self.deadline.disarm();
 
         // return the request
-        Ok(request)
+        request
     }
 }
 
@@ -164,7 +174,7 @@ impl Iterator for ClientConnection {
                 Err(ReadError::Refused(status, message)) => return self.refuse(status, message),
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    return self.refuse(408, "request head not received in time");
+                    return self.refuse(408, "request not received in time");
                 }
 
                 Err(ReadError::ExpectationFailed) => {

@@ -65,8 +65,19 @@ pub fn read_head<R: BufRead>(
     let mut empty = 0;
     loop {
         let limit = limits.max_request_line;
-        if !read_line(source, &mut line, limit, &mut started, &mut first_byte, LINE_TOO_LONG)? {
-            return Err(if started { INCOMPLETE } else { HeadError::Closed });
+        if !read_line(
+            source,
+            &mut line,
+            limit,
+            &mut started,
+            &mut first_byte,
+            LINE_TOO_LONG,
+        )? {
+            return Err(if started {
+                INCOMPLETE
+            } else {
+                HeadError::Closed
+            });
         }
         if !line.is_empty() {
             break;
@@ -81,7 +92,14 @@ pub fn read_head<R: BufRead>(
     let mut header_bytes = 0;
     loop {
         let left = limits.max_header_bytes.saturating_sub(header_bytes);
-        if !read_line(source, &mut line, left, &mut started, &mut first_byte, HEADERS_TOO_LARGE)? {
+        if !read_line(
+            source,
+            &mut line,
+            left,
+            &mut started,
+            &mut first_byte,
+            HEADERS_TOO_LARGE,
+        )? {
             return Err(INCOMPLETE);
         }
         if line.is_empty() {
@@ -158,7 +176,10 @@ fn is_timeout(e: &io::Error) -> bool {
 
 /// The line as text: printable ASCII and tabs only.
 fn text(line: &[u8], bad: HeadError) -> Result<&str, HeadError> {
-    if line.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+    if line
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
         std::str::from_utf8(line).map_err(|_| bad)
     } else {
         Err(bad)

@@ -309,6 +309,9 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        let idle = inside_limits.idle_timeout;
+                        let _ = sock.set_read_timeout(idle);
+                        let _ = sock.set_write_timeout(idle);
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]

@@ -15,7 +15,9 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::{Header, StatusCode};
 
@@ -31,6 +33,15 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Header fields: 100. More: 431.
     pub max_headers: usize,
+    /// Every read and write on a connection gives up after this (`None`:
+    /// never, as 0.12 did). A connection silent this long between
+    /// requests is closed without a word; a client that stops reading
+    /// its answer is let go.
+    pub idle_timeout: Option<Duration>,
+    /// A request head (and a small body read with it) must arrive whole
+    /// within this of its first byte, else 408 (slowloris). `None`: no
+    /// deadline but `idle_timeout` per read.
+    pub head_timeout: Option<Duration>,
     /// Renders refusals instead of [`Refusal::answer`].
     pub on_refusal: Option<RefusalHook>,
 }
@@ -41,6 +52,8 @@ impl Default for Limits {
             max_request_line: 8 * 1024,
             max_header_bytes: 16 * 1024,
             max_headers: 100,
+            idle_timeout: None,
+            head_timeout: None,
             on_refusal: None,
         }
     }
@@ -52,6 +65,8 @@ impl fmt::Debug for Limits {
             .field("max_request_line", &self.max_request_line)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("max_headers", &self.max_headers)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("head_timeout", &self.head_timeout)
             .field("on_refusal", &self.on_refusal.is_some())
             .finish()
     }
@@ -91,6 +106,45 @@ impl Refusal<'_> {
         match &limits.on_refusal {
             Some(hook) => hook(self),
             None => self.answer(),
+        }
+    }
+}
+
+/// When the head being read must be whole: shared by a connection and the
+/// socket it reads from, which shortens its read timeout to what is left.
+pub(crate) struct Deadline {
+    base: Instant,
+    /// Nanoseconds after `base`; 0 when no head is being read.
+    at: AtomicU64,
+    /// The read timeout outside a head.
+    pub(crate) idle: Option<Duration>,
+}
+
+impl Deadline {
+    pub(crate) fn new(idle: Option<Duration>) -> Deadline {
+        Deadline {
+            base: Instant::now(),
+            at: AtomicU64::new(0),
+            idle,
+        }
+    }
+
+    /// From now, reads must be done within `within`.
+    pub(crate) fn arm(&self, within: Duration) {
+        let at = (self.base.elapsed() + within).as_nanos().max(1);
+        self.at
+            .store(at.min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn disarm(&self) {
+        self.at.store(0, Ordering::Relaxed);
+    }
+
+    /// What is left, when armed.
+    pub(crate) fn left(&self) -> Option<Duration> {
+        match self.at.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_nanos(at).saturating_sub(self.base.elapsed())),
         }
     }
 }

@@ -1,8 +1,11 @@
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
+use std::io::{Error, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::connection::Connection;
+use crate::limits::Deadline;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
 use crate::ssl::SslStream;
 
@@ -42,6 +45,14 @@ impl Stream {
             Stream::Http(tcp_stream) => tcp_stream.peer_addr(),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.peer_addr(),
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
         }
     }
 
@@ -86,6 +97,10 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    /// The deadline of the head being read, if any (the read half only).
+    deadline: Option<Arc<Deadline>>,
+    /// The read timeout is shorter than the idle one, for a deadline.
+    shortened: bool,
 }
 
 impl RefinedTcpStream {
@@ -101,12 +116,16 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            deadline: None,
+            shortened: false,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            deadline: None,
+            shortened: false,
         };
 
         (read, write)
@@ -120,6 +139,32 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    /// Reads give up at `deadline` while it is armed.
+    pub(crate) fn keep(&mut self, deadline: Arc<Deadline>) {
+        self.deadline = Some(deadline);
+    }
+
+    /// Shortens the read timeout to what is left of an armed deadline, or
+    /// restores the idle one once it is disarmed.
+    fn apply_deadline(&mut self) -> IoResult<()> {
+        let Some(deadline) = &self.deadline else {
+            return Ok(());
+        };
+        match deadline.left() {
+            Some(left) if left.is_zero() => Err(Error::new(ErrorKind::TimedOut, "deadline passed")),
+            Some(left) => {
+                let timeout = deadline.idle.map_or(left, |idle| idle.min(left));
+                self.shortened = true;
+                self.stream.set_read_timeout(Some(timeout))
+            }
+            None if self.shortened => {
+                self.shortened = false;
+                self.stream.set_read_timeout(deadline.idle)
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -137,7 +182,12 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.stream.read(buf)
+        self.apply_deadline()?;
+        // Linux reports a read timeout as WouldBlock: say what it is.
+        self.stream.read(buf).map_err(|e| match e.kind() {
+            ErrorKind::WouldBlock => Error::new(ErrorKind::TimedOut, e),
+            _ => e,
+        })
     }
 }
 
