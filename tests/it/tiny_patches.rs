@@ -161,3 +161,74 @@ fn idle_connections_close_and_slow_heads_get_408() {
     assert_eq!(r.header("connection"), Some("close"));
     assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
 }
+
+/// Statuses of `check_framing` for a head with these extra header lines.
+fn framing(extra: &str, limits: &Limits) -> u16 {
+    let bytes = format!("POST / HTTP/1.1\r\n{extra}\r\n");
+    let head = head_within(bytes.as_bytes(), limits).unwrap();
+    match tiny_http::check_framing(&head, limits) {
+        Ok(()) => 200,
+        Err(HeadError::Refused(status, _)) => status,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn body_framing_is_checked_before_a_byte_of_it_is_read() {
+    let bounded = Limits {
+        max_body: Some(1024),
+        ..Limits::default()
+    };
+    let open = Limits::default();
+    for (extra, want_bounded, want_open) in [
+        ("", 200, 200),
+        ("Content-Length: 12\r\n", 200, 200),
+        ("Content-Length: 12\r\nContent-Length: 12\r\n", 200, 200),
+        ("Content-Length: 12\r\nContent-Length: 13\r\n", 400, 400),
+        ("Content-Length: 12, 12\r\n", 400, 400),
+        ("Content-Length: -1\r\n", 400, 400),
+        ("Content-Length: abc\r\n", 400, 400),
+        ("Content-Length: 1025\r\n", 413, 200),
+        ("Content-Length: 99999999999999999999999\r\n", 413, 200),
+        ("Transfer-Encoding: chunked\r\n", 413, 200),
+        ("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n", 400, 400),
+        ("Expect: 100-continue\r\nContent-Length: 3\r\n", 200, 200),
+        ("Expect: teapot\r\n", 417, 417),
+    ] {
+        assert_eq!(framing(extra, &bounded), want_bounded, "bounded: {extra:?}");
+        assert_eq!(framing(extra, &open), want_open, "open: {extra:?}");
+    }
+}
+
+#[test]
+fn a_huge_declared_body_is_drained_not_allocated() {
+    // No max_body: the server answers without reading the body, and
+    // dropping the request drains it through a small buffer (0.12
+    // allocated the declared length, and the process aborted).
+    let (addr, _server) = serve(Limits::default());
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nabc")
+        .unwrap();
+    assert_eq!(read_reply(&mut s).status, 200);
+    drop(s);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut s).status, 200);
+}
+
+#[test]
+fn a_small_body_after_100_continue_is_read_with_the_head() {
+    let (addr, _server) = serve(Limits::default());
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        .unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"abcGET / HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut s).status, 200);
+    assert_eq!(read_reply(&mut s).status, 200);
+}

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::common::HTTPVersion;
-use crate::head::{read_head, Head, HeadError};
+use crate::common::Header;
+use crate::head::{check_framing, read_head, Head, HeadError};
 use crate::limits::{Deadline, Limits, Refusal};
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
@@ -47,8 +48,9 @@ pub struct ClientConnection {
 enum ReadError {
     /// The client is done: nothing to answer.
     Closed,
-    /// Refused with this status and message.
-    Refused(u16, &'static str),
+    /// Refused with this status and message (the headers, when the head
+    /// was read whole).
+    Refused(u16, &'static str, Vec<Header>),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed,
     ReadIoError(IoError),
@@ -83,12 +85,17 @@ impl ClientConnection {
 
     /// Answers a request refused before it was handed on, and ends the
     /// connection (nobody knows where a next request would start).
-    fn refuse(&mut self, status: u16, message: &'static str) -> Option<Request> {
+    fn refuse(
+        &mut self,
+        status: u16,
+        message: &'static str,
+        headers: &[Header],
+    ) -> Option<Request> {
         let refusal = Refusal {
             status,
             message,
             remote_addr: self.remote_addr.as_ref().ok().copied().flatten(),
-            headers: &[],
+            headers,
         };
         let answer = refusal.render(&self.limits);
         if let Some(mut writer) = self.sink.next() {
@@ -112,16 +119,20 @@ impl ClientConnection {
                 deadline.arm(within);
             }
         });
+        let head = head.map_err(|e| match e {
+            HeadError::Closed => ReadError::Closed,
+            HeadError::Refused(status, message) => ReadError::Refused(status, message, Vec::new()),
+            HeadError::Io(e) => ReadError::ReadIoError(e),
+        })?;
+        if let Err(HeadError::Refused(status, message)) = check_framing(&head, &self.limits) {
+            return Err(ReadError::Refused(status, message, head.headers));
+        }
         let Head {
             method,
             url: path,
             version,
             headers,
-        } = head.map_err(|e| match e {
-            HeadError::Closed => ReadError::Closed,
-            HeadError::Refused(status, message) => ReadError::Refused(status, message),
-            HeadError::Io(e) => ReadError::ReadIoError(e),
-        })?;
+        } = head;
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
@@ -171,14 +182,16 @@ impl Iterator for ClientConnection {
             let rq = match self.read() {
                 Err(ReadError::Closed) => return None,
 
-                Err(ReadError::Refused(status, message)) => return self.refuse(status, message),
+                Err(ReadError::Refused(status, message, headers)) => {
+                    return self.refuse(status, message, &headers);
+                }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    return self.refuse(408, "request not received in time");
+                    return self.refuse(408, "request not received in time", &[]);
                 }
 
                 Err(ReadError::ExpectationFailed) => {
-                    return self.refuse(417, "expectation not supported");
+                    return self.refuse(417, "expectation not supported", &[]);
                 }
 
                 Err(ReadError::ReadIoError(_)) => return None,

@@ -167,6 +167,44 @@ fn read_line<R: BufRead>(
     }
 }
 
+/// Checks how `head` frames its body, within `limits.max_body`: a
+/// malformed or conflicting `Content-Length`, or one with
+/// `Transfer-Encoding`, is 400 (the next request's start would be in
+/// doubt: request smuggling); with `max_body` set, a longer or chunked body
+/// is 413; an `Expect` other than `100-continue` is 417.
+pub fn check_framing(head: &Head, limits: &Limits) -> Result<(), HeadError> {
+    let named = |name: &'static str| head.headers.iter().filter(move |h| h.field.equiv(name));
+    let mut length: Option<&str> = None;
+    for h in named("Content-Length") {
+        let value = h.value.as_str();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(HeadError::Refused(400, "malformed Content-Length"));
+        }
+        if length.map_or(false, |l| l != value) {
+            return Err(HeadError::Refused(400, "conflicting Content-Length"));
+        }
+        length = Some(value);
+    }
+    let chunked = named("Transfer-Encoding").next().is_some();
+    if chunked && length.is_some() {
+        return Err(HeadError::Refused(
+            400,
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if let Some(max) = limits.max_body {
+        // Past usize is simply too large.
+        let length = length.map_or(Some(0), |l| l.parse::<usize>().ok());
+        if chunked || length.map_or(true, |l| l > max) {
+            return Err(HeadError::Refused(413, "request body not accepted"));
+        }
+    }
+    if named("Expect").any(|h| !h.value.as_str().eq_ignore_ascii_case("100-continue")) {
+        return Err(HeadError::Refused(417, "expectation not supported"));
+    }
+    Ok(())
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),

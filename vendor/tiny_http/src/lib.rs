@@ -112,7 +112,7 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use head::{read_head, Head, HeadError};
+pub use head::{check_framing, read_head, Head, HeadError};
 pub use limits::{Limits, Refusal, RefusalHook};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};

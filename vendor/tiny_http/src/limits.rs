@@ -33,6 +33,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Header fields: 100. More: 431.
     pub max_headers: usize,
+    /// Request bodies longer than this, or chunked, are refused with 413
+    /// before a byte of them is read (`None`: any, as 0.12 did).
+    pub max_body: Option<usize>,
     /// Every read and write on a connection gives up after this (`None`:
     /// never, as 0.12 did). A connection silent this long between
     /// requests is closed without a word; a client that stops reading
@@ -52,6 +55,7 @@ impl Default for Limits {
             max_request_line: 8 * 1024,
             max_header_bytes: 16 * 1024,
             max_headers: 100,
+            max_body: None,
             idle_timeout: None,
             head_timeout: None,
             on_refusal: None,
@@ -65,6 +69,7 @@ impl fmt::Debug for Limits {
             .field("max_request_line", &self.max_request_line)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("max_headers", &self.max_headers)
+            .field("max_body", &self.max_body)
             .field("idle_timeout", &self.idle_timeout)
             .field("head_timeout", &self.head_timeout)
             .field("on_refusal", &self.on_refusal.is_some())

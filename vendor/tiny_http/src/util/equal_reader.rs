@@ -64,12 +64,13 @@ where
     R: Read,
 {
     fn drop(&mut self) {
-        let mut remaining_to_read = self.size;
-
-        while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
-
-            match self.reader.read(&mut buf) {
+        // Drained through a small buffer: a declared length is the
+        // client's word, not something to allocate (0.12 allocated it
+        // whole, and `Content-Length: 99999999999` aborted the process).
+        let mut buf = [0u8; 8 * 1024];
+        while self.size > 0 {
+            let want = buf.len().min(self.size);
+            match self.reader.read(&mut buf[..want]) {
                 Err(e) => {
                     self.last_read_signal.send(Err(e)).ok();
                     break;
@@ -78,9 +79,7 @@ where
                     self.last_read_signal.send(Ok(())).ok();
                     break;
                 }
-                Ok(other) => {
-                    remaining_to_read -= other;
-                }
+                Ok(n) => self.size -= n,
             }
         }
     }
