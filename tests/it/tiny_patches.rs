@@ -232,3 +232,35 @@ fn a_small_body_after_100_continue_is_read_with_the_head() {
     assert_eq!(read_reply(&mut s).status, 200);
     assert_eq!(read_reply(&mut s).status, 200);
 }
+
+#[test]
+fn a_burst_of_keepalive_clients_is_never_stranded() {
+    // 0.12's pool queued a connection whenever it counted an idle thread,
+    // counting threads already woken for earlier connections: in a burst,
+    // connections queued behind keep-alive ones that never end.
+    let (addr, _server) = serve(Limits::default());
+    let clients = 64;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients));
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let t = Instant::now();
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+                let answered = try_read_reply(&mut s).map(|r| r.status);
+                // Held open (keep-alive) until every client has its answer.
+                (answered, t.elapsed(), s)
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let late: Vec<_> = results
+        .iter()
+        .filter(|(status, took, _)| *status != Some(200) || *took > Duration::from_secs(1))
+        .map(|(status, took, _)| (*status, *took))
+        .collect();
+    assert!(late.is_empty(), "{} of {clients} late or unanswered: {late:?}", late.len());
+}

@@ -69,7 +69,11 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // A waiting thread counts as free only if no queued task is already
+        // meant for it: a thread notified for an earlier task stays counted
+        // as waiting until it wakes, and a task queued for it would wait
+        // behind that one (for as long as a keep-alive connection lasts).
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
