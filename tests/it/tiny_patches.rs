@@ -264,3 +264,53 @@ fn a_burst_of_keepalive_clients_is_never_stranded() {
         .collect();
     assert!(late.is_empty(), "{} of {clients} late or unanswered: {late:?}", late.len());
 }
+
+#[test]
+fn running_out_of_descriptors_does_not_end_the_accept_thread() {
+    // In a child process of this test binary, with a low descriptor limit.
+    const CHILD: &str = "TINY_PATCHES_EMFILE_CHILD";
+    const NAME: &str = "tiny_patches::running_out_of_descriptors_does_not_end_the_accept_thread";
+    if std::env::var_os(CHILD).is_some() {
+        return accept_through_emfile();
+    }
+    let script = format!("ulimit -n 64 && exec \"$0\" --exact {NAME} --test-threads 1 --nocapture");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .arg(std::env::current_exe().unwrap())
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("1 passed"), "{said}");
+}
+
+/// Fills the descriptor table with clients until accept() fails, frees
+/// them, and expects the server to serve again.
+fn accept_through_emfile() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let failures = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = failures.clone();
+    let (addr, _server) = serve(Limits {
+        on_accept_error: Some(std::sync::Arc::new(move |_, _| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })),
+        ..Limits::default()
+    });
+    let mut held = Vec::new();
+    while held.len() < 500 {
+        match TcpStream::connect(addr) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    eventually("an accept error", || {
+        (failures.load(Ordering::SeqCst) > 0).then_some(())
+    });
+    drop(held);
+    eventually("served again", || {
+        let mut s = TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").ok()?;
+        (try_read_reply(&mut s)?.status == 200).then_some(())
+    });
+}

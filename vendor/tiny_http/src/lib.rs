@@ -113,7 +113,7 @@ use util::MessagesQueue;
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use head::{check_framing, read_head, Head, HeadError};
-pub use limits::{Limits, Refusal, RefusalHook};
+pub use limits::{AcceptErrorHook, Limits, Refusal, RefusalHook};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -305,14 +305,18 @@ impl Server {
             let tasks_pool = util::TaskPool::new();
 
             log::debug!("Running accept thread");
+            // After a failed accept (out of descriptors, say), a pause that
+            // grows from 10 ms to 1 s while it keeps failing.
+            let mut pause = Duration::from_millis(10);
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
+                        pause = Duration::from_millis(10);
                         use util::RefinedTcpStream;
                         let idle = inside_limits.idle_timeout;
                         let _ = sock.set_read_timeout(idle);
                         let _ = sock.set_write_timeout(idle);
-                        let (read_closable, write_closable) = match ssl {
+                        let streams = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -327,6 +331,18 @@ impl Server {
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
+                        };
+                        // Duplicating the socket fails when descriptors run
+                        // out: only this connection is dropped.
+                        let (read_closable, write_closable) = match streams {
+                            Ok(streams) => streams,
+                            Err(e) => {
+                                log::error!("Error accepting new client: {}", e);
+                                if let Some(hook) = &inside_limits.on_accept_error {
+                                    hook(&e, Duration::ZERO);
+                                }
+                                continue;
+                            }
                         };
 
                         Ok(ClientConnection::new(
@@ -360,10 +376,17 @@ impl Server {
                         }));
                     }
 
+                    // 0.12 ended the accept thread on the first error: the
+                    // server went deaf for good when descriptors ran out.
+                    Err(e) if e.kind() == IoErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == IoErrorKind::ConnectionAborted => {}
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        if let Some(hook) = &inside_limits.on_accept_error {
+                            hook(&e, pause);
+                        }
+                        thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_secs(1));
                     }
                 }
             }

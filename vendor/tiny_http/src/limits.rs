@@ -24,6 +24,10 @@ use crate::{Header, StatusCode};
 /// Renders the whole answer (head and body) to a refused request.
 pub type RefusalHook = Arc<dyn Fn(&Refusal<'_>) -> Vec<u8> + Send + Sync>;
 
+/// Told of a failed `accept()` (or of a connection dropped because its
+/// socket could not be duplicated) and of the pause before the next try.
+pub type AcceptErrorHook = Arc<dyn Fn(&std::io::Error, Duration) + Send + Sync>;
+
 /// The bounds a server enforces. See each field for its default.
 #[derive(Clone)]
 pub struct Limits {
@@ -47,6 +51,8 @@ pub struct Limits {
     pub head_timeout: Option<Duration>,
     /// Renders refusals instead of [`Refusal::answer`].
     pub on_refusal: Option<RefusalHook>,
+    /// Told of accept errors (the accept thread carries on after them).
+    pub on_accept_error: Option<AcceptErrorHook>,
 }
 
 impl Default for Limits {
@@ -59,6 +65,7 @@ impl Default for Limits {
             idle_timeout: None,
             head_timeout: None,
             on_refusal: None,
+            on_accept_error: None,
         }
     }
 }
@@ -73,6 +80,7 @@ impl fmt::Debug for Limits {
             .field("idle_timeout", &self.idle_timeout)
             .field("head_timeout", &self.head_timeout)
             .field("on_refusal", &self.on_refusal.is_some())
+            .field("on_accept_error", &self.on_accept_error.is_some())
             .finish()
     }
 }
