@@ -98,13 +98,24 @@ fn versions_past_1_1_are_505_right_after_the_request_line() {
 /// A tiny_http server on port 0 with `limits`, answering every request
 /// with `ok` from one worker thread of the queue.
 fn serve(limits: Limits) -> (SocketAddr, std::sync::Arc<tiny_http::Server>) {
+    serve_with(limits, |rq| {
+        let _ = rq.respond(tiny_http::Response::from_string("ok"));
+    })
+}
+
+/// A tiny_http server on port 0 with `limits`, whose one worker thread
+/// passes every request to `answer`.
+fn serve_with(
+    limits: Limits,
+    answer: impl Fn(tiny_http::Request) + Send + 'static,
+) -> (SocketAddr, std::sync::Arc<tiny_http::Server>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = std::sync::Arc::new(tiny_http::Server::with_limits(listener, None, limits).unwrap());
     let worker = server.clone();
     std::thread::spawn(move || {
         for rq in worker.incoming_requests() {
-            let _ = rq.respond(tiny_http::Response::from_string("ok"));
+            answer(rq);
         }
     });
     (addr, server)
@@ -313,4 +324,42 @@ fn accept_through_emfile() {
         s.write_all(b"GET / HTTP/1.1\r\n\r\n").ok()?;
         (try_read_reply(&mut s)?.status == 200).then_some(())
     });
+}
+
+#[test]
+fn the_server_can_end_a_connection_and_says_so() {
+    let (addr, _server) = serve_with(
+        Limits {
+            keepalive_requests: Some(3),
+            ..Limits::default()
+        },
+        |rq| {
+            let mut resp = tiny_http::Response::from_string("ok");
+            if rq.url() == "/bye" {
+                resp.add_header(tiny_http::Header::from_bytes("Connection", "close").unwrap());
+            }
+            let _ = rq.respond(resp);
+        },
+    );
+    let connection = |s: &mut TcpStream, path: &str| {
+        s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .unwrap();
+        read_reply(s).header("connection").map(str::to_string)
+    };
+    // The third request of a connection is its last, and says so.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let said: Vec<_> = (0..3).map(|_| connection(&mut s, "/")).collect();
+    assert_eq!(said, [None, None, Some("close".to_string())]);
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0, "then it ends");
+    // An answer carrying `Connection: close` keeps it, and ends it.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(connection(&mut s, "/bye").as_deref(), Some("close"));
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0, "then it ends");
+    // HTTP/1.0 with keep-alive is told that it holds.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut s).header("connection"), Some("keep-alive"));
 }

@@ -3,6 +3,7 @@ use std::io::Result as IoResult;
 use std::io::{BufReader, BufWriter, ErrorKind, Write};
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::common::HTTPVersion;
@@ -41,6 +42,13 @@ pub struct ClientConnection {
 
     // when the head being read must be whole
     deadline: Arc<Deadline>,
+
+    // requests read so far (for `Limits::keepalive_requests`)
+    served: u32,
+
+    // set when the connection takes no more requests, by the connection
+    // or by the application through a request (`Request::close_connection`)
+    closing: Arc<AtomicBool>,
 }
 
 /// Error that can happen when reading a request.
@@ -80,6 +88,8 @@ impl ClientConnection {
             secure,
             limits,
             deadline,
+            served: 0,
+            closing: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -113,6 +123,13 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // The previous request's answer may have ended the connection.
+        self.next_header_source
+            .wait_turn()
+            .map_err(ReadError::ReadIoError)?;
+        if self.closing.load(Ordering::Acquire) {
+            return Err(ReadError::Closed);
+        }
         let (deadline, within) = (&self.deadline, self.limits.head_timeout);
         let head = read_head(&mut self.next_header_source, &self.limits, || {
             if let Some(within) = within {
@@ -174,7 +191,7 @@ impl Iterator for ClientConnection {
     fn next(&mut self) -> Option<Request> {
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
+        if self.no_more_requests || self.closing.load(Ordering::Acquire) {
             return None;
         }
 
@@ -219,6 +236,17 @@ impl Iterator for ClientConnection {
                 None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
                 _ => (),
             };
+
+            self.served = self.served.saturating_add(1);
+            if let Some(max) = self.limits.keepalive_requests {
+                if self.served >= max {
+                    self.no_more_requests = true;
+                }
+            }
+            if self.no_more_requests {
+                self.closing.store(true, Ordering::Release);
+            }
+            let rq = rq.with_connection(self.closing.clone());
 
             // returning the request
             return Some(rq);

@@ -49,6 +49,9 @@ pub struct Limits {
     /// within this of its first byte, else 408 (slowloris). `None`: no
     /// deadline but `idle_timeout` per read.
     pub head_timeout: Option<Duration>,
+    /// Requests one connection may make; its last answer says
+    /// `Connection: close` (`None`: any number).
+    pub keepalive_requests: Option<u32>,
     /// Renders refusals instead of [`Refusal::answer`].
     pub on_refusal: Option<RefusalHook>,
     /// Told of accept errors (the accept thread carries on after them).
@@ -64,6 +67,7 @@ impl Default for Limits {
             max_body: None,
             idle_timeout: None,
             head_timeout: None,
+            keepalive_requests: None,
             on_refusal: None,
             on_accept_error: None,
         }
@@ -79,6 +83,7 @@ impl fmt::Debug for Limits {
             .field("max_body", &self.max_body)
             .field("idle_timeout", &self.idle_timeout)
             .field("head_timeout", &self.head_timeout)
+            .field("keepalive_requests", &self.keepalive_requests)
             .field("on_refusal", &self.on_refusal.is_some())
             .field("on_accept_error", &self.on_accept_error.is_some())
             .finish()

@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -74,6 +76,10 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // Set when the connection takes no more requests after this one
+    // (None for a request made by hand, as in tests).
+    closing: Option<Arc<AtomicBool>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -184,13 +190,15 @@ where
     };
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
+    // content-length headers; a request without a body still holds the stream (`take(0)`)
+    // until it is answered, so that the connection reads its next request only once this
+    // one's answer has said whether there will be one
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
         Box::new(source_data) as Box<dyn Read + Send + 'static>
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+            Box::new(source_data.take(0)) as Box<dyn Read + Send + 'static>
         } else if content_length <= 1024 {
             // if the content-length is small enough, we just read everything into a buffer
             // (after saying so, if the client waits for that before sending it)
@@ -215,7 +223,8 @@ where
                 offset += read;
             }
 
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
+            Box::new(Cursor::new(buffer).chain(source_data.take(0)))
+                as Box<dyn Read + Send + 'static>
         } else {
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
@@ -228,7 +237,7 @@ where
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
         // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+        Box::new(source_data.take(0)) as Box<dyn Read + Send + 'static>
     };
 
     Ok(Request {
@@ -243,6 +252,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue && content_length.map_or(true, |l| l > 1024),
         notify_when_responded: None,
+        closing: None,
     })
 }
 
@@ -445,10 +455,52 @@ impl Request {
         res
     }
 
-    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
+    /// True while the connection will take another request after this
+    /// one's answer: false when the client said `Connection: close` (or
+    /// spoke HTTP/1.0 without keep-alive), when the connection has served
+    /// `Limits::keepalive_requests`, or after [`Request::close_connection`].
+    /// An application writing its own answer (`into_writer`) says
+    /// `Connection: close` when this is false.
+    pub fn keep_alive(&self) -> bool {
+        self.closing
+            .as_ref()
+            .map_or(true, |c| !c.load(Ordering::Acquire))
+    }
+
+    /// Makes this request the connection's last: it ends once the answer
+    /// is written.
+    pub fn close_connection(&self) {
+        if let Some(closing) = &self.closing {
+            closing.store(true, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn with_connection(mut self, closing: Arc<AtomicBool>) -> Self {
+        self.closing = Some(closing);
+        self
+    }
+
+    fn respond_impl<R>(&mut self, mut response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
+        // A `Connection` header of the response is kept (0.12 dropped it,
+        // so a server could never end a connection); `close` ends it.
+        let connection = response
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str().to_ascii_lowercase());
+        match connection {
+            Some(value) if value.contains("close") => self.close_connection(),
+            Some(_) => {}
+            None if !self.keep_alive() => {
+                response.add_header(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap())
+            }
+            None if self.http_version == HTTPVersion(1, 0) => response
+                .add_header(Header::from_bytes(&b"Connection"[..], &b"keep-alive"[..]).unwrap()),
+            None => {}
+        }
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;

@@ -124,15 +124,23 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
-/// A head is read a buffer at a time, not a byte at a time.
-impl<R: BufRead + Send> BufRead for SequentialReader<R> {
-    fn fill_buf(&mut self) -> IoResult<&[u8]> {
+impl<R: Read + Send> SequentialReader<R> {
+    /// Waits until the readers before this one are done with the stream.
+    pub fn wait_turn(&mut self) -> IoResult<()> {
         if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
             let reader = recv
                 .recv()
                 .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
             self.inner = SequentialReaderInner::MyTurn(reader);
         }
+        Ok(())
+    }
+}
+
+/// A head is read a buffer at a time, not a byte at a time.
+impl<R: BufRead + Send> BufRead for SequentialReader<R> {
+    fn fill_buf(&mut self) -> IoResult<&[u8]> {
+        self.wait_turn()?;
         match self.inner {
             SequentialReaderInner::MyTurn(ref mut reader) => reader.fill_buf(),
             _ => Ok(&[]),
