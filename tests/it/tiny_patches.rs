@@ -363,3 +363,29 @@ fn the_server_can_end_a_connection_and_says_so() {
     s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
     assert_eq!(read_reply(&mut s).header("connection"), Some("keep-alive"));
 }
+
+#[test]
+fn a_large_answer_in_pieces_does_not_wait_for_delayed_acks() {
+    // A body of unknown length >= 32 KiB goes out chunked, in many small
+    // writes: with Nagle on, each answer stalled 40 ms on a delayed ACK.
+    let (addr, _server) = serve_with(Limits::default(), |rq| {
+        let body = std::io::Cursor::new(vec![b'x'; 100_000]);
+        let _ = rq.respond(tiny_http::Response::new(200.into(), vec![], body, None, None));
+    });
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let t = Instant::now();
+    for _ in 0..25 {
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        // Read up to the last chunk's end.
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n0\r\n\r\n") {
+            let mut buf = [0u8; 65536];
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200"));
+    }
+    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+}

@@ -95,6 +95,17 @@ impl Connection {
         }
     }
 
+    /// Turns Nagle's algorithm off: an answer written in pieces (a head,
+    /// then a large body) would otherwise wait up to 40 ms for the
+    /// client's delayed ACK before its last piece.
+    pub(crate) fn set_nodelay(&self) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nodelay(true),
+            #[cfg(unix)]
+            Self::Unix(_) => Ok(()),
+        }
+    }
+
     pub(crate) fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
         match self {
             Self::Tcp(s) => s.set_read_timeout(t),

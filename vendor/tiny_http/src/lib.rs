@@ -313,6 +313,7 @@ impl Server {
                     Ok((sock, _)) => {
                         pause = Duration::from_millis(10);
                         use util::RefinedTcpStream;
+                        let _ = sock.set_nodelay();
                         let idle = inside_limits.idle_timeout;
                         let _ = sock.set_read_timeout(idle);
                         let _ = sock.set_write_timeout(idle);
