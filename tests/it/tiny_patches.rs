@@ -389,3 +389,49 @@ fn a_large_answer_in_pieces_does_not_wait_for_delayed_acks() {
     }
     assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
 }
+
+/// Holds `n` connections, each proven served (so each is counted).
+fn hold(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(PATIENCE)).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            assert_eq!(read_reply(&mut s).status, 200);
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn connections_over_a_cap_get_503_and_the_cap_frees_up() {
+    for (limits, why) in [
+        (
+            Limits {
+                max_connections: Some(3),
+                ..Limits::default()
+            },
+            "too many connections",
+        ),
+        (
+            Limits {
+                max_connections_per_ip: Some(3),
+                ..Limits::default()
+            },
+            "too many connections from this address",
+        ),
+    ] {
+        let (addr, _server) = serve(limits);
+        let mut held = hold(addr, 3);
+        let over = raw(addr, b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(over.status, 503, "{why}");
+        assert_eq!(over.json()["error"], why);
+        assert_eq!(over.header("retry-after"), Some("1"));
+        assert_eq!(over.header("connection"), Some("close"));
+        held.pop();
+        eventually("a place freed", || {
+            let r = raw(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+            (r.status == 200).then_some(())
+        });
+    }
+}

@@ -121,6 +121,7 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod gate;
 mod head;
 mod limits;
 mod request;
@@ -300,6 +301,7 @@ impl Server {
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         let inside_limits = limits.clone();
+        let gate = gate::Gate::new(&limits);
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -310,8 +312,15 @@ impl Server {
             let mut pause = Duration::from_millis(10);
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                    Ok((sock, peer)) => {
                         pause = Duration::from_millis(10);
+                        let ticket = match gate.enter(peer) {
+                            Ok(ticket) => ticket,
+                            Err(why) => {
+                                gate::turn_away(sock, peer, why, &inside_limits);
+                                continue;
+                            }
+                        };
                         use util::RefinedTcpStream;
                         let _ = sock.set_nodelay();
                         let idle = inside_limits.idle_timeout;
@@ -346,21 +355,25 @@ impl Server {
                             }
                         };
 
-                        Ok(ClientConnection::new(
-                            write_closable,
-                            read_closable,
-                            inside_limits.clone(),
+                        Ok((
+                            ClientConnection::new(
+                                write_closable,
+                                read_closable,
+                                inside_limits.clone(),
+                            ),
+                            ticket,
                         ))
                     }
                     Err(e) => Err(e),
                 };
 
                 match new_client {
-                    Ok(client) => {
+                    Ok((client, ticket)) => {
                         let messages = inside_messages.clone();
-                        let mut client = Some(client);
+                        let mut client = Some((client, ticket));
                         tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
+                            // The ticket counts the connection until it ends.
+                            if let Some((client, _ticket)) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();

@@ -49,6 +49,12 @@ pub struct Limits {
     /// within this of its first byte, else 408 (slowloris). `None`: no
     /// deadline but `idle_timeout` per read.
     pub head_timeout: Option<Duration>,
+    /// Connections open at once; past it a new one is answered 503 (with
+    /// `Retry-After: 1`) and closed (`None`: no cap, as 0.12).
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address (IPv6: one /64),
+    /// so that one host cannot take all of `max_connections`.
+    pub max_connections_per_ip: Option<usize>,
     /// Requests one connection may make; its last answer says
     /// `Connection: close` (`None`: any number).
     pub keepalive_requests: Option<u32>,
@@ -67,6 +73,8 @@ impl Default for Limits {
             max_body: None,
             idle_timeout: None,
             head_timeout: None,
+            max_connections: None,
+            max_connections_per_ip: None,
             keepalive_requests: None,
             on_refusal: None,
             on_accept_error: None,
@@ -83,6 +91,8 @@ impl fmt::Debug for Limits {
             .field("max_body", &self.max_body)
             .field("idle_timeout", &self.idle_timeout)
             .field("head_timeout", &self.head_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("keepalive_requests", &self.keepalive_requests)
             .field("on_refusal", &self.on_refusal.is_some())
             .field("on_accept_error", &self.on_accept_error.is_some())
@@ -109,11 +119,17 @@ impl Refusal<'_> {
     /// `Connection: close`.
     pub fn answer(&self) -> Vec<u8> {
         let body = format!("{{\"error\":\"{}\"}}", self.message);
+        let retry = if self.status == 503 {
+            "Retry-After: 1\r\n"
+        } else {
+            ""
+        };
         format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n{}",
             self.status,
             StatusCode(self.status).default_reason_phrase(),
             body.len(),
+            retry,
             body
         )
         .into_bytes()
