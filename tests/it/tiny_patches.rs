@@ -435,3 +435,27 @@ fn connections_over_a_cap_get_503_and_the_cap_frees_up() {
         });
     }
 }
+
+#[test]
+fn inline_handlers_run_on_the_connection_thread_and_a_panic_ends_only_its_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tiny_http::Server::serve_inline(listener, None, Limits::default(), |rq| {
+        if rq.url() == "/panic" {
+            panic!("handler panicked (on purpose)");
+        }
+        let name = std::thread::current().name().map(str::to_string);
+        let _ = rq.respond(tiny_http::Response::from_string(format!("{name:?}")));
+    })
+    .unwrap();
+    let r = raw(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(server.try_recv().unwrap().is_none(), "nothing queued");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET /panic HTTP/1.1\r\n\r\n").unwrap();
+    // The request, dropped unanswered, says 500; then the connection ends.
+    assert_eq!(read_reply(&mut s).status, 500);
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0);
+    assert_eq!(raw(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").status, 200);
+}
