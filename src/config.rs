@@ -69,6 +69,20 @@ pub struct Values {
     raw: Vec<(String, Origin)>,
 }
 
+impl Values {
+    /// Every knob of `knobs` at its default.
+    #[cfg(test)]
+    pub(crate) fn defaults(knobs: &'static [Knob]) -> Values {
+        Values {
+            knobs: knobs.iter().collect(),
+            raw: knobs
+                .iter()
+                .map(|k| (k.default.to_string(), Origin::Default))
+                .collect(),
+        }
+    }
+}
+
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Cli<T> {

@@ -82,34 +82,28 @@ impl Request {
         self.method == "GET" || self.method == "HEAD"
     }
 
-    /// The request tiny_http read from the front; `remote` is the client's
-    /// address the front passed on. The front's own headers are left out,
-    /// but its word that the client's connection ends is kept, as
-    /// `Connection: close`.
-    pub(crate) fn from_tiny(rq: &tiny_http::Request, remote: Option<SocketAddr>) -> Request {
-        let (path, query) = rq.url().split_once('?').unwrap_or((rq.url(), ""));
-        use crate::server::internal::{CLOSE_HEADER, is_reserved};
-        let mut headers = Vec::with_capacity(rq.headers().len() + 1);
-        let mut close = false;
-        for h in rq.headers() {
-            let name = h.field.as_str().as_str();
-            if !is_reserved(name) {
-                headers.push((name.to_string(), h.value.as_str().to_string()));
-            } else if h.field.equiv(CLOSE_HEADER) {
-                close = true;
+    /// The request as tiny_http read it. An absolute-form target
+    /// (`http://host/path`) is reduced to its path.
+    pub(crate) fn from_tiny(rq: &tiny_http::Request) -> Request {
+        let url = rq.url();
+        let url = match url.split_once("://") {
+            Some((_, rest)) if !url.starts_with('/') => {
+                &rest[rest.find('/').unwrap_or(rest.len())..]
             }
-        }
-        // The front says so when the client's connection ends after this
-        // request (its own connection to tiny_http is pooled and stays).
-        if close {
-            headers.push(("Connection".into(), "close".into()));
-        }
+            _ => url,
+        };
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let headers = rq
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().to_string(), h.value.to_string()))
+            .collect();
         Request {
             method: rq.method().as_str().to_string(),
             path: path.to_string(),
             query: query.to_string(),
             headers,
-            remote,
+            remote: rq.remote_addr().copied(),
             id: String::new(),
         }
         .with_id()

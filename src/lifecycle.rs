@@ -13,7 +13,7 @@ use signal_hook::iterator::Signals;
 
 use crate::log::{self, Event, Level};
 use crate::server::front::{Access, Front, Limits};
-use crate::server::{self, Handler, Server};
+use crate::server::{Handler, Server};
 
 /// How long requests in flight may take to finish once a stop is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -46,13 +46,10 @@ pub fn begin<T>(
 }
 
 /// Routes panics to the log (an ERROR `panic` event, besides the usual
-/// stderr message) and tells the server when tiny_http's accept thread is
-/// the one that died (see `server::guards`). Install first thing in `main`.
+/// stderr message). Install first thing in `main`.
 pub fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let file = info.location().map_or("", |l| l.file());
-        crate::server::guards::note_panic(file);
         let message = info
             .payload()
             .downcast_ref::<&str>()
@@ -71,8 +68,8 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Binds `host:port` and starts the HTTP server behind a front with these
-/// limits and access rules; on failure, reports it and gives the exit code.
+/// Binds `host:port` and starts the HTTP server with these limits and
+/// access rules; on failure, reports it and gives the exit code.
 pub fn serve(
     service: &str,
     (host, port): (&str, u16),
@@ -80,10 +77,12 @@ pub fn serve(
     access: Access,
     handler: Arc<dyn Handler>,
 ) -> Result<Server, ExitCode> {
-    let listener = server::bind(host, port)
+    let listener = std::net::TcpListener::bind((host, port))
         .map_err(|e| fatal(service, &format!("cannot listen on {host}:{port}: {e}")))?;
+    // Best effort: a smaller backlog only slows a burst of new clients.
+    let _ = crate::sys::set_listen_backlog(&listener, 4096);
     let front = Front::new(limits.clone(), access);
-    Server::start(listener, server::default_workers(), front, handler)
+    Server::start(listener, front, handler)
         .map_err(|e| fatal(service, &format!("cannot start the server: {e}")))
 }
 

@@ -1,17 +1,14 @@
 //! The few operating-system calls std does not expose, wrapped safely.
 //!
-//! Accepted sockets get `TCP_NODELAY` and read/write timeouts from the
-//! listening socket, which Linux copies into every socket it accepts; the
-//! open-file limit is raised to what the connection cap needs; glibc is
-//! told to hand large freed blocks back to the system. All
+//! The open-file limit is raised to what the connection cap needs; glibc
+//! is told to hand large freed blocks back to the system. All
 //! `unsafe` in the crate lives
 //! here, each block with the reason it is sound. Linux only, like the
 //! deployment target; elsewhere the calls report `Unsupported`.
 
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::os::fd::AsRawFd;
 
 fn check(ret: libc::c_int) -> io::Result<()> {
     if ret == 0 {
@@ -21,50 +18,14 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     }
 }
 
-fn set_opt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a live, initialised T and its exact size is passed;
-    // the kernel only reads that many bytes. An invalid fd yields EBADF.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    })
-}
-
-fn timeval(d: Duration) -> libc::timeval {
-    libc::timeval {
-        tv_sec: d.as_secs().min(i32::MAX as u64) as _,
-        tv_usec: d.subsec_micros() as _,
-    }
-}
-
-/// Sets on a listening socket what its accepted sockets inherit:
-/// `TCP_NODELAY`, and per-call read and write timeouts (zero = none). Note
-/// that the read timeout also bounds `accept()` on the listener itself.
-pub fn set_listener_options(listener: &TcpListener, timeout: Duration) -> io::Result<()> {
-    let fd = listener.as_raw_fd();
-    set_opt(
-        fd,
-        libc::IPPROTO_TCP,
-        libc::TCP_NODELAY,
-        &(1 as libc::c_int),
-    )?;
-    set_opt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeval(timeout))?;
-    set_opt(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeval(timeout))
-}
-
-/// Reads back an integer socket option (tests use it to check inheritance).
-pub fn socket_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are live locals; the kernel writes at most
-    // `len` bytes into `value` and updates `len`.
-    check(unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &mut len) })?;
-    Ok(value)
+/// Lets up to `backlog` connections wait to be accepted (the kernel caps
+/// it at `net.core.somaxconn`). std's `bind` asks for 128: a burst of 500
+/// clients overflowed that, and each connection the kernel dropped cost its
+/// client a one-second retry.
+pub fn set_listen_backlog(listener: &TcpListener, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen() on a socket that is already listening only changes
+    // its backlog; an invalid descriptor yields EBADF.
+    check(unsafe { libc::listen(listener.as_raw_fd(), backlog) })
 }
 
 /// The open-file limit: (soft, hard).
@@ -95,6 +56,31 @@ pub fn open_fds() -> io::Result<u64> {
     Ok(std::fs::read_dir("/proc/self/fd")?.count() as u64)
 }
 
+/// Descriptors kept free beyond those of the connections: the poller's
+/// upstream connection, log and /proc, a turned-away client or two.
+const SPARE_FDS: u64 = 64;
+
+/// Descriptors one client connection takes: its socket and the copy
+/// tiny_http reads from.
+const FDS_PER_CONNECTION: u64 = 2;
+
+/// Raises the soft open-file limit to what `max` connections need plus
+/// spares. Returns the limit set (or why not) and how many connections it
+/// allows: `max`, or fewer if the hard limit is lower, so that the cap is
+/// always reached before descriptors run out.
+pub fn cap_connections(max: usize) -> (Result<u64, String>, usize) {
+    let open = open_fds().unwrap_or(16);
+    let wanted = open + FDS_PER_CONNECTION * max as u64 + SPARE_FDS;
+    let limit = set_nofile_soft(wanted)
+        .or_else(|e| nofile_limit().map(|(soft, _)| soft).map_err(|_| e))
+        .map_err(|e| e.to_string());
+    let allowed = match &limit {
+        Ok(limit) => (limit.saturating_sub(open + SPARE_FDS) / FDS_PER_CONNECTION) as usize,
+        Err(_) => max,
+    };
+    (limit, max.min(allowed.max(1)))
+}
+
 /// Keeps the process's memory from ratcheting up under glibc.
 ///
 /// The big blocks metrics_server allocates (snapshot pieces, the upstream
@@ -121,25 +107,33 @@ pub fn return_large_blocks_to_the_os() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{TcpListener, TcpStream};
 
     #[test]
-    fn accepted_sockets_inherit_the_listener_options() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        set_listener_options(&listener, Duration::from_millis(1500)).unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        let nodelay = socket_option(accepted.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY);
-        assert_eq!(nodelay.unwrap(), 1);
-        assert_eq!(
-            accepted.read_timeout().unwrap(),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(
-            accepted.write_timeout().unwrap(),
-            Some(Duration::from_millis(1500))
-        );
-        drop(client);
+    fn the_connection_cap_fits_the_descriptor_limit() {
+        let (limit, allowed) = cap_connections(100);
+        assert!(allowed <= 100 && allowed >= 1);
+        if let Ok(limit) = limit {
+            assert!(allowed as u64 * FDS_PER_CONNECTION <= limit);
+        }
+    }
+
+    #[test]
+    fn the_listen_backlog_can_be_raised() {
+        // Connections that complete without an accept(), 300 tried.
+        let waiting = |raise: bool| {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            if raise {
+                set_listen_backlog(&listener, 4096).unwrap();
+            }
+            let addr = listener.local_addr().unwrap();
+            let timeout = std::time::Duration::from_millis(10);
+            let held: Vec<_> = (0..300)
+                .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, timeout).ok())
+                .collect();
+            held.len()
+        };
+        let (std_default, raised) = (waiting(false), waiting(true));
+        assert!(std_default <= 130 && raised >= 200, "{std_default} -> {raised}");
     }
 
     #[test]

@@ -2,12 +2,11 @@
 //! what every answer gets on its way out. Shared by both servers, with the
 //! knobs that tune it.
 //!
-//! Heads over their bounds never get this far (see `head` and `relay`).
+//! Heads over their bounds never get this far (tiny_http refuses them).
 //! In order: the per-client rate limit (429 with `Retry-After`), the
-//! in-flight cap (503), then the bearer token (401). Answers then get the
-//! request's `X-Request-Id`, and `Connection: close` when the front asked
-//! for it (the client did, or its connection has served
-//! `KEEPALIVE_REQUESTS`). When a knob is off its check costs one branch.
+//! in-flight cap (503), then the bearer token (401). When a knob is off its
+//! check costs one branch. The connection knobs (caps, idle timeout,
+//! keep-alive) are enforced by tiny_http itself.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,12 @@ pub static KNOBS: &[Knob] = &[
         flag: "max-connections",
         default: "1024",
         help: "Client connections open at once, 16 to 1000000; beyond, new ones get 503 at once.",
+    },
+    Knob {
+        env: "MAX_CONNECTIONS_PER_IP",
+        flag: "max-connections-per-ip",
+        default: "0",
+        help: "Client connections open at once from one address (IPv6: one /64); beyond, 503; 0 = off.",
     },
     Knob {
         env: "IDLE_TIMEOUT_MS",
@@ -59,6 +64,8 @@ pub static KNOBS: &[Knob] = &[
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// 0 = no cap per address.
+    pub max_connections_per_ip: usize,
     pub idle_timeout: Duration,
     pub keepalive_requests: u32,
     pub rate_rps: f64,
@@ -66,24 +73,11 @@ pub struct Limits {
     pub max_inflight: usize,
 }
 
-impl Default for Limits {
-    /// The defaults of [`KNOBS`].
-    fn default() -> Limits {
-        Limits {
-            max_connections: 1024,
-            idle_timeout: Duration::from_millis(15_000),
-            keepalive_requests: 100,
-            rate_rps: 0.0,
-            rate_burst: 0,
-            max_inflight: 0,
-        }
-    }
-}
-
 impl Limits {
     pub fn from_values(v: &Values) -> Result<Limits, Error> {
         Ok(Limits {
             max_connections: v.number("MAX_CONNECTIONS", 16, 1_000_000)?,
+            max_connections_per_ip: v.number("MAX_CONNECTIONS_PER_IP", 0, 1_000_000)?,
             idle_timeout: Duration::from_millis(v.number("IDLE_TIMEOUT_MS", 100, 3_600_000)?),
             keepalive_requests: v.number("KEEPALIVE_REQUESTS", 1, 1_000_000_000)?,
             rate_rps: v.number("RATE_LIMIT_RPS", 0.0, 1e9)?,
@@ -110,13 +104,6 @@ pub struct Front {
     inflight: Option<Inflight>,
 }
 
-/// Why a request was stopped at the door, and the answer it gets.
-pub struct Refusal {
-    pub response: Response,
-    /// The connection should end (the request may not have been read whole).
-    pub close: bool,
-}
-
 impl Front {
     pub fn new(limits: Limits, access: Access) -> Front {
         Front {
@@ -137,16 +124,12 @@ impl Front {
     }
 
     /// Lets a request in (holding an in-flight slot while it is handled) or
-    /// says how it is refused.
-    pub fn admit(&self, req: &Request, now: Instant) -> Result<Option<InflightGuard>, Refusal> {
+    /// gives the answer that refuses it.
+    pub fn admit(&self, req: &Request, now: Instant) -> Result<Option<InflightGuard>, Response> {
         if let (Some(rate), Some(remote)) = (&self.rate, req.remote) {
             if let Err(wait) = rate.check(remote.ip(), now) {
-                let response = Response::error(429, "rate limit exceeded")
-                    .header("Retry-After", ratelimit::retry_after_secs(wait).to_string());
-                return Err(Refusal {
-                    response,
-                    close: false,
-                });
+                return Err(Response::error(429, "rate limit exceeded")
+                    .header("Retry-After", ratelimit::retry_after_secs(wait).to_string()));
             }
         }
         let guard = match &self.inflight {
@@ -154,43 +137,31 @@ impl Front {
             Some(inflight) => match inflight.try_enter() {
                 Some(guard) => Some(guard),
                 None => {
-                    let response =
-                        Response::error(503, "server busy, try again").header("Retry-After", "1");
-                    return Err(Refusal {
-                        response,
-                        close: false,
-                    });
+                    return Err(
+                        Response::error(503, "server busy, try again").header("Retry-After", "1")
+                    );
                 }
             },
         };
         if let Some(token) = &self.access.token {
             let open = self.access.open_paths.contains(&req.path.as_str());
             if !open && !token.verify(req.header("Authorization")) {
-                return Err(Refusal {
-                    response: auth::unauthorized(),
-                    close: false,
-                });
+                return Err(auth::unauthorized());
             }
         }
         Ok(guard)
-    }
-
-    /// Adds the request id to an answer and says whether the connection
-    /// should end after it: when the front asked (`Connection: close`), or
-    /// when the request was refused in a way that leaves the stream in
-    /// doubt (`close`).
-    pub fn seal(&self, req: &Request, resp: &mut Response, close: bool) -> bool {
-        resp.headers.push(("X-Request-Id", req.id.clone()));
-        let asked = req
-            .headers_named("Connection")
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
-        close | asked
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Values;
+
+    /// The defaults of [`KNOBS`].
+    fn defaults() -> Limits {
+        Limits::from_values(&Values::defaults(KNOBS)).unwrap()
+    }
 
     fn req(path: &str) -> Request {
         let mut r = Request::get(path);
@@ -202,7 +173,7 @@ mod tests {
     fn status(front: &Front, r: &Request) -> u16 {
         match front.admit(r, Instant::now()) {
             Ok(_) => 200,
-            Err(refusal) => refusal.response.status,
+            Err(refusal) => refusal.status,
         }
     }
 
@@ -211,7 +182,7 @@ mod tests {
         let limits = Limits {
             rate_rps: 1.0,
             rate_burst: 2,
-            ..Limits::default()
+            ..defaults()
         };
         let front = Front::new(limits, Access::default());
         let now = Instant::now();
@@ -219,8 +190,8 @@ mod tests {
         assert!(front.admit(&r, now).is_ok());
         assert!(front.admit(&r, now).is_ok());
         let refusal = front.admit(&r, now).err().unwrap();
-        assert_eq!(refusal.response.status, 429);
-        assert_eq!(refusal.response.header_value("retry-after"), Some("1"));
+        assert_eq!(refusal.status, 429);
+        assert_eq!(refusal.header_value("retry-after"), Some("1"));
         let mut other = req("/health");
         other.remote = Some("10.0.0.2:1".parse().unwrap());
         assert!(front.admit(&other, now).is_ok(), "limits are per client");
@@ -230,7 +201,7 @@ mod tests {
     fn inflight_cap_sheds_the_excess() {
         let limits = Limits {
             max_inflight: 1,
-            ..Limits::default()
+            ..defaults()
         };
         let front = Front::new(limits, Access::default());
         let held = front.admit(&req("/a"), Instant::now()).ok().unwrap();
@@ -246,23 +217,12 @@ mod tests {
             token,
             open_paths: &["/health"],
         };
-        let front = Front::new(Limits::default(), access);
+        let front = Front::new(defaults(), access);
         assert_eq!(status(&front, &req("/stats")), 401);
         assert_eq!(status(&front, &req("/health")), 200);
         let good = req("/stats").with_header("Authorization", "Bearer s3cret-token");
         assert_eq!(status(&front, &good), 200);
         let bad = req("/stats").with_header("Authorization", "Bearer s3cret-tokeN");
         assert_eq!(status(&front, &bad), 401);
-    }
-
-    #[test]
-    fn seal_adds_request_id_and_close_when_asked() {
-        let front = Front::new(Limits::default(), Access::default());
-        let mut resp = Response::new(200);
-        assert!(!front.seal(&req("/health"), &mut resp, false));
-        assert_eq!(resp.header_value("x-request-id"), Some("rid"));
-        let asked = req("/health").with_header("Connection", "keep-alive, Close");
-        assert!(front.seal(&asked, &mut Response::new(200), false));
-        assert!(front.seal(&req("/health"), &mut Response::new(200), true));
     }
 }

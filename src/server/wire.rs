@@ -1,11 +1,10 @@
 //! Putting an answer on the wire ourselves.
 //!
-//! tiny_http's own response writer silently drops any `Connection` header
-//! (so a server could never say `Connection: close`), adds its own
-//! `Server`, and writes a head in many small pieces. So answers are written
-//! through the raw stream tiny_http hands out (`Request::into_writer`): one
-//! buffer with the status line and every header, then the body's shared
-//! chunks as they are. The framing rules are HTTP/1.1's: a `Content-Length`
+//! tiny_http's own response writer copies a body through a reader and
+//! writes a head in many small pieces; ours are shared chunks prepared once
+//! per snapshot. So answers are written through the raw stream tiny_http
+//! hands out (`Request::into_writer`): one buffer with the status line and
+//! every header (and a small body), then the body's chunks as they are. The framing rules are HTTP/1.1's: a `Content-Length`
 //! always (never chunked), no body after HEAD, 1xx, 204 or 304, and a 304
 //! or HEAD carrying the length the full answer would have.
 
@@ -24,32 +23,6 @@ pub enum Persistence {
     KeepAlive10,
     /// The connection ends after this answer.
     Close,
-}
-
-/// The reason phrase for the statuses we send (empty is allowed for others).
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        204 => "No Content",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
 }
 
 /// The `Date` header value, formatted once per second per thread.
@@ -80,7 +53,7 @@ pub fn head(resp: &Response, persistence: Persistence) -> Vec<u8> {
         out,
         "HTTP/1.1 {} {}\r\nDate: {}\r\nServer: fabric-telemetry\r\n",
         resp.status,
-        reason(resp.status),
+        tiny_http::StatusCode(resp.status).default_reason_phrase(),
         date()
     );
     for (name, value) in &resp.headers {

@@ -86,13 +86,28 @@ fn oversized_heads_are_414_and_431_without_reading_them_whole() {
 
 #[test]
 fn versions_past_1_1_are_505_right_after_the_request_line() {
-    for line in ["GET / HTTP/2.0", "PRI * HTTP/2.0", "GET / HTTP/9.9", "GET / HTTP/0.9"] {
+    for line in [
+        "GET / HTTP/2.0",
+        "PRI * HTTP/2.0",
+        "GET / HTTP/9.9",
+        "GET / HTTP/0.9",
+    ] {
         // Nothing after the request line: refused before any header is read.
         let bytes = format!("{line}\r\n");
-        assert_eq!(head(bytes.as_bytes()).err().map(|e| e.0), Some(505), "{line}");
+        assert_eq!(
+            head(bytes.as_bytes()).err().map(|e| e.0),
+            Some(505),
+            "{line}"
+        );
     }
-    assert_eq!(head(b"GET / HTTP/1.x\r\n\r\n").err().map(|e| e.0), Some(400));
-    assert_eq!(head(b"GET / http/1.1\r\n\r\n").err().map(|e| e.0), Some(400));
+    assert_eq!(
+        head(b"GET / HTTP/1.x\r\n\r\n").err().map(|e| e.0),
+        Some(400)
+    );
+    assert_eq!(
+        head(b"GET / http/1.1\r\n\r\n").err().map(|e| e.0),
+        Some(400)
+    );
 }
 
 /// A tiny_http server on port 0 with `limits`, answering every request
@@ -111,7 +126,8 @@ fn serve_with(
 ) -> (SocketAddr, std::sync::Arc<tiny_http::Server>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = std::sync::Arc::new(tiny_http::Server::with_limits(listener, None, limits).unwrap());
+    let server =
+        std::sync::Arc::new(tiny_http::Server::with_limits(listener, None, limits).unwrap());
     let worker = server.clone();
     std::thread::spawn(move || {
         for rq in worker.incoming_requests() {
@@ -132,7 +148,11 @@ fn read_until_closed(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Option<Du
         match s.read(&mut buf) {
             Ok(0) => return (out, Some(t.elapsed())),
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return (out, Some(t.elapsed())),
         }
     }
@@ -170,7 +190,11 @@ fn idle_connections_close_and_slow_heads_get_408() {
     let r = parse_reply(&answer).expect("an answer");
     assert_eq!(r.status, 408);
     assert_eq!(r.header("connection"), Some("close"));
-    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 /// Statuses of `check_framing` for a head with these extra header lines.
@@ -202,7 +226,11 @@ fn body_framing_is_checked_before_a_byte_of_it_is_read() {
         ("Content-Length: 1025\r\n", 413, 200),
         ("Content-Length: 99999999999999999999999\r\n", 413, 200),
         ("Transfer-Encoding: chunked\r\n", 413, 200),
-        ("Transfer-Encoding: chunked\r\nContent-Length: 3\r\n", 400, 400),
+        (
+            "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+            400,
+            400,
+        ),
         ("Expect: 100-continue\r\nContent-Length: 3\r\n", 200, 200),
         ("Expect: teapot\r\n", 417, 417),
     ] {
@@ -273,7 +301,11 @@ fn a_burst_of_keepalive_clients_is_never_stranded() {
         .filter(|(status, took, _)| *status != Some(200) || *took > Duration::from_secs(1))
         .map(|(status, took, _)| (*status, *took))
         .collect();
-    assert!(late.is_empty(), "{} of {clients} late or unanswered: {late:?}", late.len());
+    assert!(
+        late.is_empty(),
+        "{} of {clients} late or unanswered: {late:?}",
+        late.len()
+    );
 }
 
 #[test]
@@ -360,7 +392,8 @@ fn the_server_can_end_a_connection_and_says_so() {
     // HTTP/1.0 with keep-alive is told that it holds.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
     assert_eq!(read_reply(&mut s).header("connection"), Some("keep-alive"));
 }
 
@@ -370,7 +403,13 @@ fn a_large_answer_in_pieces_does_not_wait_for_delayed_acks() {
     // writes: with Nagle on, each answer stalled 40 ms on a delayed ACK.
     let (addr, _server) = serve_with(Limits::default(), |rq| {
         let body = std::io::Cursor::new(vec![b'x'; 100_000]);
-        let _ = rq.respond(tiny_http::Response::new(200.into(), vec![], body, None, None));
+        let _ = rq.respond(tiny_http::Response::new(
+            200.into(),
+            vec![],
+            body,
+            None,
+            None,
+        ));
     });
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -387,7 +426,11 @@ fn a_large_answer_in_pieces_does_not_wait_for_delayed_acks() {
         }
         assert!(got.starts_with(b"HTTP/1.1 200"));
     }
-    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 /// Holds `n` connections, each proven served (so each is counted).
@@ -457,5 +500,8 @@ fn inline_handlers_run_on_the_connection_thread_and_a_panic_ends_only_its_connec
     // The request, dropped unanswered, says 500; then the connection ends.
     assert_eq!(read_reply(&mut s).status, 500);
     assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0);
-    assert_eq!(raw(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").status, 200);
+    assert_eq!(
+        raw(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").status,
+        200
+    );
 }
