@@ -59,6 +59,8 @@ fn malformed_heads_are_400() {
         b"GET / HTTP/1.1\r\nnonsense\r\n\r\n",
         b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",
         b"GET / HTTP/1.1\r\nA: b\x00\r\n\r\n",
+        b"GET / HTTP/1.1\r\n: empty name\r\n\r\n",
+        b"GET / HTTP/1.1\r\nA(b): c\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\n",
         b"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n",
     ] {

@@ -252,11 +252,13 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), HeadE
     Ok((method, url.to_owned(), version))
 }
 
-/// `name: value`; the name a token, the value without surrounding blanks.
+/// `name: value`; the name a token (RFC 9110 §5.1), the value without
+/// surrounding blanks.
 fn parse_header(line: &[u8]) -> Result<Header, HeadError> {
-    // A line starting with a blank continues the previous one (obsolete
-    // folding): refused, as RFC 9112 §5.2 allows.
-    if matches!(line.first(), Some(b' ' | b'\t')) {
+    let name_len = line.iter().position(|&b| b == b':').ok_or(BAD_HEADER)?;
+    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    // This also refuses obsolete line folding (a line starting with a blank).
+    if name_len == 0 || !line[..name_len].iter().all(tchar) {
         return Err(BAD_HEADER);
     }
     Header::from_str(text(line, BAD_HEADER)?).map_err(|_| BAD_HEADER)
