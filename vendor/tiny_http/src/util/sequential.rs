@@ -1,65 +1,125 @@
+//! Taking turns on one connection: request N's body reader reads only once
+//! reader N-1 is done with the stream, and answer N is written only once
+//! writer N-1 is done, whatever threads they are on.
+//!
+//! 0.12 chained each turn to the previous one with a fresh channel: two
+//! channels allocated, sent on and torn down per request, a tenth of the
+//! server's time under load. Here a connection's readers (and its writers)
+//! share one turn counter: a reader or writer holds a ticket, waits until
+//! the counter reaches it, and advances it when dropped. Nothing is
+//! allocated per request, and a thread is woken only if one waits.
+
 use std::io::Result as IoResult;
 use std::io::{BufRead, Read, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use std::sync::mpsc::channel;
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+/// The turn counter of a connection's readers or writers, with what the
+/// turn holder uses: the stream itself for writers; for readers, the
+/// stream while no reader has it.
+struct Turns<T> {
+    state: Mutex<State<T>>,
+    turned: Condvar,
+}
 
-use std::mem;
+struct State<T> {
+    /// The ticket whose turn it is.
+    serving: u64,
+    /// Tickets given up before their turn came.
+    skipped: Vec<u64>,
+    /// Threads waiting for their turn.
+    waiting: usize,
+    stream: Option<T>,
+}
+
+impl<T> Turns<T> {
+    fn new(stream: T) -> Arc<Turns<T>> {
+        Arc::new(Turns {
+            state: Mutex::new(State {
+                serving: 0,
+                skipped: Vec::new(),
+                waiting: 0,
+                stream: Some(stream),
+            }),
+            turned: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state, once it is `ticket`'s turn.
+    fn wait_for(&self, ticket: u64) -> MutexGuard<'_, State<T>> {
+        let mut state = self.lock();
+        while state.serving != ticket {
+            state.waiting += 1;
+            state = self.turned.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiting -= 1;
+        }
+        state
+    }
+
+    /// Ends `ticket`'s turn (or gives it up before it came), giving the
+    /// stream back if it was taken.
+    fn finish(&self, ticket: u64, stream: Option<T>) {
+        let mut state = self.lock();
+        if stream.is_some() {
+            state.stream = stream;
+        }
+        if state.serving != ticket {
+            state.skipped.push(ticket);
+            return;
+        }
+        state.serving += 1;
+        while let Some(i) = state.skipped.iter().position(|&t| t == state.serving) {
+            state.skipped.swap_remove(i);
+            state.serving += 1;
+        }
+        if state.waiting > 0 {
+            self.turned.notify_all();
+        }
+    }
+}
 
 pub struct SequentialReaderBuilder<R>
 where
     R: Read + Send,
 {
-    inner: SequentialReaderBuilderInner<R>,
-}
-
-enum SequentialReaderBuilderInner<R>
-where
-    R: Read + Send,
-{
-    First(R),
-    NotFirst(Receiver<R>),
+    turns: Arc<Turns<R>>,
+    next: u64,
 }
 
 pub struct SequentialReader<R>
 where
     R: Read + Send,
 {
-    inner: SequentialReaderInner<R>,
-    next: Sender<R>,
-}
-
-enum SequentialReaderInner<R>
-where
-    R: Read + Send,
-{
-    MyTurn(R),
-    Waiting(Receiver<R>),
-    Empty,
+    turns: Arc<Turns<R>>,
+    ticket: u64,
+    /// The stream, once this reader's turn has come.
+    reader: Option<R>,
 }
 
 pub struct SequentialWriterBuilder<W>
 where
     W: Write + Send,
 {
-    writer: Arc<Mutex<W>>,
-    next_trigger: Option<Receiver<()>>,
+    turns: Arc<Turns<W>>,
+    next: u64,
 }
 
 pub struct SequentialWriter<W>
 where
     W: Write + Send,
 {
-    trigger: Option<Receiver<()>>,
-    writer: Arc<Mutex<W>>,
-    on_finish: Sender<()>,
+    turns: Arc<Turns<W>>,
+    ticket: u64,
 }
 
 impl<R: Read + Send> SequentialReaderBuilder<R> {
     pub fn new(reader: R) -> SequentialReaderBuilder<R> {
         SequentialReaderBuilder {
-            inner: SequentialReaderBuilderInner::First(reader),
+            turns: Turns::new(reader),
+            next: 0,
         }
     }
 }
@@ -67,8 +127,8 @@ impl<R: Read + Send> SequentialReaderBuilder<R> {
 impl<W: Write + Send> SequentialWriterBuilder<W> {
     pub fn new(writer: W) -> SequentialWriterBuilder<W> {
         SequentialWriterBuilder {
-            writer: Arc::new(Mutex::new(writer)),
-            next_trigger: None,
+            turns: Turns::new(writer),
+            next: 0,
         }
     }
 }
@@ -77,78 +137,61 @@ impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     type Item = SequentialReader<R>;
 
     fn next(&mut self) -> Option<SequentialReader<R>> {
-        let (tx, rx) = channel();
-
-        let inner = mem::replace(&mut self.inner, SequentialReaderBuilderInner::NotFirst(rx));
-
-        match inner {
-            SequentialReaderBuilderInner::First(reader) => Some(SequentialReader {
-                inner: SequentialReaderInner::MyTurn(reader),
-                next: tx,
-            }),
-
-            SequentialReaderBuilderInner::NotFirst(previous) => Some(SequentialReader {
-                inner: SequentialReaderInner::Waiting(previous),
-                next: tx,
-            }),
-        }
+        self.next += 1;
+        Some(SequentialReader {
+            turns: self.turns.clone(),
+            ticket: self.next - 1,
+            reader: None,
+        })
     }
 }
 
 impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     type Item = SequentialWriter<W>;
+
     fn next(&mut self) -> Option<SequentialWriter<W>> {
-        let (tx, rx) = channel();
-        let mut next_next_trigger = Some(rx);
-        ::std::mem::swap(&mut next_next_trigger, &mut self.next_trigger);
-
+        self.next += 1;
         Some(SequentialWriter {
-            trigger: next_next_trigger,
-            writer: self.writer.clone(),
-            on_finish: tx,
+            turns: self.turns.clone(),
+            ticket: self.next - 1,
         })
-    }
-}
-
-impl<R: Read + Send> Read for SequentialReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        let mut reader = match self.inner {
-            SequentialReaderInner::MyTurn(ref mut reader) => return reader.read(buf),
-            SequentialReaderInner::Waiting(ref mut recv) => recv.recv().unwrap(),
-            SequentialReaderInner::Empty => unreachable!(),
-        };
-
-        let result = reader.read(buf);
-        self.inner = SequentialReaderInner::MyTurn(reader);
-        result
     }
 }
 
 impl<R: Read + Send> SequentialReader<R> {
     /// Waits until the readers before this one are done with the stream.
     pub fn wait_turn(&mut self) -> IoResult<()> {
-        if let SequentialReaderInner::Waiting(ref mut recv) = self.inner {
-            let reader = recv
-                .recv()
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-            self.inner = SequentialReaderInner::MyTurn(reader);
+        if self.reader.is_none() {
+            self.reader = self.turns.wait_for(self.ticket).stream.take();
         }
-        Ok(())
+        match self.reader {
+            Some(_) => Ok(()),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn reader(&mut self) -> IoResult<&mut R> {
+        self.wait_turn()?;
+        self.reader
+            .as_mut()
+            .ok_or_else(|| std::io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+impl<R: Read + Send> Read for SequentialReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+        self.reader()?.read(buf)
     }
 }
 
 /// A head is read a buffer at a time, not a byte at a time.
 impl<R: BufRead + Send> BufRead for SequentialReader<R> {
     fn fill_buf(&mut self) -> IoResult<&[u8]> {
-        self.wait_turn()?;
-        match self.inner {
-            SequentialReaderInner::MyTurn(ref mut reader) => reader.fill_buf(),
-            _ => Ok(&[]),
-        }
+        self.reader()?.fill_buf()
     }
 
     fn consume(&mut self, amt: usize) {
-        if let SequentialReaderInner::MyTurn(ref mut reader) = self.inner {
+        if let Some(reader) = &mut self.reader {
             reader.consume(amt);
         }
     }
@@ -156,21 +199,17 @@ impl<R: BufRead + Send> BufRead for SequentialReader<R> {
 
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+        match &mut self.turns.wait_for(self.ticket).stream {
+            Some(writer) => writer.write(buf),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
         }
-        self.trigger = None;
-
-        self.writer.lock().unwrap().write(buf)
     }
 
     fn flush(&mut self) -> IoResult<()> {
-        if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+        match &mut self.turns.wait_for(self.ticket).stream {
+            Some(writer) => writer.flush(),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
         }
-        self.trigger = None;
-
-        self.writer.lock().unwrap().flush()
     }
 }
 
@@ -179,18 +218,7 @@ where
     R: Read + Send,
 {
     fn drop(&mut self) {
-        let inner = mem::replace(&mut self.inner, SequentialReaderInner::Empty);
-
-        match inner {
-            SequentialReaderInner::MyTurn(reader) => {
-                self.next.send(reader).ok();
-            }
-            SequentialReaderInner::Waiting(recv) => {
-                let reader = recv.recv().unwrap();
-                self.next.send(reader).ok();
-            }
-            SequentialReaderInner::Empty => (),
-        }
+        self.turns.finish(self.ticket, self.reader.take());
     }
 }
 
@@ -199,6 +227,6 @@ where
     W: Write + Send,
 {
     fn drop(&mut self) {
-        self.on_finish.send(()).ok();
+        self.turns.finish(self.ticket, None);
     }
 }
