@@ -1,5 +1,5 @@
-//! Arbitrary bytes as the start of a request head, through the front's
-//! bounded parser and the canonical form it hands tiny_http.
+//! Arbitrary bytes as the start of a request head, through the patched
+//! tiny_http's head reader and body-framing check (the servers' own code).
 
 #![no_main]
 

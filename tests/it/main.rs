@@ -10,6 +10,7 @@ mod front_keepalive;
 mod front_limits;
 mod front_shedding;
 mod grafana;
+mod head_props;
 mod hostile;
 mod listmetrics;
 mod producer;
