@@ -24,7 +24,12 @@ pub fn from_header(value: Option<&str>) -> String {
 
 /// A new ID: 16 lowercase hex digits (64 random bits).
 pub fn generate() -> String {
-    format!("{:016x}", fastrand::u64(..))
+    // By hand: `format!` cost more than the rest of a small request's id work.
+    let n = fastrand::u64(..);
+    (0..16)
+        .rev()
+        .map(|i| char::from(b"0123456789abcdef"[(n >> (i * 4)) as usize & 15]))
+        .collect()
 }
 
 /// True if `id` is 1..=64 characters of `[A-Za-z0-9._:-]`.

@@ -133,7 +133,10 @@ mod tests {
             held.len()
         };
         let (std_default, raised) = (waiting(false), waiting(true));
-        assert!(std_default <= 130 && raised >= 200, "{std_default} -> {raised}");
+        assert!(
+            std_default <= 130 && raised >= 200,
+            "{std_default} -> {raised}"
+        );
     }
 
     #[test]

@@ -132,16 +132,14 @@ impl Front {
                     .header("Retry-After", ratelimit::retry_after_secs(wait).to_string()));
             }
         }
-        let guard = match &self.inflight {
+        let guard = match self.inflight.as_ref().map(Inflight::try_enter) {
+            Some(None) => {
+                return Err(
+                    Response::error(503, "server busy, try again").header("Retry-After", "1")
+                );
+            }
+            Some(guard) => guard,
             None => None,
-            Some(inflight) => match inflight.try_enter() {
-                Some(guard) => Some(guard),
-                None => {
-                    return Err(
-                        Response::error(503, "server busy, try again").header("Retry-After", "1")
-                    );
-                }
-            },
         };
         if let Some(token) = &self.access.token {
             let open = self.access.open_paths.contains(&req.path.as_str());

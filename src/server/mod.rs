@@ -1,17 +1,11 @@
-//! The HTTP server both binaries run: tiny_http (patched, in
-//! `vendor/tiny_http`) with our routes behind it.
-//!
-//! tiny_http accepts connections under the caps (`MAX_CONNECTIONS`,
-//! `MAX_CONNECTIONS_PER_IP`), reads every request head under its bounds
-//! and deadlines, and answers what it refuses itself (400, 408, 413, 414,
-//! 417, 431, 503, 505) through [`refusal`], so those answers carry our
-//! JSON, a request id and an `http.access` line like any other. Each
-//! connection has a thread of tiny_http's pool, and a request is handled
-//! on it as soon as it is read ([`tiny_http::Server::serve_inline`]): the
-//! [`front::Front`] checks (rate limit, in-flight cap, token), then the
-//! [`Handler`], then the answer is written straight to the socket by
-//! [`wire`] and logged. A slow answer (fault injection), a big one or a
-//! stream holds only its own connection. The stop is clean and bounded.
+//! The HTTP server both binaries run: tiny_http (patched, `vendor/tiny_http`)
+//! with our routes behind it. tiny_http enforces the connection caps and
+//! every bound on a request head, and answers what it refuses through
+//! [`refusal`] (our JSON, a request id, an `http.access` line). Each request
+//! is handled on its connection's own pool thread as soon as it is read
+//! (`serve_inline`): the [`front::Front`] checks, the [`Handler`], then the
+//! answer straight to the socket ([`wire`]) and its log line. A slow answer,
+//! a big one or a stream holds only its own connection.
 
 pub mod front;
 pub mod wire;
@@ -157,7 +151,6 @@ impl Server {
 
 /// Counts a request as busy until dropped.
 struct Busy<'a>(&'a AtomicUsize);
-
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);

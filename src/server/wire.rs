@@ -25,8 +25,8 @@ pub enum Persistence {
     Close,
 }
 
-/// The `Date` header value, formatted once per second per thread.
-fn date() -> String {
+/// Appends the `Date` header value, formatted once per second per thread.
+fn put_date(out: &mut Vec<u8>) {
     thread_local! {
         static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
@@ -36,8 +36,16 @@ fn date() -> String {
         if c.0 != now {
             *c = (now, clock::http_date(now));
         }
-        c.1.clone()
+        out.extend_from_slice(c.1.as_bytes());
     })
+}
+
+/// Appends `n` in decimal (no formatting machinery: this is per request).
+fn put_number(out: &mut Vec<u8>, n: usize) {
+    if n >= 10 {
+        put_number(out, n / 10);
+    }
+    out.push(b'0' + (n % 10) as u8);
 }
 
 /// True if nothing may follow the head (RFC 9110 §6.4.1).
@@ -49,23 +57,28 @@ pub fn bodyless(method: &str, status: u16) -> bool {
 /// `Content-Length` and `Connection` as `persistence` says.
 pub fn head(resp: &Response, persistence: Persistence) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + resp.headers.len() * 40);
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\nDate: {}\r\nServer: fabric-telemetry\r\n",
-        resp.status,
-        tiny_http::StatusCode(resp.status).default_reason_phrase(),
-        date()
-    );
+    let reason = tiny_http::StatusCode(resp.status).default_reason_phrase();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    put_number(&mut out, usize::from(resp.status));
+    for piece in [" ", reason, "\r\nDate: "] {
+        out.extend_from_slice(piece.as_bytes());
+    }
+    put_date(&mut out);
+    out.extend_from_slice(b"\r\nServer: fabric-telemetry\r\n");
     for (name, value) in &resp.headers {
         // Values are ours, but a stray line break must never split a header.
         if value.bytes().any(|b| b == b'\r' || b == b'\n') {
             continue;
         }
-        let _ = write!(out, "{name}: {value}\r\n");
+        for piece in [name, ": ", value.as_str(), "\r\n"] {
+            out.extend_from_slice(piece.as_bytes());
+        }
     }
     // A streamed body has no length: it ends when the connection closes.
     if !matches!(resp.status, 100..=199 | 204) && resp.stream.is_none() {
-        let _ = write!(out, "Content-Length: {}\r\n", resp.body_len());
+        out.extend_from_slice(b"Content-Length: ");
+        put_number(&mut out, resp.body_len());
+        out.extend_from_slice(b"\r\n");
     }
     match persistence {
         Persistence::KeepAlive => {}
