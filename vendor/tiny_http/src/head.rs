@@ -18,6 +18,7 @@
 //! [`read_head`] is public so that fuzzers and property tests can drive the
 //! very code the server runs.
 
+use std::cell::Cell;
 use std::io::{self, BufRead};
 use std::str::FromStr;
 
@@ -58,16 +59,34 @@ const HEADERS_TOO_LARGE: HeadError = HeadError::Refused(431, "request headers to
 pub fn read_head<R: BufRead>(
     source: &mut R,
     limits: &Limits,
-    mut first_byte: impl FnMut(),
+    first_byte: impl FnMut(),
 ) -> Result<Head, HeadError> {
-    let mut line = Vec::with_capacity(256);
+    // A connection's thread reads many heads: its line buffer is kept
+    // (one allocation a request fewer), unless a long line grew it.
+    thread_local! {
+        static LINE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
+    let mut line = LINE.with(Cell::take);
+    let head = read_head_into(source, limits, first_byte, &mut line);
+    if line.capacity() <= 1024 {
+        LINE.with(|l| l.set(line));
+    }
+    head
+}
+
+fn read_head_into<R: BufRead>(
+    source: &mut R,
+    limits: &Limits,
+    mut first_byte: impl FnMut(),
+    line: &mut Vec<u8>,
+) -> Result<Head, HeadError> {
     let mut started = false;
     let mut empty = 0;
     loop {
         let limit = limits.max_request_line;
         if !read_line(
             source,
-            &mut line,
+            line,
             limit,
             &mut started,
             &mut first_byte,
@@ -87,14 +106,14 @@ pub fn read_head<R: BufRead>(
             return Err(BAD_LINE);
         }
     }
-    let (method, url, version) = parse_request_line(text(&line, BAD_LINE)?)?;
+    let (method, url, version) = parse_request_line(text(line, BAD_LINE)?)?;
     let mut headers = Vec::new();
     let mut header_bytes = 0;
     loop {
         let left = limits.max_header_bytes.saturating_sub(header_bytes);
         if !read_line(
             source,
-            &mut line,
+            line,
             left,
             &mut started,
             &mut first_byte,
@@ -109,7 +128,7 @@ pub fn read_head<R: BufRead>(
         if headers.len() == limits.max_headers {
             return Err(HEADERS_TOO_LARGE);
         }
-        headers.push(parse_header(&line)?);
+        headers.push(parse_header(line)?);
     }
     Ok(Head {
         method,
