@@ -3,6 +3,7 @@
 //! and fuzzed without a socket, plus the conditional-request rule
 //! ([`if_none_match`]). `server` puts them on the wire through tiny_http.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,7 +155,8 @@ pub type Stream = Box<dyn FnOnce(&mut dyn std::io::Write) + Send>;
 /// An answer: status, headers and a body made of chunks.
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    /// Names and values; a fixed value costs no allocation.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Vec<Chunk>,
     /// Hold the answer back this long (fault injection). The server waits
     /// off its worker pool, so a delayed answer delays only itself.
@@ -181,8 +183,8 @@ impl Response {
     pub fn new(status: u16) -> Response {
         Response {
             status,
-            headers: Vec::new(),
-            body: Vec::new(),
+            headers: Vec::with_capacity(8),
+            body: Vec::with_capacity(1),
             delay: Duration::ZERO,
             stream: None,
         }
@@ -222,13 +224,13 @@ impl Response {
     }
 
     /// Adds a header.
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+    pub fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Response {
         self.headers.push((name, value.into()));
         self
     }
 
     /// A streamed answer (see [`Response::stream`]).
-    pub fn streaming(status: u16, content_type: &str, stream: Stream) -> Response {
+    pub fn streaming(status: u16, content_type: &'static str, stream: Stream) -> Response {
         let mut resp = Response::new(status)
             .header("Content-Type", content_type)
             .header("Cache-Control", "no-store");
@@ -266,7 +268,7 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 

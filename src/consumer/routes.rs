@@ -12,6 +12,7 @@
 //! with `Accept: text/csv` one URL has two representations (`Vary: Accept`)
 //! and a cache holding both must learn from a 304 which one is current.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,7 +177,7 @@ impl Routes {
         body.push_str(",\"snapshot_id\":");
         json::push_str(&mut body, snap.id());
         body.push_str(",\"age_ms\":");
-        body.push_str(&age.to_string());
+        let _ = write!(body, "{age}");
         body.push('}');
         let resp = data_headers(Response::json(200, body), &snap.etag, &snap, now);
         not_modified_if_current(req, resp, &snap.etag)
@@ -193,7 +194,7 @@ impl Routes {
 /// `etag` of this representation), how old, and that a cache may keep it
 /// but must ask again (with `If-None-Match`) before each use.
 fn data_headers(resp: Response, etag: &str, snap: &Snapshot, now_ms: u64) -> Response {
-    resp.header("ETag", etag)
+    resp.header("ETag", etag.to_string())
         .header("X-Data-Age-Ms", snap.age_ms(now_ms).to_string())
         .header("Cache-Control", "no-cache")
 }

@@ -178,7 +178,7 @@ impl Shared {
                 (resp, inflight)
             }
         };
-        resp.headers.push(("X-Request-Id", req.id.clone()));
+        resp.headers.push(("X-Request-Id", req.id.clone().into()));
         std::thread::sleep(resp.delay.min(MAX_DELAY));
         // A stream has no length: its end is the connection's.
         if self.stopping.load(Ordering::SeqCst) || resp.stream.is_some() {

@@ -70,7 +70,7 @@ pub fn head(resp: &Response, persistence: Persistence) -> Vec<u8> {
         if value.bytes().any(|b| b == b'\r' || b == b'\n') {
             continue;
         }
-        for piece in [name, ": ", value.as_str(), "\r\n"] {
+        for piece in [name, ": ", value.as_ref(), "\r\n"] {
             out.extend_from_slice(piece.as_bytes());
         }
     }

@@ -52,6 +52,10 @@ fn help_lists_every_knob_with_its_default() {
             );
         }
     }
+    for bin in [DATA_SERVER, METRICS_SERVER] {
+        let (_, out, _) = run(bin, &["--help"], &[]);
+        assert!(out.contains("MAX_CONNECTIONS_PER_IP") && out.contains("--max-connections-per-ip"));
+    }
     let (_, out, _) = run(DATA_SERVER, &["-h"], &[]);
     assert!(out.contains("9001") && out.contains("64"));
     let (_, out, _) = run(METRICS_SERVER, &["--help"], &[]);
@@ -120,6 +124,18 @@ fn bad_values_exit_2_with_one_line_naming_the_knob() {
             &["--log-level", "verbose"],
             &[],
             "LOG_LEVEL",
+        ),
+        (
+            METRICS_SERVER,
+            &["--max-connections-per-ip", "-1"],
+            &[],
+            "MAX_CONNECTIONS_PER_IP",
+        ),
+        (
+            DATA_SERVER,
+            &[],
+            &[("MAX_CONNECTIONS_PER_IP", "many")],
+            "MAX_CONNECTIONS_PER_IP",
         ),
     ];
     for (bin, args, env, knob) in cases {

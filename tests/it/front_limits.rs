@@ -235,3 +235,37 @@ fn huge_declared_bodies_are_refused_without_parking_threads() {
         (ms.threads() <= baseline + 4).then_some(())
     });
 }
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    let ms = metrics_server(
+        "http://127.0.0.1:9/counters",
+        &["--max-connections", "64", "--max-connections-per-ip", "4"],
+    );
+    let startup = ms.wait_log(|v| v["event"] == "startup");
+    assert_eq!(startup["max_connections_per_ip"], 4);
+    // Four connections from 127.0.0.1, each proven served.
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(ms.addr).unwrap();
+            s.set_read_timeout(Some(PATIENCE)).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_reply(&mut s).status, 200);
+            s
+        })
+        .collect();
+    let over = raw(ms.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(over.status, 503);
+    assert_eq!(
+        over.json()["error"],
+        "too many connections from this address"
+    );
+    assert_eq!(over.header("retry-after"), Some("1"));
+    assert!(over.header("x-request-id").is_some());
+    ms.wait_log(|v| v["event"] == "http.access" && v["status"] == 503);
+    drop(held);
+    eventually("served again", || {
+        (get(ms.addr, "/health").status == 200).then_some(())
+    });
+}
