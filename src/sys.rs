@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn the_connection_cap_fits_the_descriptor_limit() {
         let (limit, allowed) = cap_connections(100);
-        assert!(allowed <= 100 && allowed >= 1);
+        assert!((1..=100).contains(&allowed));
         if let Ok(limit) = limit {
             assert!(allowed as u64 * FDS_PER_CONNECTION <= limit);
         }
