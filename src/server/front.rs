@@ -37,7 +37,7 @@ pub static KNOBS: &[Knob] = &[
     Knob {
         env: "KEEPALIVE_REQUESTS",
         flag: "keepalive-requests",
-        default: "100",
+        default: "1000",
         help: "Requests one connection may make before it is asked to reconnect, 1 to 1000000000.",
     },
     Knob {
