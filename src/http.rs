@@ -159,10 +159,10 @@ pub struct Response {
     pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Vec<Chunk>,
     /// Hold the answer back this long (fault injection). The server waits
-    /// off its worker pool, so a delayed answer delays only itself.
+    /// on the request's own connection thread, so it delays only itself.
     pub delay: Duration,
-    /// A streamed body instead of `body`: sent without a length on a thread
-    /// of its own, the connection closing when it ends.
+    /// A streamed body instead of `body`: sent without a length on the
+    /// connection's thread, the connection closing when it ends.
     pub stream: Option<Stream>,
 }
 

@@ -60,7 +60,7 @@ pub static KNOBS: &[Knob] = &[
     },
 ];
 
-/// The front's knobs, validated.
+/// The HTTP knobs (the connection ones tiny_http enforces), validated.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
@@ -96,7 +96,7 @@ pub struct Access {
     pub open_paths: &'static [&'static str],
 }
 
-/// The front's state, shared by every worker.
+/// The front door's state, shared by every connection's thread.
 pub struct Front {
     limits: Limits,
     access: Access,
