@@ -87,9 +87,18 @@ const WALKS: [Walk; 7] = [
     },
 ];
 
+/// Share of switches with a bad link: the only ones whose `packet_errors`
+/// ever grow, as on a real fabric, where most ports count no errors.
+const FLAKY_SHARE: f64 = 0.05;
+
+/// Chance per tick that a bad link has a burst of errors.
+const BURST_CHANCE: f64 = 0.1;
+
 struct Switch {
     walks: [f64; WALKS.len()],
+    /// Cumulative, like a port's error counter: it never goes down.
     packet_errors: u64,
+    flaky: bool,
     egress_drops: u64,
 }
 
@@ -111,7 +120,6 @@ pub struct Snapshot {
 pub struct Simulator {
     rng: fastrand::Rng,
     switches: Vec<Switch>,
-    id_width: usize,
 }
 
 impl Simulator {
@@ -127,15 +135,12 @@ impl Simulator {
                 Switch {
                     walks,
                     packet_errors: 0,
+                    flaky: rng.f64() < FLAKY_SHARE,
                     egress_drops: 0,
                 }
             })
             .collect();
-        Simulator {
-            rng,
-            switches,
-            id_width: id_width(n),
-        }
+        Simulator { rng, switches }
     }
 
     /// Advances every switch by one tick.
@@ -152,7 +157,10 @@ impl Simulator {
                 20.0,
                 95.0,
             );
-            sw.packet_errors = (sw.walks[ERROR_RATE] * rng.f64() * 2.0).floor() as u64;
+            // A burst on a bad link: more errors while its latent rate is high.
+            if sw.flaky && rng.f64() < BURST_CHANCE {
+                sw.packet_errors += 1 + (sw.walks[ERROR_RATE] * 40.0 * rng.f64()) as u64;
+            }
             let buffer = sw.walks[BUFFER];
             sw.egress_drops = if buffer > 70.0 {
                 ((buffer - 70.0) * 40.0 * (0.5 + rng.f64())).round() as u64
@@ -167,7 +175,9 @@ impl Simulator {
         let mut out = String::with_capacity(100 + self.switches.len() * 64);
         crate::csv::push_record(&mut out, &COLUMNS);
         for (i, sw) in self.switches.iter().enumerate() {
-            let _ = write!(out, "sw-{i:0width$}", width = self.id_width);
+            // At least three digits, never more padding: a switch keeps its
+            // id as the fleet grows (sw-999, then sw-1000).
+            let _ = write!(out, "sw-{i:03}");
             for (value, integer) in [
                 (sw.walks[BANDWIDTH], None),
                 (sw.walks[LATENCY], None),
@@ -200,12 +210,6 @@ impl Simulator {
     }
 }
 
-/// Digits in the largest switch number, at least 3: `sw-000`…`sw-063` for 64,
-/// `sw-0000`…`sw-1199` for 1200.
-pub fn id_width(n: usize) -> usize {
-    n.saturating_sub(1).max(1).to_string().len().max(3)
-}
-
 fn reflect(v: f64, lo: f64, hi: f64) -> f64 {
     let v = if v < lo { lo + (lo - v) } else { v };
     let v = if v > hi { hi - (v - hi) } else { v };
@@ -229,19 +233,52 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_zero_padded_to_the_largest() {
-        assert_eq!(id_width(1), 3);
-        assert_eq!(id_width(64), 3);
-        assert_eq!(id_width(1000), 3);
-        assert_eq!(id_width(1001), 4);
-        assert_eq!(id_width(1200), 4);
-        let sim = Simulator::new(1200, Some(1));
-        let csv = sim.render_csv();
-        let r = rows(&csv);
+    fn ids_have_three_digits_at_least_and_never_change_with_the_fleet() {
+        let r = rows(&Simulator::new(1200, Some(1)).render_csv());
         assert_eq!(r[0], COLUMNS);
-        assert_eq!(r[1][0], "sw-0000");
-        assert_eq!(r[1200][0], "sw-1199");
         assert_eq!(r.len(), 1201);
+        for (i, id) in [
+            (0, "sw-000"),
+            (63, "sw-063"),
+            (999, "sw-999"),
+            (1000, "sw-1000"),
+        ] {
+            assert_eq!(r[i + 1][0], id);
+        }
+        assert_eq!(r[1200][0], "sw-1199");
+        let small = rows(&Simulator::new(64, Some(1)).render_csv());
+        assert_eq!(
+            small[64][0], "sw-063",
+            "the same id at 64 switches as at 1200"
+        );
+    }
+
+    #[test]
+    fn packet_errors_only_grow_and_only_on_a_few_links() {
+        let mut sim = Simulator::new(1000, Some(3));
+        let errors = |sim: &Simulator| -> Vec<u64> {
+            rows(&sim.render_csv())[1..]
+                .iter()
+                .map(|r| r[3].parse().unwrap())
+                .collect()
+        };
+        let mut prev = errors(&sim);
+        assert!(prev.iter().all(|&e| e == 0), "a fresh producer counts none");
+        for _ in 0..200 {
+            sim.step();
+            let cur = errors(&sim);
+            assert!(
+                cur.iter().zip(&prev).all(|(c, p)| c >= p),
+                "a counter never goes down"
+            );
+            prev = cur;
+        }
+        let with_errors = prev.iter().filter(|&&e| e > 0).count();
+        assert!(
+            (10..=120).contains(&with_errors),
+            "{with_errors} of 1000 switches have errors"
+        );
+        assert!(prev.iter().any(|&e| e > 100), "bursts add up");
     }
 
     #[test]

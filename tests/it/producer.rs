@@ -43,13 +43,48 @@ fn counters_is_a_csv_matrix_with_freshness_headers() {
 }
 
 #[test]
-fn ids_widen_with_the_switch_count() {
+fn ids_keep_three_digits_as_the_fleet_grows() {
     let ds = data_server(&["--switches", "1200"]);
     let text = get(ds.addr, "/counters").text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1201);
-    assert!(lines[1].starts_with("sw-0000,"));
+    assert!(lines[1].starts_with("sw-000,"));
+    assert!(lines[1000].starts_with("sw-999,"));
+    assert!(lines[1001].starts_with("sw-1000,"));
     assert!(lines[1200].starts_with("sw-1199,"));
+}
+
+#[test]
+fn packet_errors_count_up_on_a_few_switches_only() {
+    let ds = data_server(&["--switches", "400", "--interval-sec", "0.05", "--seed", "7"]);
+    let errors = |text: &str| -> Vec<u64> {
+        text.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+            .collect()
+    };
+    let first = get(ds.addr, "/counters");
+    let (mut tag, mut prev) = (
+        first.header("etag").unwrap().to_string(),
+        errors(&first.text()),
+    );
+    for _ in 0..20 {
+        let (new_tag, cur) = eventually("a new snapshot", || {
+            let r = get(ds.addr, "/counters");
+            let t = r.header("etag")?.to_string();
+            (t != tag).then(|| (t, errors(&r.text())))
+        });
+        assert!(
+            cur.iter().zip(&prev).all(|(c, p)| c >= p),
+            "never decreases"
+        );
+        (tag, prev) = (new_tag, cur);
+    }
+    let zero = prev.iter().filter(|&&e| e == 0).count();
+    assert!(
+        zero >= 340,
+        "most switches count no errors: {zero} of 400 at 0"
+    );
 }
 
 #[test]
