@@ -67,11 +67,15 @@ impl Breaker {
         self.state
     }
 
-    /// When the next request may go upstream: now unless open.
-    pub fn ready_at(&self, now: Instant) -> Instant {
+    /// When the next request may go upstream, given when the backoff would
+    /// send it: then, unless the breaker is open, in which case exactly when
+    /// its cooldown ends. The cooldown replaces the backoff (which, after
+    /// many failures, may be far longer): an open breaker probes once its
+    /// cooldown has passed, not later.
+    pub fn ready_at(&self, after_backoff: Instant) -> Instant {
         match self.state {
-            State::Open { until } => until.max(now),
-            _ => now,
+            State::Open { until } => until,
+            _ => after_backoff,
         }
     }
 
@@ -139,6 +143,8 @@ mod tests {
         let opened = b.on_failure(3, t0).unwrap();
         assert_eq!((opened.from, opened.to), ("closed", "open"));
         assert_eq!(b.ready_at(t0), t0 + cool);
+        // A backoff longer than the cooldown does not delay the probe.
+        assert_eq!(b.ready_at(t0 + Duration::from_secs(27)), t0 + cool);
         assert_eq!(b.before_poll(t0 + Duration::from_secs(9)), None);
         let probe = b.before_poll(t0 + cool).unwrap();
         assert_eq!((probe.from, probe.to), ("open", "half_open"));

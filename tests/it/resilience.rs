@@ -46,6 +46,55 @@ fn failed_polls_back_off_with_jitter_under_the_cap() {
 }
 
 #[test]
+fn an_open_breaker_probes_when_its_cooldown_ends_whatever_the_backoff() {
+    // Backoff after two failures: up to 2 s x 2^2 = 8 s; the cooldown is
+    // 300 ms. The probe must follow the cooldown, not the backoff.
+    let up = FakeUpstream::start(Script::csv("\"g1\"", CSV));
+    let ms = metrics_server(
+        &up.url(),
+        &[
+            "--poll-ms",
+            "2000",
+            "--poll-backoff-max-ms",
+            "60000",
+            "--breaker-failures",
+            "2",
+            "--breaker-cooldown-ms",
+            "300",
+        ],
+    );
+    serving(&ms);
+    up.set(Script::status(503));
+    // The number of breaker transitions `from` -> `to` logged so far.
+    let count = |from: &str, to: &str| {
+        ms.logs()
+            .iter()
+            .filter(|v| v["event"] == "poll.breaker" && v["from"] == from && v["to"] == to)
+            .count()
+    };
+    for round in 0..3 {
+        // Opened: by the failures (round 0), then by each failed probe.
+        let (from, times) = if round == 0 {
+            ("closed", 1)
+        } else {
+            ("half_open", round)
+        };
+        eventually("the breaker open", || {
+            (count(from, "open") >= times).then_some(())
+        });
+        let opened = Instant::now();
+        eventually("a probe", || {
+            (count("open", "half_open") > round).then_some(())
+        });
+        let waited = opened.elapsed();
+        assert!(
+            waited < Duration::from_millis(1500),
+            "round {round}: probe {waited:?} after opening (cooldown 300 ms)"
+        );
+    }
+}
+
+#[test]
 fn the_breaker_opens_holds_off_and_closes_and_ready_follows() {
     let up = FakeUpstream::start(Script::csv("\"g1\"", CSV));
     let ms = metrics_server(
