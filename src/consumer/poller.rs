@@ -17,6 +17,7 @@ use super::config::Resilience;
 use super::snapshot::{self, Limits, Origin, Snapshot};
 use crate::auth::Token;
 use crate::clock;
+use crate::json;
 use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
 
@@ -168,6 +169,27 @@ impl Poller {
                 let Some(current) = self.state.store.load() else {
                     return Err(PollError::UnexpectedNotModified);
                 };
+                // A producer that restarts its tags (the original one
+                // counts from 1 again) may answer 304 to a tag that now
+                // names other data: its snapshot time tells. Fetch again,
+                // unconditionally (once: no tag is sent this time).
+                let ts = response
+                    .headers()
+                    .get("x-snapshot-ts")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(snapshot_ts_ms);
+                if let (Some(tag), Some(ts)) = (self.etag.take(), ts) {
+                    if Some(ts) != current.producer_ts_ms() {
+                        Event::new(Level::Warn, "poll.tag_reused")
+                            .str("etag", json::clip(&tag, 128))
+                            .uint("held_ts_ms", current.producer_ts_ms().unwrap_or(0))
+                            .uint("ts_ms", ts)
+                            .emit();
+                        drop(response);
+                        return self.poll_once();
+                    }
+                    self.etag = Some(tag);
+                }
                 current.confirm(clock::epoch_ms());
                 return Ok(Outcome::NotModified);
             }

@@ -495,6 +495,11 @@ impl Snapshot {
         &self.origin.id
     }
 
+    /// The producer's `X-Snapshot-Ts` for this snapshot, if it sent one.
+    pub fn producer_ts_ms(&self) -> Option<u64> {
+        self.origin.producer_ts_ms
+    }
+
     pub fn rows(&self) -> usize {
         self.ids.len()
     }

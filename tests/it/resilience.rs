@@ -46,6 +46,30 @@ fn failed_polls_back_off_with_jitter_under_the_cap() {
 }
 
 #[test]
+fn a_reused_tag_with_another_snapshot_time_is_fetched_again() {
+    // A producer restarted: tag "2" again, but other data from another time.
+    let up = FakeUpstream::start(
+        Script::csv("\"2\"", CSV).with_header("X-Snapshot-Ts", "1796000000000"),
+    );
+    let ms = metrics_server(&up.url(), &["--poll-ms", "50"]);
+    serving(&ms);
+    let fresh = "switch_id,a,b\nsw-000,7,8\n";
+    up.set(Script::csv("\"2\"", fresh).with_header("X-Snapshot-Ts", "1796000005000"));
+    let reused = ms.wait_log(|v| v["event"] == "poll.tag_reused");
+    assert_eq!(reused["held_ts_ms"], 1796000000000u64);
+    assert_eq!(reused["ts_ms"], 1796000005000u64);
+    eventually("the new data served", || {
+        let v = get(ms.addr, "/telemetry/ListMetrics").json();
+        (v["items"][0]["a"] == 7).then_some(())
+    });
+    // Then polls go on with the tag again, and 304s confirm the new data.
+    eventually("a conditional poll answered 304", || {
+        let v = get(ms.addr, "/stats").json();
+        (v["poll"]["not_modified_304"].as_u64()? > 0).then_some(())
+    });
+}
+
+#[test]
 fn an_open_breaker_probes_when_its_cooldown_ends_whatever_the_backoff() {
     // Backoff after two failures: up to 2 s x 2^2 = 8 s; the cooldown is
     // 300 ms. The probe must follow the cooldown, not the backoff.
