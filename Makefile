@@ -46,7 +46,8 @@ static:
 	$(CARGO) build --release --locked --bins --target $(MUSL) --target-dir target
 	@for b in data_server metrics_server; do \
 	  f=target/$(MUSL)/release/$$b; \
-	  printf '%-16s %8s bytes  %s\n' $$b $$(stat -c %s $$f) "$$(file -b $$f 2>/dev/null | cut -d, -f1-2)"; \
+	  printf '%-16s %8s bytes  %s, %s\n' $$b $$(stat -c %s $$f) "$$(file -b $$f 2>/dev/null | cut -d, -f1-2)" \
+	    "$$(file -b $$f 2>/dev/null | grep -o 'static-pie linked\|statically linked\|dynamically linked' | head -n1)"; \
 	done
 
 FUZZ_SECONDS ?= 60

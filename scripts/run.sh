@@ -18,7 +18,8 @@ load_defaults() {
 load_defaults .env
 load_defaults .env.example
 
-cargo build --release --quiet --bins
+# Not quiet: the first build takes a minute, and shows its progress.
+cargo build --release --bins
 
 pids=()
 stop() {

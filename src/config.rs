@@ -226,22 +226,40 @@ impl<T> Spec<T> {
             self.about,
             self.bin
         );
-        out.push_str(&format!("  {:<22} {:<22} {}\n", "FLAG", "ENV", "DEFAULT"));
+        // Columns as wide as the longest flag and variable name.
+        let flag_w = self
+            .all()
+            .map(|k| k.flag.len() + 2)
+            .max()
+            .unwrap_or(0)
+            .max(13);
+        let env_w = self.all().map(|k| k.env.len()).max().unwrap_or(0);
+        out.push_str(&format!(
+            "  {:<flag_w$} {:<env_w$} DEFAULT\n",
+            "FLAG", "ENV"
+        ));
         for k in self.all() {
             let default = if k.default.is_empty() {
                 "(unset)"
             } else {
                 k.default
             };
+            let flag = format!("--{}", k.flag);
             out.push_str(&format!(
-                "  --{:<20} {:<22} {}\n      {}\n",
-                k.flag, k.env, default, k.help
+                "  {flag:<flag_w$} {:<env_w$} {default}\n      {}\n",
+                k.env, k.help
             ));
         }
-        out.push_str(
-            "  -h, --help             print this help\n  -V, --version          print the version\n  \
-             --probe URL            GET URL, exit 0 on 2xx else 1 (container health checks)\n",
-        );
+        for (flag, what) in [
+            ("-h, --help", "print this help"),
+            ("-V, --version", "print the version"),
+            (
+                "--probe URL",
+                "GET URL, exit 0 on 2xx else 1 (container health checks)",
+            ),
+        ] {
+            out.push_str(&format!("  {flag:<flag_w$} {what}\n"));
+        }
         out
     }
 }

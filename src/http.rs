@@ -78,6 +78,34 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The query string as `http.access` logs it: at most 256 bytes, and
+    /// the value of any parameter whose name suggests a secret (token, key,
+    /// password, secret, auth, signature) replaced by `REDACTED`.
+    pub fn loggable_query(&self) -> String {
+        const SECRETS: [&str; 6] = ["token", "key", "pass", "secret", "auth", "sig"];
+        let mut out = String::new();
+        for pair in self.query.split('&') {
+            if out.len() > 256 {
+                break;
+            }
+            if !out.is_empty() {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((name, _))
+                    if SECRETS
+                        .iter()
+                        .any(|s| name.to_ascii_lowercase().contains(s)) =>
+                {
+                    out.push_str(name);
+                    out.push_str("=REDACTED");
+                }
+                _ => out.push_str(pair),
+            }
+        }
+        json::clip(&out, 256).to_string()
+    }
+
     /// GET or HEAD: the only methods our endpoints serve.
     pub fn is_read(&self) -> bool {
         self.method == "GET" || self.method == "HEAD"
@@ -320,6 +348,18 @@ mod tests {
         assert!(r.is_read());
         assert_eq!(r.header("if-none-match"), Some("\"a\""));
         assert!(!Request::new("POST", "/x").is_read());
+    }
+
+    #[test]
+    fn logged_queries_are_bounded_and_hide_secrets() {
+        let r = Request::get("/x?switch_id=sw-1&access_token=s3cret&API-Key=k&metric=a");
+        assert_eq!(
+            r.loggable_query(),
+            "switch_id=sw-1&access_token=REDACTED&API-Key=REDACTED&metric=a"
+        );
+        let long = Request::get(&format!("/x?a={}", "b".repeat(10_000)));
+        assert!(long.loggable_query().len() <= 256);
+        assert_eq!(Request::get("/x").loggable_query(), "");
     }
 
     #[test]

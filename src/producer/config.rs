@@ -54,7 +54,7 @@ pub static KNOBS: &[Knob] = &[
         env: "DATA_AUTH_TOKEN",
         flag: "auth-token",
         default: "",
-        help: "Bearer token /counters requires (unset: open). /health stays open.",
+        help: "Bearer token /counters and /metrics require (unset: open). /health stays open.",
     },
     Knob {
         env: "DATA_AUTH_TOKEN_FILE",

@@ -263,6 +263,7 @@ fn access_log(
     let mut event = Event::new(level, "http.access")
         .str("method", json::clip(&req.method, 32))
         .str("path", json::clip(&req.path, 256))
+        .str("query", &req.loggable_query())
         .uint("status", u64::from(status))
         .ms("duration_ms", elapsed)
         .uint("bytes", bytes as u64)

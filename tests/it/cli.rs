@@ -55,6 +55,17 @@ fn help_lists_every_knob_with_its_default() {
     for bin in [DATA_SERVER, METRICS_SERVER] {
         let (_, out, _) = run(bin, &["--help"], &[]);
         assert!(out.contains("MAX_CONNECTIONS_PER_IP") && out.contains("--max-connections-per-ip"));
+        // The ENV column starts at the same place on every knob's line,
+        // however long its flag.
+        let starts: std::collections::BTreeSet<usize> = out
+            .lines()
+            .filter(|l| l.starts_with("  --") && !l.contains("--probe"))
+            .map(|l| {
+                let after_flag = 2 + l[2..].find(' ').unwrap();
+                after_flag + l[after_flag..].find(|c: char| c != ' ').unwrap()
+            })
+            .collect();
+        assert_eq!(starts.len(), 1, "{bin} --help columns: {starts:?}\n{out}");
     }
     let (_, out, _) = run(DATA_SERVER, &["-h"], &[]);
     assert!(out.contains("9001") && out.contains("64"));

@@ -52,6 +52,9 @@ fn request_ids_are_echoed_or_made_and_logged() {
     let r = get_with(ms.addr, "/health", &[("X-Request-Id", "trace-42.a:b")]);
     assert_eq!(r.header("x-request-id"), Some("trace-42.a:b"));
     ms.wait_log(|v| v["event"] == "http.access" && v["request_id"] == "trace-42.a:b");
+    // The query is logged, without secrets.
+    get(ms.addr, "/health?token=t0p&probe=1");
+    ms.wait_log(|v| v["event"] == "http.access" && v["query"] == "token=REDACTED&probe=1");
     for hostile in ["", "has space", "<script>", &"x".repeat(65)] {
         let r = get_with(ms.addr, "/health", &[("X-Request-Id", hostile)]);
         let id = r.header("x-request-id").unwrap();
