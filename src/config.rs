@@ -100,7 +100,7 @@ pub struct Spec<T> {
     pub bin: &'static str,
     pub about: &'static str,
     /// Groups of knobs (the binary's own, then shared ones such as the HTTP
-    /// front's), listed in this order by `--help`.
+    /// layer's), listed in this order by `--help`.
     pub knobs: &'static [&'static [Knob]],
     pub build: fn(&Values) -> Result<T, Error>,
 }

@@ -247,16 +247,7 @@ fn one_address_cannot_take_every_connection() {
     let startup = ms.wait_log(|v| v["event"] == "startup");
     assert_eq!(startup["max_connections_per_ip"], 4);
     // Four connections from 127.0.0.1, each proven served.
-    let held: Vec<TcpStream> = (0..4)
-        .map(|_| {
-            let mut s = TcpStream::connect(ms.addr).unwrap();
-            s.set_read_timeout(Some(PATIENCE)).unwrap();
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
-            assert_eq!(read_reply(&mut s).status, 200);
-            s
-        })
-        .collect();
+    let held = hold_served(ms.addr, 4);
     let over = raw(ms.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(over.status, 503);
     assert_eq!(

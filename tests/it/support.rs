@@ -301,6 +301,27 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
         .unwrap_or_else(|| panic!("unparsable answer: {:?}", String::from_utf8_lossy(&buf)))
 }
 
+/// A connection to `addr` whose reads give up after [`PATIENCE`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// `n` keep-alive connections held open, each proven served (so the
+/// server counts each one): a `GET /health` answered 200 on every one.
+pub fn hold_served(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = connect(addr);
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_reply(&mut s).status, 200);
+            s
+        })
+        .collect()
+}
+
 /// Reads one answer with a Content-Length from a connection that stays open;
 /// `None` if the connection ends first.
 pub fn try_read_reply(s: &mut TcpStream) -> Option<Reply> {

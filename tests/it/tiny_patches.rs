@@ -247,14 +247,12 @@ fn a_huge_declared_body_is_drained_not_allocated() {
     // dropping the request drains it through a small buffer (0.12
     // allocated the declared length, and the process aborted).
     let (addr, _server) = serve(Limits::default());
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut s = connect(addr);
     s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\nabc")
         .unwrap();
     assert_eq!(read_reply(&mut s).status, 200);
     drop(s);
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut s = connect(addr);
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     assert_eq!(read_reply(&mut s).status, 200);
 }
@@ -262,8 +260,7 @@ fn a_huge_declared_body_is_drained_not_allocated() {
 #[test]
 fn a_small_body_after_100_continue_is_read_with_the_head() {
     let (addr, _server) = serve(Limits::default());
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut s = connect(addr);
     s.write_all(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
         .unwrap();
     let mut interim = [0u8; 25];
@@ -381,19 +378,16 @@ fn the_server_can_end_a_connection_and_says_so() {
         read_reply(s).header("connection").map(str::to_string)
     };
     // The third request of a connection is its last, and says so.
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut s = connect(addr);
     let said: Vec<_> = (0..3).map(|_| connection(&mut s, "/")).collect();
     assert_eq!(said, [None, None, Some("close".to_string())]);
     assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0, "then it ends");
     // An answer carrying `Connection: close` keeps it, and ends it.
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut s = connect(addr);
     assert_eq!(connection(&mut s, "/bye").as_deref(), Some("close"));
     assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0, "then it ends");
     // HTTP/1.0 with keep-alive is told that it holds.
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut s = connect(addr);
     s.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         .unwrap();
     assert_eq!(read_reply(&mut s).header("connection"), Some("keep-alive"));
@@ -413,8 +407,7 @@ fn a_large_answer_in_pieces_does_not_wait_for_delayed_acks() {
             None,
         ));
     });
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut s = connect(addr);
     let t = Instant::now();
     for _ in 0..25 {
         s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
@@ -433,19 +426,6 @@ fn a_large_answer_in_pieces_does_not_wait_for_delayed_acks() {
         "{:?}",
         t.elapsed()
     );
-}
-
-/// Holds `n` connections, each proven served (so each is counted).
-fn hold(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
-    (0..n)
-        .map(|_| {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(PATIENCE)).unwrap();
-            s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-            assert_eq!(read_reply(&mut s).status, 200);
-            s
-        })
-        .collect()
 }
 
 #[test]
@@ -467,7 +447,7 @@ fn connections_over_a_cap_get_503_and_the_cap_frees_up() {
         ),
     ] {
         let (addr, _server) = serve(limits);
-        let mut held = hold(addr, 3);
+        let mut held = hold_served(addr, 3);
         let over = raw(addr, b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(over.status, 503, "{why}");
         assert_eq!(over.json()["error"], why);
@@ -496,8 +476,7 @@ fn inline_handlers_run_on_the_connection_thread_and_a_panic_ends_only_its_connec
     let r = raw(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
     assert!(server.try_recv().unwrap().is_none(), "nothing queued");
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut s = connect(addr);
     s.write_all(b"GET /panic HTTP/1.1\r\n\r\n").unwrap();
     // The request, dropped unanswered, says 500; then the connection ends.
     assert_eq!(read_reply(&mut s).status, 500);
