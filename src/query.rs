@@ -14,6 +14,11 @@ pub enum Error {
     BadEscape,
     /// The decoded bytes are not UTF-8.
     NotUtf8,
+    /// A parameter the endpoint does not take (decoded, clipped), and the
+    /// ones it does.
+    Unknown(String, &'static [&'static str]),
+    /// A parameter given more than once.
+    Repeated(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -21,6 +26,18 @@ impl fmt::Display for Error {
         match self {
             Error::BadEscape => write!(f, "malformed query string: bad %-escape"),
             Error::NotUtf8 => write!(f, "malformed query string: not UTF-8"),
+            Error::Unknown(name, []) => {
+                write!(
+                    f,
+                    "unknown query parameter: {name} (this endpoint takes none)"
+                )
+            }
+            Error::Unknown(name, known) => write!(
+                f,
+                "unknown query parameter: {name} (want one of {})",
+                known.join(", ")
+            ),
+            Error::Repeated(name) => write!(f, "repeated query parameter: {name}"),
         }
     }
 }
@@ -87,6 +104,31 @@ pub fn pairs(query: &str) -> Result<Vec<Pair<'_>>, Error> {
         .collect()
 }
 
+/// The pairs of `query` for an endpoint that takes the parameters `known`:
+/// each name known and given at most once, else an error naming it (a
+/// misspelt `feilds=` must not quietly answer as if it were absent).
+/// Names are matched exactly; values are decoded but not interpreted.
+pub fn strict<'a>(
+    query: &'a str,
+    known: &'static [&'static str],
+) -> Result<Vec<(&'static str, Cow<'a, str>)>, Error> {
+    let mut out: Vec<(&'static str, Cow<'a, str>)> = Vec::new();
+    for (name, value) in pairs(query)? {
+        let Some(&known_name) = known.iter().find(|k| **k == name) else {
+            let mut clipped: String = name.chars().take(64).collect();
+            if clipped.len() < name.len() {
+                clipped.push('…');
+            }
+            return Err(Error::Unknown(clipped, known));
+        };
+        if out.iter().any(|(k, _)| *k == known_name) {
+            return Err(Error::Repeated(known_name));
+        }
+        out.push((known_name, value));
+    }
+    Ok(out)
+}
+
 /// The first value of `name`, decoded. The whole query is checked, so a bad
 /// escape anywhere is an error even if `name` itself is fine.
 pub fn param<'a>(query: &'a str, name: &str) -> Result<Option<Cow<'a, str>>, Error> {
@@ -120,6 +162,42 @@ mod tests {
         assert_eq!(param("", "x").unwrap(), None);
         assert_eq!(param("a=%zz&x=1", "x").unwrap_err(), Error::BadEscape);
         assert_eq!(param("sw%5Fid=1", "sw_id").unwrap().as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn strict_refuses_unknown_and_repeated_names() {
+        const KNOWN: &[&str] = &["switch_id", "metric"];
+        let got = strict("metric=a%2Cb&switch_id=sw-1&&", KNOWN).unwrap();
+        assert_eq!(
+            got,
+            [("metric", "a,b".into()), ("switch_id", "sw-1".into())]
+        );
+        assert!(strict("", KNOWN).unwrap().is_empty());
+        let err = |q: &str, known| strict(q, known).unwrap_err().to_string();
+        assert_eq!(
+            err("feilds=a", KNOWN),
+            "unknown query parameter: feilds (want one of switch_id, metric)"
+        );
+        assert_eq!(
+            err("x", &[]),
+            "unknown query parameter: x (this endpoint takes none)"
+        );
+        assert_eq!(
+            err("metric=a&switch_id=b&metric=a", KNOWN),
+            "repeated query parameter: metric"
+        );
+        // Names are decoded before they are looked up, and clipped after.
+        assert!(strict("switch%5Fid=1", KNOWN).is_ok());
+        assert_eq!(
+            err("Metric=1", KNOWN),
+            "unknown query parameter: Metric (want one of switch_id, metric)"
+        );
+        let long = "n".repeat(500);
+        assert!(err(&long, &[]).len() < 120);
+        assert_eq!(
+            err("a=%zz&b=1", &[]),
+            "malformed query string: bad %-escape"
+        );
     }
 
     #[test]

@@ -1,30 +1,40 @@
-//! `ListMetrics` filtering, paging and CSV output: the query parameters a
-//! shell user reaches for (`fields=`, `switch_id=`, `switch_prefix=`,
-//! `limit=`, `offset=`, `format=` or `Accept: text/csv`), parsed into a
-//! [`Filter`], checked against a snapshot, and rendered per request as JSON
-//! or CSV in O(rows × chosen fields). A request with none of these
-//! parameters never comes here: it gets the snapshot's pre-rendered body;
-//! one asking for the whole table as CSV gets the snapshot's shared CSV.
+//! `ListMetrics` filtering, sorting, paging and CSV output: the query
+//! parameters a shell user reaches for (`fields=`, `switch_id=`,
+//! `switch_prefix=`, `where=`, `sort=`, `limit=`, `offset=`, `format=` or
+//! `Accept: text/csv`), parsed into a [`Filter`], checked against a
+//! snapshot, and rendered per request as JSON or CSV. A request with none
+//! of these parameters never comes here: it gets the snapshot's
+//! pre-rendered body; one asking for the whole table as CSV gets the
+//! snapshot's shared CSV. The SSE stream takes the same parameters.
 //!
 //! The rules, each answered 400 with `{"error":"…"}` naming the bad value
 //! when broken:
+//! - Every parameter at most once; any other name is refused
+//!   ([`query::strict`]), so a misspelt `feilds=` cannot quietly answer
+//!   with the whole table. Comma lists are split after percent-decoding
+//!   (`sw-001%2Csw-003` is two ids, as most HTTP clients encode them).
 //! - `fields=a,b` keeps those fields, in that order (`switch_id` always
 //!   comes first; naming it is allowed and changes nothing). Unknown,
 //!   repeated or empty names are refused.
-//! - `switch_id=a,b` keeps those switches, in upstream row order; ids the
-//!   snapshot lacks are simply absent (`total` says how many matched).
-//!   `switch_prefix=p` keeps ids starting with `p`; both together intersect.
-//! - `limit` (1..=100000) and `offset` (≥ 0) page through what matched;
-//!   `total` counts the matches before paging, `next_offset` is where the
-//!   next page starts (`null` on the last one).
-//! - `format=csv`, or `Accept: text/csv` without `format=json`, answers
-//!   CSV: `switch_id,<fields…>` then one row per item, with `X-Total-Count`
-//!   (and `X-Next-Offset` when there is a next page) for paging.
-//!
-//! List parameters (`fields`, `switch_id`) may be repeated and their lists
-//! are joined; any other known parameter given twice is refused. Unknown
-//! parameters are ignored, as `GetMetric` ignores them.
+//! - `switch_id=a,b` keeps those switches; ids the snapshot lacks are
+//!   simply absent (`total` says how many matched). `switch_prefix=p`
+//!   keeps ids starting with `p`; both together intersect.
+//! - `where=<field><op><number>[,…]`, op one of `>` `>=` `<` `<=` `==`
+//!   `!=`: keeps the rows where every condition holds (values compared as
+//!   numbers).
+//! - `sort=<field>` ascending, `sort=-<field>` descending, ties in row
+//!   order; `sort=switch_id` orders by id (byte order). Without it, rows
+//!   keep the upstream order.
+//! - `limit` (1..=100000) and `offset` (≥ 0) page through what matched,
+//!   after filtering and sorting; `total` counts the matches before
+//!   paging, `next_offset` is where the next page starts (`null` on the
+//!   last one).
+//! - `format=csv|json` (any case), or `Accept: text/csv` without
+//!   `format=json`, answers CSV: `switch_id,<fields…>` then one row per
+//!   item, with `X-Total-Count` (and `X-Next-Offset` when there is a next
+//!   page) for paging.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use super::snapshot::Snapshot;
@@ -36,13 +46,24 @@ use crate::query;
 /// The largest page a client may ask for.
 pub const MAX_LIMIT: usize = 100_000;
 
+/// Every parameter `ListMetrics` and the stream take.
+pub const PARAMS: &[&str] = &[
+    "fields",
+    "switch_id",
+    "switch_prefix",
+    "where",
+    "sort",
+    "limit",
+    "offset",
+    "format",
+];
+
 /// Why a `ListMetrics` query was refused. Every one is a 400.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
-    /// The query string itself is malformed (a bad `%`-escape, not UTF-8).
+    /// The query string is malformed (a bad `%`-escape, not UTF-8), or
+    /// names a parameter twice or one that does not exist.
     Query(query::Error),
-    /// A single-valued parameter given more than once.
-    Repeated(&'static str),
     /// A parameter given with an empty value (`limit=`).
     Empty(&'static str),
     /// A comma list with an empty element (`fields=a,,b`); the whole value.
@@ -53,8 +74,12 @@ pub enum Error {
     Offset(String),
     /// `format` is neither `json` nor `csv`.
     Format(String),
-    /// A name in `fields` the snapshot does not have.
-    UnknownField(String),
+    /// `sort` names no field (`sort=-`).
+    Sort(String),
+    /// A `where` condition that is not `<field><op><number>`.
+    Where(String),
+    /// A name the snapshot does not have, in `fields`, `sort` or `where`.
+    UnknownField { param: &'static str, name: String },
     /// A name given twice in `fields`.
     DuplicateField(String),
 }
@@ -63,7 +88,6 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Query(e) => write!(f, "{e}"),
-            Error::Repeated(p) => write!(f, "repeated query parameter: {p}"),
             Error::Empty(p) => write!(f, "empty query parameter: {p}"),
             Error::EmptyElement { param, value } => {
                 write!(f, "empty element in {param}: {}", clip(value))
@@ -79,7 +103,19 @@ impl fmt::Display for Error {
                 clip(v)
             ),
             Error::Format(v) => write!(f, "invalid format: {} (want json or csv)", clip(v)),
-            Error::UnknownField(v) => write!(f, "unknown field: {}", clip(v)),
+            Error::Sort(v) => write!(f, "invalid sort: {} (want <field> or -<field>)", clip(v)),
+            Error::Where(v) => write!(
+                f,
+                "invalid where: {} (want <field><op><number>, op one of > >= < <= == !=)",
+                clip(v)
+            ),
+            Error::UnknownField {
+                param: "fields",
+                name,
+            } => write!(f, "unknown field: {}", clip(name)),
+            Error::UnknownField { param, name } => {
+                write!(f, "unknown field in {param}: {}", clip(name))
+            }
             Error::DuplicateField(v) => write!(f, "duplicate field: {}", clip(v)),
         }
     }
@@ -111,6 +147,84 @@ pub enum Format {
     Csv,
 }
 
+/// A comparison in a `where` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl Op {
+    /// The operators, two-character ones first so that `>=` is not read
+    /// as `>` followed by `=5`.
+    const ALL: [(&'static str, Op); 6] = [
+        (">=", Op::Ge),
+        ("<=", Op::Le),
+        ("==", Op::Eq),
+        ("!=", Op::Ne),
+        (">", Op::Gt),
+        ("<", Op::Lt),
+    ];
+
+    fn holds(self, value: f64, bound: f64) -> bool {
+        match self {
+            Op::Gt => value > bound,
+            Op::Ge => value >= bound,
+            Op::Lt => value < bound,
+            Op::Le => value <= bound,
+            Op::Eq => value == bound,
+            Op::Ne => value != bound,
+        }
+    }
+}
+
+/// One `where` condition: `field op value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub field: String,
+    pub op: Op,
+    pub value: f64,
+}
+
+impl Condition {
+    /// Reads `<field><op><number>`: the field runs up to the first
+    /// operator character, the number is finite.
+    fn parse(text: &str) -> Result<Condition, Error> {
+        let bad = || Error::Where(text.to_string());
+        let at = text
+            .find(['<', '>', '=', '!'])
+            .filter(|&i| i > 0)
+            .ok_or_else(bad)?;
+        let (field, rest) = text.split_at(at);
+        let (op, number) = Op::ALL
+            .iter()
+            .find_map(|(s, op)| rest.strip_prefix(s).map(|n| (*op, n)))
+            .ok_or_else(bad)?;
+        let value = number
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(bad)?;
+        Ok(Condition {
+            field: field.to_string(),
+            op,
+            value,
+        })
+    }
+}
+
+/// What `sort` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sort {
+    /// A field name, or `switch_id`.
+    pub key: String,
+    pub descending: bool,
+}
+
 /// What a `ListMetrics` request asks for. `None` means "not given".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
@@ -119,6 +233,9 @@ pub struct Filter {
     /// Exact switch ids to keep.
     pub switch_ids: Option<Vec<String>>,
     pub switch_prefix: Option<String>,
+    /// Conditions every row kept meets.
+    pub conditions: Option<Vec<Condition>>,
+    pub sort: Option<Sort>,
     pub limit: Option<usize>,
     pub offset: Option<usize>,
     pub format: Format,
@@ -143,81 +260,88 @@ impl Filter {
         Ok(filter)
     }
 
-    /// The filter and the `format` given, if any. List values are split on
-    /// the raw commas before decoding, so `%2C` is a comma inside an id.
+    /// The filter and the `format` given, if any.
     fn read(query: &str) -> Result<(Filter, Option<Format>), Error> {
         let mut filter = Filter::default();
         let mut format: Option<Format> = None;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = query::decode(name)?;
-            match &*name {
+        for (name, value) in query::strict(query, PARAMS)? {
+            if value.is_empty() {
+                return Err(Error::Empty(name));
+            }
+            match name {
                 "fields" => {
-                    let list = filter.fields.get_or_insert_with(Vec::new);
-                    for f in split_list("fields", raw)? {
-                        if f == "switch_id" {
-                            continue;
-                        }
-                        list.push(f);
+                    let list = split_list("fields", &value)?;
+                    filter.fields = Some(list.into_iter().filter(|f| f != "switch_id").collect());
+                }
+                "switch_id" => filter.switch_ids = Some(split_list("switch_id", &value)?),
+                "switch_prefix" => filter.switch_prefix = Some(value.into_owned()),
+                "where" => {
+                    let list = split_list("where", &value)?;
+                    let conditions = list.iter().map(|c| Condition::parse(c));
+                    filter.conditions = Some(conditions.collect::<Result<_, _>>()?);
+                }
+                "sort" => {
+                    let (descending, key) = match value.strip_prefix('-') {
+                        Some(key) => (true, key),
+                        None => (false, &*value),
+                    };
+                    if key.is_empty() {
+                        return Err(Error::Sort(value.into_owned()));
                     }
-                }
-                "switch_id" => {
-                    let list = filter.switch_ids.get_or_insert_with(Vec::new);
-                    list.extend(split_list("switch_id", raw)?);
-                }
-                "switch_prefix" => {
-                    let value = single("switch_prefix", raw, filter.switch_prefix.is_some())?;
-                    filter.switch_prefix = Some(value);
+                    let key = key.to_string();
+                    filter.sort = Some(Sort { key, descending });
                 }
                 "limit" => {
-                    let value = single("limit", raw, filter.limit.is_some())?;
                     let limit = uint(&value)
                         .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or(Error::Limit(value))?;
+                        .ok_or_else(|| Error::Limit(value.to_string()))?;
                     filter.limit = Some(limit);
                 }
                 "offset" => {
-                    let value = single("offset", raw, filter.offset.is_some())?;
-                    filter.offset = Some(uint(&value).ok_or(Error::Offset(value))?);
+                    let offset = uint(&value).ok_or_else(|| Error::Offset(value.to_string()))?;
+                    filter.offset = Some(offset);
                 }
-                "format" => {
-                    let value = single("format", raw, format.is_some())?;
-                    format = Some(match value.as_str() {
-                        "json" => Format::Json,
-                        "csv" => Format::Csv,
-                        _ => return Err(Error::Format(value)),
-                    });
-                }
-                // Unknown parameters are ignored, but must still decode.
                 _ => {
-                    query::decode(raw)?;
+                    format = Some(if value.eq_ignore_ascii_case("json") {
+                        Format::Json
+                    } else if value.eq_ignore_ascii_case("csv") {
+                        Format::Csv
+                    } else {
+                        return Err(Error::Format(value.into_owned()));
+                    });
                 }
             }
         }
         Ok((filter, format))
     }
 
-    /// True if no filter or paging parameter was given: the answer is the
-    /// whole table, which JSON clients get pre-rendered.
+    /// True if no filter, sort or paging parameter was given: the answer is
+    /// the whole table, which is pre-rendered.
     pub fn is_whole_table(&self) -> bool {
         self.fields.is_none()
             && self.switch_ids.is_none()
             && self.switch_prefix.is_none()
+            && self.conditions.is_none()
+            && self.sort.is_none()
             && self.limit.is_none()
             && self.offset.is_none()
     }
 
     /// Checks the filter against `snap` and picks the page it asks for.
     pub fn select(&self, snap: &Snapshot) -> Result<Page, Error> {
+        let column = |param: &'static str, name: &str| {
+            snap.column(name).ok_or_else(|| Error::UnknownField {
+                param,
+                name: name.to_string(),
+            })
+        };
         let columns = match &self.fields {
             None => (0..snap.fields.len()).collect(),
             Some(names) => {
                 let mut taken = vec![false; snap.fields.len()];
                 let mut columns = Vec::with_capacity(names.len());
                 for name in names {
-                    let col = snap
-                        .column(name)
-                        .ok_or_else(|| Error::UnknownField(name.clone()))?;
+                    let col = column("fields", name)?;
                     if std::mem::replace(&mut taken[col], true) {
                         return Err(Error::DuplicateField(name.clone()));
                     }
@@ -226,31 +350,61 @@ impl Filter {
                 columns
             }
         };
+        let conditions = match &self.conditions {
+            None => Vec::new(),
+            Some(list) => list
+                .iter()
+                .map(|c| Ok((column("where", &c.field)?, c.op, c.value)))
+                .collect::<Result<Vec<_>, Error>>()?,
+        };
+        // The sort column; `None` inside for the switch id.
+        let sort = match &self.sort {
+            None => None,
+            Some(s) if s.key == "switch_id" => Some((None, s.descending)),
+            Some(s) => Some((Some(column("sort", &s.key)?), s.descending)),
+        };
+        let prefix = self.switch_prefix.as_deref();
+        let keep = |row: usize| {
+            prefix.is_none_or(|p| snap.switch_id(row).starts_with(p))
+                && conditions
+                    .iter()
+                    .all(|&(col, op, bound)| op.holds(snap.value(row, col), bound))
+        };
+        let candidates: Box<dyn Iterator<Item = usize>> = match &self.switch_ids {
+            None => Box::new(0..snap.rows()),
+            Some(ids) => {
+                let mut rows: Vec<usize> = ids.iter().filter_map(|id| snap.row(id)).collect();
+                rows.sort_unstable();
+                rows.dedup();
+                Box::new(rows.into_iter())
+            }
+        };
         let offset = self.offset.unwrap_or(0);
         let end = self.limit.map_or(usize::MAX, |l| offset.saturating_add(l));
-        let prefix = self.switch_prefix.as_deref();
         let mut page = Page {
             columns,
             rows: Vec::new(),
             total: 0,
             next_offset: None,
         };
-        let mut visit = |row: usize| {
-            if prefix.is_some_and(|p| !snap.switch_id(row).starts_with(p)) {
-                return;
+        match sort {
+            // Upstream order: count the matches, keep the page's.
+            None => {
+                for row in candidates.filter(|&r| keep(r)) {
+                    if (offset..end).contains(&page.total) {
+                        page.rows.push(row);
+                    }
+                    page.total += 1;
+                }
             }
-            if (offset..end).contains(&page.total) {
-                page.rows.push(row);
-            }
-            page.total += 1;
-        };
-        match &self.switch_ids {
-            None => (0..snap.rows()).for_each(&mut visit),
-            Some(ids) => {
-                let mut rows: Vec<usize> = ids.iter().filter_map(|id| snap.row(id)).collect();
-                rows.sort_unstable();
-                rows.dedup();
-                rows.into_iter().for_each(&mut visit);
+            Some((key, descending)) => {
+                let mut rows: Vec<usize> = candidates.filter(|&r| keep(r)).collect();
+                sort_rows(snap, &mut rows, key, descending);
+                page.total = rows.len();
+                let end = end.min(rows.len());
+                if offset < end {
+                    page.rows = rows[offset..end].to_vec();
+                }
             }
         }
         if end < page.total {
@@ -285,34 +439,32 @@ impl Filter {
     }
 }
 
-/// The decoded elements of a raw comma list, refusing an empty one.
-fn split_list(param: &'static str, raw: &str) -> Result<Vec<String>, Error> {
-    let mut out = Vec::new();
-    for element in raw.split(',') {
-        let element = query::decode(element)?;
-        if element.is_empty() {
-            let value = query::decode(raw)?.into_owned();
-            return Err(if raw.is_empty() {
-                Error::Empty(param)
-            } else {
-                Error::EmptyElement { param, value }
-            });
+/// Sorts `rows` (in row order) by the column `key` (`None`: the switch
+/// id), stably, so ties keep row order either way.
+fn sort_rows(snap: &Snapshot, rows: &mut Vec<usize>, key: Option<usize>, descending: bool) {
+    let directed = |o: Ordering| if descending { o.reverse() } else { o };
+    match key {
+        None => rows.sort_by(|&a, &b| directed(snap.switch_id(a).cmp(snap.switch_id(b)))),
+        Some(col) => {
+            // Each value read once; values are finite, so they all compare.
+            let mut keyed: Vec<(f64, usize)> =
+                rows.iter().map(|&r| (snap.value(r, col), r)).collect();
+            keyed.sort_by(|a, b| directed(a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal)));
+            *rows = keyed.into_iter().map(|(_, r)| r).collect();
         }
-        out.push(element.into_owned());
     }
-    Ok(out)
 }
 
-/// The decoded value of a parameter that may appear once and not be empty.
-fn single(param: &'static str, raw: &str, seen: bool) -> Result<String, Error> {
-    if seen {
-        return Err(Error::Repeated(param));
+/// The elements of a decoded comma list, refusing an empty one.
+fn split_list(param: &'static str, value: &str) -> Result<Vec<String>, Error> {
+    let out: Vec<String> = value.split(',').map(str::to_string).collect();
+    if out.iter().any(String::is_empty) {
+        return Err(Error::EmptyElement {
+            param,
+            value: value.to_string(),
+        });
     }
-    let value = query::decode(raw)?;
-    if value.is_empty() {
-        return Err(Error::Empty(param));
-    }
-    Ok(value.into_owned())
+    Ok(out)
 }
 
 /// Plain decimal digits (no sign, no spaces) as a `usize`.
@@ -487,7 +639,7 @@ mod tests {
 
     #[test]
     fn no_parameters_is_the_whole_table() {
-        for q in ["", "format=json", "format=csv", "foo=1&bar", "&&"] {
+        for q in ["", "format=json", "format=CSV", "&&"] {
             assert!(Filter::parse(q).unwrap().is_whole_table(), "{q}");
         }
         for q in [
@@ -496,6 +648,8 @@ mod tests {
             "switch_prefix=s",
             "limit=1",
             "offset=0",
+            "sort=a",
+            "where=a>1",
         ] {
             assert!(!Filter::parse(q).unwrap().is_whole_table(), "{q}");
         }
@@ -512,15 +666,15 @@ mod tests {
         // switch_id is always first; naming it changes nothing.
         assert_eq!(select("fields=switch_id,b").unwrap().columns, [1]);
         assert!(select("fields=switch_id").unwrap().columns.is_empty());
-        // Repeated `fields` parameters are one list.
-        assert_eq!(select("fields=b&fields=a").unwrap().columns, [1, 0]);
+        // A comma list is split after decoding.
+        assert_eq!(select("fields=b%2Ca").unwrap().columns, [1, 0]);
+        assert_eq!(err("fields=b&fields=a"), "repeated query parameter: fields");
         assert_eq!(err("fields=a,nope"), "unknown field: nope");
         assert_eq!(err("fields=A"), "unknown field: A");
         assert_eq!(err("fields=a,,b"), "empty element in fields: a,,b");
         assert_eq!(err("fields=a,"), "empty element in fields: a,");
         assert_eq!(err("fields="), "empty query parameter: fields");
         assert_eq!(err("fields=a,b,a"), "duplicate field: a");
-        assert_eq!(err("fields=a&fields=a"), "duplicate field: a");
     }
 
     #[test]
@@ -543,12 +697,11 @@ mod tests {
             .select(&s)
             .unwrap();
         assert_eq!(ids(&s, &p), ["sw-001", "sw-010"]);
-        // A raw comma separates; `%2C` is a comma inside an id.
-        let p = Filter::parse("switch_id=core%2C1+%22x%22,sw-000")
-            .unwrap()
-            .select(&s)
-            .unwrap();
-        assert_eq!(ids(&s, &p), ["sw-000", "core,1 \"x\""]);
+        // Lists are split after decoding: `%2C` separates as `,` does
+        // (an id holding a comma is reached by switch_prefix).
+        let p = Filter::parse("switch_id=sw-010%2Csw-000").unwrap();
+        assert_eq!(p.switch_ids, Some(vec!["sw-010".into(), "sw-000".into()]));
+        assert_eq!(ids(&s, &p.select(&s).unwrap()), ["sw-000", "sw-010"]);
         let p = Filter::parse("switch_prefix=core%2C1")
             .unwrap()
             .select(&s)
@@ -559,6 +712,15 @@ mod tests {
             "malformed query string: bad %-escape"
         );
         assert_eq!(err("unknown=%zz"), "malformed query string: bad %-escape");
+        assert_eq!(
+            err("feilds=a"),
+            "unknown query parameter: feilds (want one of fields, switch_id, \
+             switch_prefix, where, sort, limit, offset, format)"
+        );
+        assert_eq!(
+            err("switch_id=a&switch_id=b"),
+            "repeated query parameter: switch_id"
+        );
         // Unknown ids are absent, not an error.
         let p = Filter::parse("switch_id=nope").unwrap().select(&s).unwrap();
         assert_eq!((p.rows.len(), p.total, p.next_offset), (0, 0, None));
@@ -572,6 +734,92 @@ mod tests {
             err("switch_prefix=a&switch_prefix=b"),
             "repeated query parameter: switch_prefix"
         );
+    }
+
+    #[test]
+    fn where_keeps_rows_meeting_every_condition() {
+        let s = snap();
+        let rows = |q: &str| ids(&s, &Filter::parse(q).unwrap().select(&s).unwrap());
+        // a: 1.5 2.50 3 4 5; b: 0 1 2 3 4; c: 10 11 1e3 13 14
+        assert_eq!(rows("where=a>3"), ["sw-010", "leaf-1"]);
+        assert_eq!(rows("where=a>=3"), ["core,1 \"x\"", "sw-010", "leaf-1"]);
+        assert_eq!(rows("where=a<2.5"), ["sw-000"]);
+        assert_eq!(rows("where=a<=2.5"), ["sw-000", "sw-001"]);
+        assert_eq!(rows("where=b==0"), ["sw-000"]);
+        assert_eq!(rows("where=c==1000"), ["core,1 \"x\""]);
+        assert_eq!(rows("where=b!=0,c<13"), ["sw-001"]);
+        assert_eq!(rows("where=a>1,a<3"), ["sw-000", "sw-001"]);
+        assert_eq!(rows("where=a>%2D1e9"), rows(""));
+        // Encoded as clients do: `>=` is `%3E%3D`, the comma `%2C`.
+        assert_eq!(rows("where=b%3E%3D3%2Cc%3C14"), ["sw-010"]);
+        // With the other filters, and total counts what passed.
+        let p = Filter::parse("where=b>0&switch_prefix=sw-&limit=1")
+            .unwrap()
+            .select(&s)
+            .unwrap();
+        assert_eq!(
+            (ids(&s, &p), p.total, p.next_offset),
+            (vec!["sw-001".into()], 2, Some(1))
+        );
+        let want = "(want <field><op><number>, op one of > >= < <= == !=)";
+        for bad in [
+            "a", "a>", ">1", "a=1", "a=>1", "a>x", "a>1x", "a>inf", "a>NaN", "a<>1", "a>1 ",
+        ] {
+            let q = format!("where={}", bad.replace(' ', "%20"));
+            assert_eq!(err(&q), format!("invalid where: {bad} {want}"), "{q}");
+        }
+        assert_eq!(err("where=a>1,,b<2"), "empty element in where: a>1,,b<2");
+        assert_eq!(err("where=zz>1"), "unknown field in where: zz");
+        assert_eq!(
+            err("where=switch_id>1"),
+            "unknown field in where: switch_id"
+        );
+        assert_eq!(err("where="), "empty query parameter: where");
+    }
+
+    #[test]
+    fn sort_orders_before_paging_with_ties_in_row_order() {
+        let s = snap();
+        let page = |q: &str| Filter::parse(q).unwrap().select(&s).unwrap();
+        let rows = |q: &str| ids(&s, &page(q));
+        assert_eq!(
+            rows("sort=-a"),
+            ["leaf-1", "sw-010", "core,1 \"x\"", "sw-001", "sw-000"]
+        );
+        assert_eq!(rows("sort=c")[4], "core,1 \"x\"");
+        assert_eq!(
+            rows("sort=switch_id"),
+            ["core,1 \"x\"", "leaf-1", "sw-000", "sw-001", "sw-010"]
+        );
+        assert_eq!(rows("sort=-switch_id")[0], "sw-010");
+        // Top-N: sort, then the page; total is every match.
+        let p = page("sort=-c&limit=2&fields=c");
+        assert_eq!(
+            (ids(&s, &p), p.total, p.next_offset),
+            (vec!["core,1 \"x\"".into(), "leaf-1".into()], 5, Some(2))
+        );
+        let p = page("sort=a&offset=3&limit=5");
+        assert_eq!(
+            (ids(&s, &p), p.next_offset),
+            (vec!["sw-010".into(), "leaf-1".into()], None)
+        );
+        assert!(page("sort=a&offset=9").rows.is_empty());
+        // Ties keep row order, ascending and descending alike.
+        let tied = "switch_id,v\nd,1\nb,2\nc,1\na,2\n";
+        let o = Origin {
+            id: "t".into(),
+            producer_ts_ms: None,
+            fetched_ms: 0,
+        };
+        let t = Snapshot::parse(tied.as_bytes(), o, Limits { max_rows: 10 }).unwrap();
+        let sorted = |q: &str| ids(&t, &Filter::parse(q).unwrap().select(&t).unwrap());
+        assert_eq!(sorted("sort=v"), ["d", "c", "b", "a"]);
+        assert_eq!(sorted("sort=-v"), ["b", "a", "d", "c"]);
+        assert_eq!(sorted("sort=-v&where=v<2"), ["d", "c"]);
+        assert_eq!(err("sort=-"), "invalid sort: - (want <field> or -<field>)");
+        assert_eq!(err("sort=zz"), "unknown field in sort: zz");
+        assert_eq!(err("sort=-zz"), "unknown field in sort: zz");
+        assert_eq!(err("sort=a&sort=b"), "repeated query parameter: sort");
     }
 
     #[test]
@@ -641,7 +889,7 @@ mod tests {
             ),
             ("offset=", "empty query parameter: offset"),
             ("format=xml", "invalid format: xml (want json or csv)"),
-            ("format=CSV", "invalid format: CSV (want json or csv)"),
+            ("format=XML", "invalid format: XML (want json or csv)"),
             ("format=", "empty query parameter: format"),
             ("format=csv&format=json", "repeated query parameter: format"),
             ("limit=%zz", "malformed query string: bad %-escape"),
@@ -666,6 +914,8 @@ mod tests {
         };
         assert_eq!(format("", None), Format::Json);
         assert_eq!(format("format=csv", None), Format::Csv);
+        assert_eq!(format("format=CSV", None), Format::Csv);
+        assert_eq!(format("format=Json", Some("text/csv")), Format::Json);
         assert_eq!(format("", Some("text/csv")), Format::Csv);
         assert_eq!(format("", Some("TEXT/CSV; charset=utf-8")), Format::Csv);
         assert_eq!(format("", Some("text/csv, */*;q=0.1")), Format::Csv);
@@ -795,6 +1045,12 @@ mod tests {
             .unwrap()
             .render(&s, 3_000)
             .unwrap_err();
-        assert_eq!(e, Error::UnknownField("zz".into()));
+        assert_eq!(
+            e,
+            Error::UnknownField {
+                param: "fields",
+                name: "zz".into()
+            }
+        );
     }
 }

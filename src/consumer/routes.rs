@@ -134,14 +134,14 @@ impl Routes {
     }
 
     fn get_metric(&self, req: &Request) -> Response {
-        let params = match query::pairs(&req.query) {
+        let params = match query::strict(&req.query, &["switch_id", "metric"]) {
             Ok(p) => p,
             Err(e) => return Response::error(400, &e.to_string()),
         };
         let param = |name: &str| {
             params
                 .iter()
-                .find(|(k, _)| k == name)
+                .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.as_ref())
                 .filter(|v| !v.is_empty())
         };
@@ -230,6 +230,12 @@ impl Handler for Routes {
         }
         if !req.is_read() {
             return Response::method_not_allowed(&req.method);
+        }
+        // Only the data endpoints take parameters, and read their own.
+        if ![LIST, GET, STREAM].contains(&path) {
+            if let Err(e) = query::strict(&req.query, &[]) {
+                return Response::error(400, &e.to_string());
+            }
         }
         match path {
             LIST => self.list_metrics(req),
@@ -338,6 +344,16 @@ mod tests {
             ),
             ("switch_id=sw-000&metric=nope", 404, "unknown metric: nope"),
             (
+                "switch_id=sw-000&metric=cpu_util_pct&switch_id=sw-001",
+                400,
+                "repeated query parameter: switch_id",
+            ),
+            (
+                "switch_id=sw-000&metric=cpu_util_pct&format=csv",
+                400,
+                "unknown query parameter: format (want one of switch_id, metric)",
+            ),
+            (
                 "switch_id=sw-000&metric=switch_id",
                 404,
                 "unknown metric: switch_id",
@@ -419,11 +435,14 @@ mod tests {
             .iter()
             .flat_map(|c| c.bytes().to_vec())
             .collect();
+        // The same document a page of every row is: `total` and all.
+        let page = Filter::parse("").unwrap().select(&snap).unwrap();
+        assert_eq!(String::from_utf8_lossy(&want), page.json(&snap, 0));
         for (query, accept) in [
             ("", None),
             ("format=json", None),
             ("format=json", Some("text/csv")),
-            ("unrelated=1&&x", None),
+            ("format=JSON&&", None),
             ("", Some("*/*")),
             ("", Some("application/json")),
         ] {
@@ -453,11 +472,7 @@ mod tests {
             "{\"snapshot_id\":\"snap-0\",\"age_ms\":0,\"total\":2,\"next_offset\":1,\
              \"fields\":[\"b\"],\"items\":[{\"switch_id\":\"sw-000\",\"b\":0}]}"
         );
-        let v = body(&list(
-            &r,
-            "switch_id=sw-001,x%2C%22y%22,nope&offset=1",
-            None,
-        ));
+        let v = body(&list(&r, "switch_id=sw-001%2Csw-000,nope&offset=1", None));
         assert_eq!(v["total"], 2);
         assert_eq!(v["next_offset"], Value::Null);
         assert_eq!(
@@ -690,6 +705,21 @@ mod tests {
             let resp = list(&r, query, None);
             assert_eq!(resp.status, 503, "{query}");
             assert_eq!(body(&resp)["error"], "data stale");
+        }
+    }
+
+    #[test]
+    fn endpoints_without_parameters_refuse_any() {
+        let r = routes();
+        for path in ["/stats", "/health", "/ready", "/metrics"] {
+            let resp = r.handle(&Request::get(&format!("{path}?verbose=1")));
+            assert_eq!(resp.status, 400, "{path}");
+            assert_eq!(
+                body(&resp)["error"],
+                "unknown query parameter: verbose (this endpoint takes none)"
+            );
+            // An empty query (`/health?`) is no parameter at all.
+            assert_eq!(r.handle(&Request::get(&format!("{path}?"))).status, 200);
         }
     }
 

@@ -596,7 +596,13 @@ impl Snapshot {
     pub fn list_body(&self, now_ms: u64) -> Vec<Chunk> {
         let mut body = Vec::with_capacity(2 + self.list_pieces.len());
         body.push(Chunk::Shared(self.list_head.clone()));
-        body.push(Chunk::Owned(self.age_ms(now_ms).to_string().into_bytes()));
+        // The age, then what a page of every row says: all rows, no next.
+        let counts = format!(
+            "{},\"total\":{},\"next_offset\":null",
+            self.age_ms(now_ms),
+            self.rows()
+        );
+        body.push(Chunk::Owned(counts.into_bytes()));
         body.extend(
             self.list_pieces
                 .iter()
@@ -789,7 +795,9 @@ mod tests {
         )
         .unwrap();
         assert!(text.contains("{\"switch_id\":\"sw-000\",\"a\":121.5,\"b\":0}"));
-        assert!(text.starts_with("{\"snapshot_id\":\"abc-1\",\"age_ms\":3000,\"fields\":"));
+        assert!(text.starts_with(
+            "{\"snapshot_id\":\"abc-1\",\"age_ms\":3000,\"total\":2,\"next_offset\":null,\"fields\":"
+        ));
     }
 
     #[test]

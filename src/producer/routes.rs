@@ -90,6 +90,10 @@ impl Handler for Routes {
         if !req.is_read() {
             return Response::method_not_allowed(&req.method);
         }
+        // No endpoint here takes a parameter: a stray one is a mistake.
+        if let Err(e) = crate::query::strict(&req.query, &[]) {
+            return Response::error(400, &e.to_string());
+        }
         match req.path.as_str() {
             "/counters" => self.counters(req),
             "/metrics" => Response::new(200)
@@ -114,6 +118,17 @@ mod tests {
     fn routes(faults: Faults) -> (Routes, Generator) {
         let g = Generator::new(3, Some(1), Duration::from_secs(60));
         (Routes::new(g.cell(), faults, g.stats()), g)
+    }
+
+    #[test]
+    fn parameters_are_refused_on_every_endpoint() {
+        let (r, _g) = routes(Faults::default());
+        for target in ["/counters?x=1", "/health?_=2", "/metrics?a&a"] {
+            let resp = r.handle(&Request::get(target));
+            assert_eq!(resp.status, 400, "{target}");
+            let body = String::from_utf8(resp.body_bytes()).unwrap();
+            assert!(body.contains("unknown query parameter"), "{body}");
+        }
     }
 
     #[test]
