@@ -114,6 +114,9 @@ pub fn strict<'a>(
 ) -> Result<Vec<(&'static str, Cow<'a, str>)>, Error> {
     let mut out: Vec<(&'static str, Cow<'a, str>)> = Vec::new();
     for (name, value) in pairs(query)? {
+        if name.is_empty() && value.is_empty() {
+            continue; // a stray `=`, as stray `&`s are
+        }
         let Some(&known_name) = known.iter().find(|k| **k == name) else {
             let mut clipped: String = name.chars().take(64).collect();
             if clipped.len() < name.len() {
@@ -167,7 +170,7 @@ mod tests {
     #[test]
     fn strict_refuses_unknown_and_repeated_names() {
         const KNOWN: &[&str] = &["switch_id", "metric"];
-        let got = strict("metric=a%2Cb&switch_id=sw-1&&", KNOWN).unwrap();
+        let got = strict("metric=a%2Cb&switch_id=sw-1&&=&", KNOWN).unwrap();
         assert_eq!(
             got,
             [("metric", "a,b".into()), ("switch_id", "sw-1".into())]

@@ -169,6 +169,18 @@ pub fn check_consumer(
     if req.method != "GET" && req.method != "HEAD" {
         return status_is(resp, 405, "a method other than GET/HEAD");
     }
+    let Ok(pairs) = reference_pairs(&req.query) else {
+        return status_is(resp, 400, "a malformed query string");
+    };
+    let known: &[&str] = match req.path.as_str() {
+        "/telemetry/ListMetrics" | "/telemetry/stream" => &FILTERS,
+        "/telemetry/GetMetric" => &["switch_id", "metric"],
+        _ => &[],
+    };
+    if !strict_ok(&pairs, known) {
+        status_is(resp, 400, "an unknown or repeated query parameter")?;
+        return json_body(resp).map(drop);
+    }
     match req.path.as_str() {
         "/health" => {
             status_is(resp, 200, "/health")?;
@@ -220,20 +232,12 @@ pub fn check_consumer(
             );
         }
         "/telemetry/ListMetrics" => {
-            let Ok(pairs) = reference_pairs(&req.query) else {
-                return status_is(resp, 400, "a malformed query string");
-            };
-            // The substring test for text/csv in Accept is looser than the
-            // server's media-range parsing: a JSON whole table is then also
-            // right (a garbled `…text/csvX` range is not text/csv).
-            let json_answer = resp.header_value("Content-Type") == Some("application/json");
-            // A 304 keeps the body it stands for (unsent), so it tells too.
-            let whole_table = json_answer
-                && matches!(resp.status, 200 | 304)
-                && !resp.body_bytes().windows(8).any(|w| w == b"\"total\":");
-            let plain = is_plain_list(req, &pairs) || (whole_table && only_accept_differs(&pairs));
-            if !plain {
-                return check_list_filtered(req, resp, snap);
+            // Anything but the plain whole table is checked as a page. The
+            // substring test for text/csv in Accept is looser than the
+            // server's media-range parsing, and a page check accepts a
+            // whole table too, so a garbled `…text/csvX` range is fine.
+            if !is_plain_list(req, &pairs) {
+                return check_list_filtered(req, resp, snap, &pairs);
             }
             let Some(snap) = snap else {
                 return status_is(resp, 503, "ListMetrics before the first snapshot");
@@ -254,21 +258,17 @@ pub fn check_consumer(
     Ok(())
 }
 
-/// The `ListMetrics` query parameters that change its answer.
-const FILTERS: [&str; 6] = [
+/// The `ListMetrics` query parameters, all of which change its answer.
+const FILTERS: [&str; 8] = [
     "fields",
     "switch_id",
     "switch_prefix",
+    "where",
+    "sort",
     "limit",
     "offset",
     "format",
 ];
-
-/// True if no filter, paging or format parameter is present (only the
-/// Accept header could ask for CSV).
-fn only_accept_differs(pairs: &[(String, String)]) -> bool {
-    !pairs.iter().any(|(k, _)| FILTERS.contains(&k.as_str()))
-}
 
 /// True if a `ListMetrics` request asks for the whole table as JSON: no
 /// filter or paging parameter, and no CSV by `format` or `Accept`.
@@ -284,7 +284,8 @@ fn is_plain_list(req: &Request, pairs: &[(String, String)]) -> bool {
     let accept_csv = req
         .headers_named("Accept")
         .any(|a| a.to_ascii_lowercase().contains("text/csv"));
-    !others && (formats == ["json"] || (formats.is_empty() && !accept_csv))
+    let json = formats.len() == 1 && formats[0].eq_ignore_ascii_case("json");
+    !others && (json || (formats.is_empty() && !accept_csv))
 }
 
 /// A filtered, paged or CSV `ListMetrics` answer: a 400 for a bad query, or
@@ -294,6 +295,7 @@ fn check_list_filtered(
     req: &Request,
     resp: &Response,
     snap: Option<&Snapshot>,
+    pairs: &[(String, String)],
 ) -> Result<(), String> {
     if resp.status == 400 {
         return Ok(());
@@ -353,9 +355,30 @@ fn check_list_filtered(
                 .ok_or(format!("unknown switch_id {id:?} listed"))
         })
         .collect::<Result<_, _>>()?;
+    // Upstream order, or the order `sort` asks for with ties in upstream
+    // order.
+    let sort = pairs
+        .iter()
+        .find(|(k, _)| k == "sort")
+        .map(|(_, v)| v.as_str());
+    let descending = sort.is_some_and(|s| s.starts_with('-'));
+    let key = sort.map(|s| s.strip_prefix('-').unwrap_or(s));
+    let col = key.and_then(|k| snap.column(k));
+    let in_order = |a: usize, b: usize| {
+        let by_key = match (key, col) {
+            (Some("switch_id"), _) => snap.switch_id(a).cmp(snap.switch_id(b)),
+            (_, Some(col)) => snap
+                .value(a, col)
+                .partial_cmp(&snap.value(b, col))
+                .unwrap_or(std::cmp::Ordering::Equal),
+            _ => std::cmp::Ordering::Equal,
+        };
+        let by_key = if descending { by_key.reverse() } else { by_key };
+        by_key.then(a.cmp(&b)).is_lt()
+    };
     ensure!(
-        rows.windows(2).all(|w| w[0] < w[1]),
-        "rows out of upstream order: {ids:?}"
+        rows.windows(2).all(|w| in_order(w[0], w[1])),
+        "rows out of order (sort {sort:?}): {ids:?}"
     );
     for (i, name, text) in cells {
         let col = snap
@@ -435,6 +458,9 @@ fn check_get_metric(req: &Request, resp: &Response, snap: Option<&Snapshot>) -> 
     let Ok(pairs) = reference_pairs(&req.query) else {
         return status_is(resp, 400, "a malformed query string");
     };
+    if !strict_ok(&pairs, &["switch_id", "metric"]) {
+        return status_is(resp, 400, "an unknown or repeated query parameter");
+    }
     let (Some(switch_id), Some(metric)) = (
         wanted_param(&pairs, "switch_id"),
         wanted_param(&pairs, "metric"),
@@ -512,6 +538,10 @@ pub fn check_producer(
     }
     if req.method != "GET" && req.method != "HEAD" {
         return status_is(resp, 405, "a method other than GET/HEAD");
+    }
+    let strict = reference_pairs(&req.query).is_ok_and(|p| strict_ok(&p, &[]));
+    if !strict {
+        return status_is(resp, 400, "a query string on data_server");
     }
     if req.path == "/metrics" {
         return check_exposition(resp);
@@ -866,6 +896,22 @@ pub fn reference_pairs(q: &str) -> Result<Vec<(String, String)>, query::Error> {
             Ok((reference_decode(k)?, reference_decode(v)?))
         })
         .collect()
+}
+
+/// True if the decoded `pairs` name only `known` parameters, each at most
+/// once (a bare `=` is nothing, as a bare `&` is): what every endpoint
+/// demands before it reads a value.
+pub fn strict_ok(pairs: &[(String, String)], known: &[&str]) -> bool {
+    let named: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, v)| !(k.is_empty() && v.is_empty()))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    named.iter().all(|k| known.contains(k))
+        && named
+            .iter()
+            .enumerate()
+            .all(|(i, k)| !named[..i].contains(k))
 }
 
 /// Form-encodes one component so that it decodes back to `s`.

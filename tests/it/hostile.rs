@@ -217,9 +217,16 @@ fn hostile_query_strings_get_json_400s() {
     assert_eq!(r.json()["error"], "unknown switch_id: \"}\n<script>");
     let r = get(
         ms.addr,
-        "/telemetry/GetMetric?&&&=&switch_id=sw-000&metric=cpu_util_pct&switch_id=other",
+        "/telemetry/GetMetric?&&&=&switch_id=sw-000&metric=cpu_util_pct",
     );
     assert_eq!(r.status, 200);
+    // A second value is refused, not silently dropped.
+    let r = get(
+        ms.addr,
+        "/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct&switch_id=other",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "repeated query parameter: switch_id");
 }
 
 #[test]

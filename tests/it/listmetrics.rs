@@ -86,13 +86,16 @@ fn csv_for_shell_pipelines() {
 fn filters_and_pages_in_json() {
     let up = FakeUpstream::start(Script::csv("\"v2\"", CSV));
     let ms = serving(&up);
-    // The default answer has neither total nor next_offset.
+    // The default answer says total and next_offset too.
     let plain = get(ms.addr, "/telemetry/ListMetrics").text();
     assert!(
         plain.starts_with("{\"snapshot_id\":\"v2\",\"age_ms\":"),
         "{plain}"
     );
-    assert!(!plain.contains("\"total\""), "{plain}");
+    assert!(
+        plain.contains(",\"total\":5,\"next_offset\":null,\"fields\":"),
+        "{plain}"
+    );
     // Walk every page of the sw- switches, two at a time.
     let mut seen = Vec::new();
     let mut offset = Some(0);
@@ -123,7 +126,7 @@ fn filters_and_pages_in_json() {
     // Exact ids: upstream order, unknown ones simply absent.
     let v = get(
         ms.addr,
-        "/telemetry/ListMetrics?switch_id=sw-010,core%2C1,sw-999",
+        "/telemetry/ListMetrics?switch_id=sw-010%2Cleaf-7,sw-999",
     )
     .json();
     assert_eq!(v["total"], 2);
@@ -134,7 +137,58 @@ fn filters_and_pages_in_json() {
         .iter()
         .map(|i| i["switch_id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["core,1", "sw-010"]);
+    assert_eq!(ids, ["sw-010", "leaf-7"]);
+}
+
+#[test]
+fn top_n_and_value_filters_for_scripts() {
+    let up = FakeUpstream::start(Script::csv("\"v4\"", CSV));
+    let ms = serving(&up);
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["switch_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The three busiest switches, busiest first.
+    let v = get(
+        ms.addr,
+        "/telemetry/ListMetrics?sort=-cpu_util_pct&limit=3&fields=cpu_util_pct",
+    )
+    .json();
+    assert_eq!(ids(&v), ["core,1", "sw-010", "sw-001"]);
+    assert_eq!(
+        (v["total"].as_u64(), v["next_offset"].as_u64()),
+        (Some(5), Some(3))
+    );
+    // Switches with errors and a busy CPU, as curl sends it unencoded.
+    let v = get(
+        ms.addr,
+        "/telemetry/ListMetrics?where=packet_errors>0,cpu_util_pct>=50&sort=switch_id",
+    )
+    .json();
+    assert_eq!(ids(&v), ["core,1", "sw-010"]);
+    assert_eq!(v["total"], 2);
+    // As Python's requests encodes it, in CSV for awk.
+    let r = get(
+        ms.addr,
+        "/telemetry/ListMetrics?where=packet_errors%3D%3D0&fields=bandwidth_gbps&format=CSV",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "switch_id,bandwidth_gbps\nsw-000,121.5\nleaf-7,80.0\n"
+    );
+    assert_eq!(r.header("x-total-count"), Some("2"));
+    // Ascending ties keep row order; paging applies after the sort.
+    let v = get(
+        ms.addr,
+        "/telemetry/ListMetrics?sort=packet_errors&offset=1&limit=2",
+    )
+    .json();
+    assert_eq!(ids(&v), ["leaf-7", "sw-010"]);
 }
 
 #[test]
@@ -158,6 +212,18 @@ fn bad_parameters_fail_curl_f_and_explain() {
         ),
         ("format=xml", "invalid format: xml (want json or csv)"),
         ("format=csv&fields=nope", "unknown field: nope"),
+        (
+            "feilds=cpu_util_pct",
+            "unknown query parameter: feilds (want one of fields, switch_id, \
+             switch_prefix, where, sort, limit, offset, format)",
+        ),
+        ("limit=5&limit=6", "repeated query parameter: limit"),
+        ("sort=-nope", "unknown field in sort: nope"),
+        ("where=nope<3", "unknown field in where: nope"),
+        (
+            "where=cpu_util_pct=3",
+            "invalid where: cpu_util_pct=3 (want <field><op><number>, op one of > >= < <= == !=)",
+        ),
     ] {
         let r = get(ms.addr, &format!("/telemetry/ListMetrics?{query}"));
         assert_eq!(r.status, 400, "{query}");

@@ -174,10 +174,13 @@ fn query(rng: &mut fastrand::Rng, switches: &[&str], metrics: &[&str]) -> String
             pairs.swap(0, 1);
         }
     }
-    for _ in 0..rng.usize(0..5) {
-        let name = match rng.u8(0..8) {
+    // Often nothing more, so that strict endpoints see clean queries too.
+    let extra = if rng.bool() { 0 } else { rng.usize(1..5) };
+    for _ in 0..extra {
+        let name = match rng.u8(0..10) {
             0..=2 => "switch_id".to_string(),
-            3..=5 => "metric".to_string(),
+            3..=4 => "metric".to_string(),
+            5 => pick(rng, &["sort", "where", "fields", "limit", "format"]).to_string(),
             6 => {
                 let n = junk(rng, 8);
                 component(rng, &n)
@@ -188,10 +191,20 @@ fn query(rng: &mut fastrand::Rng, switches: &[&str], metrics: &[&str]) -> String
             )
             .to_string(),
         };
-        let value = match rng.u8(0..8) {
+        let value = match rng.u8(0..10) {
             0..=2 => {
                 let v = pick(rng, switches);
                 component(rng, v)
+            }
+            8 => {
+                let sign = pick(rng, &["", "-"]);
+                let v = format!("{sign}{}", pick(rng, metrics));
+                component(rng, &v)
+            }
+            9 => {
+                let op = pick(rng, &[">", ">=", "<", "<=", "==", "!=", "="]);
+                let v = format!("{}{op}{}", pick(rng, metrics), rng.i32(-5..50));
+                component(rng, &v)
             }
             3..=5 => {
                 let v = pick(rng, metrics);

@@ -44,7 +44,7 @@ fn one_event_per_snapshot_with_resume_and_a_cap() {
     let ds = data_server(&["--interval-sec", "0.3", "--switches", "5"]);
     let ms = metrics_server(
         &format!("http://{}/counters", ds.addr),
-        &["--stream-max-subscribers", "3"],
+        &["--stream-max-subscribers", "8"],
     );
     eventually("a snapshot", || {
         (get(ms.addr, "/telemetry/ListMetrics").status == 200).then_some(())
@@ -77,7 +77,49 @@ fn one_event_per_snapshot_with_resume_and_a_cap() {
     }
     assert!(got.contains("\"total\":1"), "{got}");
     drop(s);
-    assert_eq!(get(ms.addr, "/telemetry/stream?fields=nope").status, 400);
+    // Top-N and value filters, as ListMetrics takes them.
+    let mut s = TcpStream::connect(ms.addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(
+        b"GET /telemetry/stream?sort=-cpu_util_pct&limit=2&fields=cpu_util_pct&where=cpu_util_pct%3E%3D0 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let mut got = String::new();
+    let data = loop {
+        if let Some(line) = got
+            .lines()
+            .find(|l| l.starts_with("data: {") && l.ends_with('}'))
+        {
+            break line["data: ".len()..].to_string();
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "{got}");
+        got.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    };
+    let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        (v["total"].as_u64(), v["next_offset"].as_u64()),
+        (Some(5), Some(2)),
+        "{v}"
+    );
+    let top: Vec<f64> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["cpu_util_pct"].as_f64().unwrap())
+        .collect();
+    assert!(top.len() == 2 && top[0] >= top[1], "{v}");
+    drop(s);
+    for bad in [
+        "fields=nope",
+        "sort=nope",
+        "where=cpu_util_pct~1",
+        "feilds=x",
+        "limit=1&limit=2",
+    ] {
+        let r = get(ms.addr, &format!("/telemetry/stream?{bad}"));
+        assert_eq!(r.status, 400, "{bad}");
+    }
 }
 
 #[test]
