@@ -13,6 +13,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod csv;
+pub mod gzip;
 pub mod http;
 pub mod json;
 pub mod lifecycle;

@@ -22,6 +22,7 @@ use super::metrics;
 use super::snapshot::Snapshot;
 use super::stream;
 use crate::clock;
+use crate::gzip;
 use crate::http::{self, Request, Response};
 use crate::json;
 use crate::query;
@@ -117,19 +118,36 @@ impl Routes {
             Ok(snap) => snap,
             Err(resp) => return resp,
         };
-        let etag = match filter.format {
-            Format::Json => &snap.etag,
-            Format::Csv => &snap.csv_etag,
-        };
-        let resp = if filter.is_whole_table() && filter.format == Format::Json {
+        let whole = filter.is_whole_table();
+        let mut resp = if whole && filter.format == Format::Json {
             Response::json_chunks(200, snap.list_body(now))
         } else {
-            filter
-                .render(&snap, now)
-                .unwrap_or_else(|e| Response::error(400, &e.to_string()))
+            match filter.render(&snap, now) {
+                Ok(resp) => resp,
+                Err(e) => return Response::error(400, &e.to_string()),
+            }
         };
-        // JSON or CSV by Accept: caches must keep them apart.
-        let resp = data_headers(resp, etag, &snap, now).header("Vary", "Accept");
+        // gzip if asked for: the whole table's deflated once per snapshot,
+        // a filtered answer (made for this request anyway) now.
+        let gzip = gzip::accepted(req.headers_named("Accept-Encoding"))
+            .then(|| match (whole, filter.format) {
+                (true, Format::Json) => snap.list_body_gzip(now),
+                (true, Format::Csv) => snap.csv_table_gzip(),
+                _ => gzip::compress(&resp.body_bytes()),
+            })
+            .flatten();
+        let etag = match (filter.format, gzip.is_some()) {
+            (Format::Json, false) => &snap.etag,
+            (Format::Csv, false) => &snap.csv_etag,
+            (Format::Json, true) => &snap.etag_gz,
+            (Format::Csv, true) => &snap.csv_etag_gz,
+        };
+        if let Some(body) = gzip {
+            resp.body = body;
+            resp = resp.header("Content-Encoding", "gzip");
+        }
+        // JSON or CSV by Accept, plain or gzip: caches keep them apart.
+        let resp = data_headers(resp, etag, &snap, now).header("Vary", "Accept, Accept-Encoding");
         not_modified_if_current(req, resp, etag)
     }
 
@@ -593,7 +611,11 @@ mod tests {
             let why = format!("{target} Accept {accept:?}");
             let ok = conditional(&r, target, &[], accept);
             assert_eq!(ok.header_value("etag"), Some(tag), "{why}");
-            assert_eq!(ok.header_value("vary"), Some("Accept"), "{why}");
+            assert_eq!(
+                ok.header_value("vary"),
+                Some("Accept, Accept-Encoding"),
+                "{why}"
+            );
             assert_eq!(ok.header_value("cache-control"), Some("no-cache"), "{why}");
             let weak = format!("W/{tag}");
             let listed = format!("\"x\", {tag}");
@@ -706,6 +728,89 @@ mod tests {
             assert_eq!(resp.status, 503, "{query}");
             assert_eq!(body(&resp)["error"], "data stale");
         }
+    }
+
+    fn gunzip(resp: &Response) -> Vec<u8> {
+        use std::io::Read;
+        let body = resp.body_bytes();
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn list_metrics_in_gzip_has_its_own_tag_and_the_same_content() {
+        let (r, snap) = routes_ageless();
+        let gz = |target: &str, accept: Option<&str>, inm: Option<&str>| {
+            let mut req = Request::get(target).with_header("Accept-Encoding", "gzip, br");
+            if let Some(a) = accept {
+                req = req.with_header("Accept", a);
+            }
+            if let Some(t) = inm {
+                req = req.with_header("If-None-Match", t);
+            }
+            r.handle(&req)
+        };
+        for (target, accept, tag) in [
+            ("/telemetry/ListMetrics", None, "\"snap-0-gz\""),
+            (
+                "/telemetry/ListMetrics",
+                Some("text/csv"),
+                "\"snap-0-csv-gz\"",
+            ),
+            (
+                "/telemetry/ListMetrics?format=csv",
+                None,
+                "\"snap-0-csv-gz\"",
+            ),
+            (
+                "/telemetry/ListMetrics?sort=-a&limit=2",
+                None,
+                "\"snap-0-gz\"",
+            ),
+            (
+                "/telemetry/ListMetrics?fields=b&format=csv",
+                None,
+                "\"snap-0-csv-gz\"",
+            ),
+        ] {
+            let plain = conditional(&r, target, &[], accept);
+            let resp = gz(target, accept, None);
+            assert_eq!(resp.status, 200, "{target}");
+            assert_eq!(resp.header_value("content-encoding"), Some("gzip"));
+            assert_eq!(resp.header_value("etag"), Some(tag), "{target}");
+            assert_eq!(resp.header_value("vary"), Some("Accept, Accept-Encoding"));
+            assert_eq!(gunzip(&resp), plain.body_bytes(), "{target}");
+            assert_eq!(plain.header_value("content-encoding"), None);
+            // Each form's tag makes a 304 of that form only.
+            assert_eq!(gz(target, accept, Some(tag)).status, 304, "{target}");
+            let plain_tag = plain.header_value("etag").unwrap();
+            assert_eq!(gz(target, accept, Some(plain_tag)).status, 200, "{target}");
+            assert_eq!(conditional(&r, target, &[tag], accept).status, 200);
+        }
+        // The whole table's deflated parts are shared between requests.
+        let a = gz("/telemetry/ListMetrics", None, None);
+        let b = gz("/telemetry/ListMetrics", None, None);
+        match (&a.body[..], &b.body[..]) {
+            (
+                [_, Chunk::Shared(h1), _, Chunk::Shared(t1), _],
+                [_, Chunk::Shared(h2), _, Chunk::Shared(t2), _],
+            ) => {
+                assert!(Arc::ptr_eq(h1, h2) && Arc::ptr_eq(t1, t2));
+            }
+            other => panic!("not shared deflated parts: {other:?}"),
+        }
+        assert_eq!(snap.rows(), 3);
+        // Refused gzip stays plain; errors are never compressed.
+        let req = Request::get("/telemetry/ListMetrics").with_header("Accept-Encoding", "gzip;q=0");
+        assert_eq!(r.handle(&req).header_value("content-encoding"), None);
+        let resp = gz("/telemetry/ListMetrics?limit=0", None, None);
+        assert_eq!(
+            (resp.status, resp.header_value("content-encoding")),
+            (400, None)
+        );
     }
 
     #[test]

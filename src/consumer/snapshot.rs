@@ -23,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::pieces::{PIECE_BYTES, Pieces};
 use crate::csv;
+use crate::gzip::{self, TAG_SUFFIX as GZ};
 use crate::http::Chunk;
 use crate::json;
 
@@ -158,6 +159,14 @@ pub struct Snapshot {
     number_ends: Vec<u32>,
     /// The whole table as CSV, in pieces, rendered when first asked for.
     csv_table: OnceLock<Vec<Arc<str>>>,
+    /// `"<id>-gz"` and `"<id>-csv-gz"`, the `ETag`s of the gzip forms.
+    pub etag_gz: String,
+    pub csv_etag_gz: String,
+    /// The whole-table answers deflated, when first asked for: the JSON
+    /// one's head and rows (the age goes between them), and the CSV.
+    list_head_gz: gzip::Lazy,
+    list_pieces_gz: gzip::Lazy,
+    csv_table_gz: gzip::Lazy,
     /// Size of the CSV body this was built from.
     pub csv_bytes: usize,
     /// When the upstream last vouched for this data (fetched it, or
@@ -457,6 +466,7 @@ impl Snapshot {
         let mut head = String::from("{\"snapshot_id\":");
         json::push_str(&mut head, &origin.id);
         head.push_str(",\"age_ms\":");
+        let id_for_tags = origin.id.clone();
         Ok(Snapshot {
             confirmed_ms: AtomicU64::new(origin.fetched_ms),
             etag: format!("\"{}\"", origin.id),
@@ -471,6 +481,11 @@ impl Snapshot {
             numbers,
             number_ends,
             csv_table: OnceLock::new(),
+            etag_gz: format!("\"{}{GZ}\"", id_for_tags),
+            csv_etag_gz: format!("\"{}{CSV_TAG_SUFFIX}{GZ}\"", id_for_tags),
+            list_head_gz: gzip::Lazy::default(),
+            list_pieces_gz: gzip::Lazy::default(),
+            csv_table_gz: gzip::Lazy::default(),
             csv_bytes: body.len(),
         })
     }
@@ -564,7 +579,39 @@ impl Snapshot {
     /// and kept with the snapshot (4.3 MB at 100k switches), since a big
     /// answer allocated per request costs a page fault per 4 KiB.
     pub fn csv_table(&self) -> Vec<Chunk> {
-        let pieces = self.csv_table.get_or_init(|| {
+        self.csv_pieces()
+            .iter()
+            .map(|p| Chunk::Shared(Arc::<[u8]>::from(p.clone())))
+            .collect()
+    }
+
+    /// [`Snapshot::csv_table`] as one gzip member, deflated by the first
+    /// request that asks for it.
+    pub fn csv_table_gzip(&self) -> Option<Vec<Chunk>> {
+        let d = self
+            .csv_table_gz
+            .get(|| self.csv_pieces().iter().map(|p| p.as_bytes()))?;
+        Some(gzip::member(&[gzip::Part::Deflated(d)]))
+    }
+
+    /// [`Snapshot::list_body`] as one gzip member: the head and rows
+    /// deflated once, the age stored between them per request.
+    pub fn list_body_gzip(&self, now_ms: u64) -> Option<Vec<Chunk>> {
+        let head = self.list_head_gz.get(|| [&self.list_head[..]])?;
+        let rows = self
+            .list_pieces_gz
+            .get(|| self.list_pieces.iter().map(|p| p.as_bytes()))?;
+        let counts = self.list_counts(now_ms);
+        Some(gzip::member(&[
+            gzip::Part::Deflated(head),
+            gzip::Part::Stored(counts.as_bytes()),
+            gzip::Part::Deflated(rows),
+        ]))
+    }
+
+    /// The CSV pieces, rendered on first use.
+    fn csv_pieces(&self) -> &[Arc<str>] {
+        self.csv_table.get_or_init(|| {
             let mut pieces = Pieces::new(PIECE_BYTES);
             let out = pieces.text();
             out.push_str("switch_id");
@@ -584,11 +631,17 @@ impl Snapshot {
                 pieces.cut_if_full();
             }
             pieces.finish()
-        });
-        pieces
-            .iter()
-            .map(|p| Chunk::Shared(Arc::<[u8]>::from(p.clone())))
-            .collect()
+        })
+    }
+
+    /// What follows `"age_ms":` in the whole table: the age, then what a
+    /// page of every row says (all rows, no next page).
+    fn list_counts(&self, now_ms: u64) -> String {
+        format!(
+            "{},\"total\":{},\"next_offset\":null",
+            self.age_ms(now_ms),
+            self.rows()
+        )
     }
 
     /// The whole `ListMetrics` body for a request at `now_ms`: the shared,
@@ -596,13 +649,7 @@ impl Snapshot {
     pub fn list_body(&self, now_ms: u64) -> Vec<Chunk> {
         let mut body = Vec::with_capacity(2 + self.list_pieces.len());
         body.push(Chunk::Shared(self.list_head.clone()));
-        // The age, then what a page of every row says: all rows, no next.
-        let counts = format!(
-            "{},\"total\":{},\"next_offset\":null",
-            self.age_ms(now_ms),
-            self.rows()
-        );
-        body.push(Chunk::Owned(counts.into_bytes()));
+        body.push(Chunk::Owned(self.list_counts(now_ms).into_bytes()));
         body.extend(
             self.list_pieces
                 .iter()

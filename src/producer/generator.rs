@@ -75,13 +75,8 @@ impl Generator {
         let id = format!("{}-{}", self.boot, self.seq);
         self.seq += 1;
         let csv = self.sim.render_csv();
-        let snapshot = Snapshot {
-            etag: format!("\"{id}\""),
-            id,
-            ts_ms: clock::epoch_ms(),
-            rows: self.sim.len(),
-            csv: Arc::from(csv.into_bytes()),
-        };
+        let csv = Arc::from(csv.into_bytes());
+        let snapshot = Snapshot::new(id, clock::epoch_ms(), self.sim.len(), csv);
         // The old snapshot is dropped here, after the lock is released.
         drop(self.cell.store(Arc::new(snapshot)));
     }

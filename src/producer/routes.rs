@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::metrics::{Fault, ProducerStats};
 use super::simulator::Snapshot;
+use crate::gzip;
 use crate::http::{self, CSV, Request, Response};
 use crate::log::{Event, Level};
 use crate::server::Handler;
@@ -66,18 +67,35 @@ impl Routes {
         let Some(snap) = self.cell.load() else {
             return Response::error(503, "no snapshot yet");
         };
-        let conditional = req
-            .headers_named("If-None-Match")
-            .any(|h| http::if_none_match(h, &snap.id));
+        // gzip when the client takes it: deflated once per snapshot.
+        let gzip = gzip::accepted(req.headers_named("Accept-Encoding"))
+            .then(|| snap.gzip_body())
+            .flatten();
+        let mut resp = Response::new(200).header("Content-Type", CSV);
+        let etag = match gzip {
+            Some(body) => {
+                resp.body = body;
+                resp = resp.header("Content-Encoding", "gzip");
+                &snap.etag_gz
+            }
+            None => {
+                resp = resp.chunk(snap.csv.clone());
+                &snap.etag
+            }
+        };
         // A 304 carries the body too, unsent, so that its Content-Length is
         // the representation's, as RFC 9110 asks (not 0).
-        let status = if conditional { 304 } else { 200 };
-        Response::new(status)
-            .header("Content-Type", CSV)
-            .chunk(snap.csv.clone())
-            .header("ETag", snap.etag.clone())
+        let tag = etag.trim_matches('"');
+        if req
+            .headers_named("If-None-Match")
+            .any(|h| http::if_none_match(h, tag))
+        {
+            resp.status = 304;
+        }
+        resp.header("ETag", etag.clone())
             .header("X-Snapshot-Ts", snap.ts_ms.to_string())
             .header("Cache-Control", "no-store")
+            .header("Vary", "Accept-Encoding")
     }
 }
 
@@ -113,6 +131,7 @@ impl Handler for Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Chunk;
     use crate::producer::Generator;
 
     fn routes(faults: Faults) -> (Routes, Generator) {
@@ -129,6 +148,42 @@ mod tests {
             let body = String::from_utf8(resp.body_bytes()).unwrap();
             assert!(body.contains("unknown query parameter"), "{body}");
         }
+    }
+
+    #[test]
+    fn counters_in_gzip_is_deflated_once_with_its_own_tag() {
+        use std::io::Read;
+        let (r, g) = routes(Faults::default());
+        let snap = g.cell().load().unwrap();
+        let gz = |inm: &str| {
+            let mut req = Request::get("/counters").with_header("Accept-Encoding", "gzip");
+            if !inm.is_empty() {
+                req = req.with_header("If-None-Match", inm);
+            }
+            r.handle(&req)
+        };
+        let resp = gz("");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header_value("content-encoding"), Some("gzip"));
+        assert_eq!(resp.header_value("vary"), Some("Accept-Encoding"));
+        let tag = format!("\"{}-gz\"", snap.id);
+        assert_eq!(resp.header_value("etag"), Some(tag.as_str()));
+        let mut csv = Vec::new();
+        flate2::read::GzDecoder::new(&resp.body_bytes()[..])
+            .read_to_end(&mut csv)
+            .unwrap();
+        assert_eq!(csv, &snap.csv[..]);
+        assert_eq!(gz(&tag).status, 304);
+        assert_eq!(gz(&snap.etag).status, 200);
+        // The deflated body is the snapshot's, shared by every request.
+        let (a, b) = (gz("").body, gz("").body);
+        assert!(
+            matches!((&a[1], &b[1]), (Chunk::Shared(x), Chunk::Shared(y)) if Arc::ptr_eq(x, y))
+        );
+        // Without Accept-Encoding: the plain body and tag.
+        let plain = r.handle(&Request::get("/counters"));
+        assert_eq!(plain.header_value("content-encoding"), None);
+        assert_eq!(plain.header_value("etag"), Some(snap.etag.as_str()));
     }
 
     #[test]

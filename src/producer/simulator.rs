@@ -114,6 +114,31 @@ pub struct Snapshot {
     /// The whole `/counters` body.
     pub csv: Arc<[u8]>,
     pub rows: usize,
+    /// `"<id>-gz"`: the `ETag` of the gzip form.
+    pub etag_gz: String,
+    /// The body deflated, when first asked for.
+    pub gz: crate::gzip::Lazy,
+}
+
+impl Snapshot {
+    /// A snapshot of `csv` taken at `ts_ms`, named `id`.
+    pub fn new(id: String, ts_ms: u64, rows: usize, csv: Arc<[u8]>) -> Snapshot {
+        Snapshot {
+            etag: format!("\"{id}\""),
+            etag_gz: format!("\"{id}{}\"", crate::gzip::TAG_SUFFIX),
+            id,
+            ts_ms,
+            csv,
+            rows,
+            gz: crate::gzip::Lazy::default(),
+        }
+    }
+
+    /// The body as one gzip member (deflated once, on first use).
+    pub fn gzip_body(&self) -> Option<Vec<crate::http::Chunk>> {
+        let d = self.gz.get(|| [&self.csv[..]])?;
+        Some(crate::gzip::member(&[crate::gzip::Part::Deflated(d)]))
+    }
 }
 
 /// The state of every simulated switch.

@@ -10,6 +10,7 @@ mod front_keepalive;
 mod front_limits;
 mod front_shedding;
 mod grafana;
+mod gzip;
 mod head_props;
 mod hostile;
 mod listmetrics;
