@@ -31,7 +31,8 @@ lint:
 
 test: lint
 	$(CARGO) test --locked
-	# /metrics of both servers through promtool (installs Debian's prometheus if missing).
+	# promtool (installs Debian's prometheus if missing): the alerting rules (check
+	# and unit tests), then /metrics of both servers, one fed hostile column names.
 	scripts/promtool_check.sh target/debug
 	# A short chaos soak on the debug binaries cargo test just built.
 	python3 scripts/chaos.py --duration 15 --bin-dir target/debug

@@ -7,7 +7,11 @@
 #   - fabric_temperature_celsius has a series per switch (>= 64);
 #   - fabric_cpu_util_ratio{switch_id="sw-000"} equals metrics_server's own
 #     GetMetric cpu_util_pct / 100 (within 1e-9) for the same snapshot;
-#   - fabric_upstream_up is 1, and up is 1 for both jobs.
+#   - fabric_packet_errors_total (a counter) has a series per switch;
+#   - fabric_upstream_up is 1, and up is 1 for both jobs;
+#   - the alerting rules of deploy/prometheus/alerts.yml are loaded and
+#     evaluate without error, FabricPollerDown and FabricMetricsServerAbsent
+#     quiet.
 # Installs Debian's `prometheus` package when it is missing. Every wait is
 # bounded; everything started is stopped on exit. Exit 0 = all checks pass.
 #
@@ -47,6 +51,7 @@ global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
+rule_files: ["$PWD/deploy/prometheus/alerts.yml"]
 scrape_configs:
   - job_name: metrics_server
     static_configs: [{targets: ["$ms"]}]
@@ -87,6 +92,8 @@ is() { python3 -c "import sys; sys.exit(0 if $1 else 1)" && echo 1 || echo 0; }
 
 n=$(q 'fabric_temperature_celsius{job="metrics_server"}' 2>/dev/null | wc -l || true)
 check "temperature series" "$(is "$n >= $switches")" "$n series (want >= $switches)"
+n=$(q 'fabric_packet_errors_total{job="metrics_server"}' 2>/dev/null | wc -l || true)
+check "packet errors counters" "$(is "$n >= $switches")" "$n series (want >= $switches)"
 
 # Prometheus's value and the API's for sw-000; retry while they differ
 # (a poll or scrape in between), 15 s at most.
@@ -110,6 +117,28 @@ for job in metrics_server data_server; do
 done
 v=$(value 'fabric_producer_switches{job="data_server"}')
 check "fabric_producer_switches" "$(is "'$v' == '$switches'")" "${v:-none}"
+
+# The alerting rules: all loaded, evaluated without error (retry while a
+# rule has not been evaluated since the first scrape, 10 s at most), and
+# those about the poller quiet. (The simulator's bad links may trip
+# FabricPacketErrors, and this run's one snapshot would be stale past 60 s.)
+rules() {
+  curl -sf --max-time 5 "http://$prom/api/v1/rules" | python3 -c '
+import json, sys
+rules = [r for g in json.load(sys.stdin)["data"]["groups"] for r in g["rules"]]
+print(len(rules), ",".join(sorted({r["health"] for r in rules})),
+      ",".join(sorted(r["name"] for r in rules
+                      if r.get("state") != "inactive"
+                      and r["name"] in ("FabricPollerDown", "FabricMetricsServerAbsent"))) or "-")'
+}
+deadline=$((SECONDS + 10))
+while :; do
+  read -r n health firing < <(rules || echo "0 none -")
+  [ "$health" = ok ] && [ "$firing" = - ] || [ $SECONDS -ge $deadline ] && break
+  sleep 0.5
+done
+check "alerting rules" "$(is "$n == 4 and '$health' == 'ok' and '$firing' == '-'")" \
+  "$n rules, health $health, pending or firing: $firing"
 
 echo "e2e_prometheus: $pass passed, $failed failed (prometheus $prom, metrics_server $ms, data_server $ds)"
 [ "$failed" -eq 0 ]

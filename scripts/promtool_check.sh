@@ -3,7 +3,12 @@
 # Prometheus names, SPEC.md). Starts data_server and metrics_server from
 # BIN_DIR (default ${CARGO_TARGET_DIR:-target}/debug) on 127.0.0.1, port 0,
 # waits for a snapshot and some traffic (faults included, so the error
-# counters have samples), then feeds each /metrics page to promtool.
+# counters have samples), then feeds each /metrics page to promtool. A
+# second metrics_server polls a static upstream whose CSV has hostile
+# column names (our own family names, promtool's forbidden units, unicode,
+# quotes, names that read alike), and its /metrics goes to promtool too.
+# First, the alerting rules: `promtool check rules` and `promtool test
+# rules` on deploy/prometheus.
 # Exits 1 if promtool reports anything or the content type is wrong.
 # Installs Debian's `prometheus` package when promtool is missing.
 #
@@ -19,11 +24,40 @@ say() { echo "promtool_check: $*" >&2; }
 . scripts/servers.sh
 need_prometheus
 
+rules=deploy/prometheus
+if ! out=$(promtool check rules "$rules/alerts.yml" 2>&1); then
+  say "promtool check rules $rules/alerts.yml:"; printf '%s\n' "$out" | sed 's/^/  /' >&2; exit 1
+fi
+if ! out=$(cd "$rules" && promtool test rules alerts_test.yml 2>&1); then
+  say "promtool test rules $rules/alerts_test.yml:"; printf '%s\n' "$out" | sed 's/^/  /' >&2; exit 1
+fi
+say "alerting rules: promtool check rules and test rules clean"
+
+# The hostile upstream: a static CSV served by python's http.server.
+mkdir "$tmp/upstream"
+cat >"$tmp/upstream/counters" <<'CSV'
+switch_id,bandwidth_gbps,packet_errors,Packet-Errors,foo-Bar.x,Foo_Bar_X,foo bar x,fabric_upstream_up,upstream_up,poll_duration_us,http_request_duration_seconds_bucket,fabric_http_requests_total,polls_total,build_info,snapshot_age_seconds,producer_switches,column,é,日本,---,5g_links,latency_ms,link_bits,rx_kilobytes,uptime_hours,cpu gauge,errors_counter,rx_total,queue_count,x_bucket,x_sum,ts_created,"q""uote","back\slash",semi;colon,{brace},a:b,_us,ms,m_s,x_us,X-US,le,quantile
+sw-000,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43
+"sw ""q"" \ 1",1.5,0,0,-1,1e3,0.25,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0
+CSV
+python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$tmp/upstream" \
+  >"$tmp/upstream.log" 2>&1 &
+pids+=($!)
+up=
+for _ in $(seq 100); do
+  up=$(sed -n 's/.* port \([0-9][0-9]*\).*/\1/p' "$tmp/upstream.log" | head -1)
+  [ -n "$up" ] && break
+  sleep 0.1
+done
+[ -n "$up" ] || { say "the hostile upstream did not start:"; cat "$tmp/upstream.log" >&2; exit 1; }
+
 
 start data_server --switches 64 --interval-sec 1 --fault-500-pct 20 --fault-slow-ms 5
 ds=$addr
 start metrics_server --upstream-url "http://$ds/counters" --poll-ms 200
 ms=$addr
+as=metrics_server_hostile start metrics_server --upstream-url "http://127.0.0.1:$up/counters" --poll-ms 200
+hostile=$addr
 
 status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$1$2" || true; }
 ok=
@@ -32,6 +66,11 @@ for _ in $(seq 150); do   # 15 s
   sleep 0.1
 done
 [ -n "$ok" ] || { say "metrics_server got no snapshot in 15 s"; tail -5 "$tmp/metrics_server.log" >&2; exit 1; }
+for _ in $(seq 150); do   # 15 s
+  if [ "$(status "$hostile" /telemetry/ListMetrics)" = 200 ]; then ok=; break; fi
+  sleep 0.1
+done
+[ -z "$ok" ] || { say "metrics_server got no snapshot of the hostile CSV in 15 s"; tail -5 "$tmp/metrics_server_hostile.log" >&2; exit 1; }
 # Traffic on every endpoint, a few errors among it, and a poll or two more.
 for path in /telemetry/ListMetrics '/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct' \
   '/telemetry/GetMetric?switch_id=nope&metric=cpu_util_pct' /telemetry/GetMetric /stats /health /ready /nope; do
@@ -64,5 +103,6 @@ while read -r name at; do
 done <<EOF
 metrics_server $ms
 data_server $ds
+metrics_server_hostile_columns $hostile
 EOF
 exit "$failed"

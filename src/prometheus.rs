@@ -2,9 +2,10 @@
 //!
 //! Both servers expose `/metrics`; this is the vocabulary they share: a
 //! family's `# HELP`/`# TYPE` lines, samples with escaped label values, a
-//! latency histogram with fixed buckets, and turning an arbitrary CSV column
-//! name into a valid metric name. Names follow the exposition conventions
-//! (`promtool check metrics` is the judge, and `make test` runs it).
+//! latency histogram with fixed buckets, and the words of an arbitrary CSV
+//! column name with the ones `promtool check metrics` rejects picked out.
+//! Names follow the exposition conventions (`promtool check metrics` is the
+//! judge, and `make test` runs it).
 
 use std::fmt::Write;
 
@@ -27,10 +28,12 @@ impl Exposition {
         Exposition::default()
     }
 
-    /// Starts a family: `kind` is gauge, counter or histogram.
+    /// Starts a family: `kind` is gauge, counter or histogram; `help` may
+    /// hold any text (it is escaped).
     pub fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
-        let _ = writeln!(self.out, "# HELP {name} {}", help.replace('\n', " "));
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        let _ = write!(self.out, "# HELP {name} ");
+        push_help(&mut self.out, help);
+        let _ = writeln!(self.out, "\n# TYPE {name} {kind}");
         self
     }
 
@@ -100,6 +103,20 @@ pub fn push_label_value(out: &mut String, v: &str) {
     }
 }
 
+/// Help text with `\\` and line feeds escaped, the only escapes the
+/// format allows there, and other control characters as spaces (a column
+/// name may hold any of them).
+pub fn push_help(out: &mut String, help: &str) {
+    for c in help.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+}
+
 /// A sample value: shortest round-trip form, `+Inf`/`-Inf`/`NaN` spelled
 /// as the format wants.
 pub fn push_value(out: &mut String, v: f64) {
@@ -112,23 +129,77 @@ pub fn push_value(out: &mut String, v: f64) {
     }
 }
 
-/// A metric name from arbitrary text: letters, digits and `_` kept,
-/// everything else `_`, lower-cased, a leading digit prefixed with `_`.
-pub fn sanitize(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
-        out.insert(0, '_');
-    }
-    out
+/// The words of arbitrary text as a metric name would spell them: runs of
+/// ASCII letters and digits, lower-cased; everything else separates them
+/// (`foo-Bar.x` → `foo`, `bar`, `x`; `é` → none).
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Unit abbreviations promtool rejects as a word of a name (`_ms`).
+const ABBREVIATIONS: [&str; 14] = [
+    "s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d",
+];
+
+/// The base units promtool knows.
+const BASE_UNITS: [&str; 9] = [
+    "amperes", "bytes", "celsius", "grams", "joules", "meters", "metres", "seconds", "volts",
+];
+
+/// The other units promtool knows, which it rejects (`kelvin` is a base
+/// unit in some versions and not in others, so it is avoided).
+const OTHER_UNITS: [&str; 15] = [
+    "kelvin",
+    "kelvins",
+    "minutes",
+    "hours",
+    "days",
+    "weeks",
+    "fahrenheit",
+    "rankine",
+    "inches",
+    "yards",
+    "miles",
+    "bits",
+    "calories",
+    "pounds",
+    "ounces",
+];
+
+/// SI and binary prefixes: a prefixed unit (`kilobytes`) is rejected too.
+const PREFIXES: [&str; 18] = [
+    "pico", "nano", "micro", "milli", "centi", "deci", "deca", "hecto", "kilo", "kibi", "mega",
+    "mibi", "giga", "gibi", "tera", "tebi", "peta", "pebi",
+];
+
+/// Metric types: promtool rejects a name that holds its own type as a word.
+const TYPES: [&str; 4] = ["counter", "gauge", "histogram", "summary"];
+
+/// Whether `promtool check metrics` rejects a name holding `word` between
+/// underscores or at its end: an abbreviated unit (`ms`, `b`), a unit that
+/// is not a base unit (`bits`, `minutes`), a prefixed unit (`kilobytes`,
+/// `milliseconds`) or a metric type (`gauge`).
+pub fn rejected_word(word: &str) -> bool {
+    let prefixed = |w: &str| {
+        PREFIXES
+            .iter()
+            .filter_map(|p| w.strip_prefix(p))
+            .any(|u| BASE_UNITS.contains(&u) || OTHER_UNITS.contains(&u))
+    };
+    ABBREVIATIONS.contains(&word)
+        || OTHER_UNITS.contains(&word)
+        || prefixed(word)
+        || TYPES.contains(&word)
+}
+
+/// Whether a gauge's name may not end in `_word`: the suffixes of
+/// counters (`_total`, `_created`) and of histogram and summary samples
+/// (`_bucket`, `_count`, `_sum`).
+pub fn counter_or_sample_suffix(word: &str) -> bool {
+    matches!(word, "total" | "created" | "bucket" | "count" | "sum")
 }
 
 /// A cumulative latency histogram over [`BUCKETS`].
@@ -186,16 +257,60 @@ mod tests {
         let text = e.finish();
         assert_eq!(
             text,
-            "# HELP fabric_x_ratio A ratio. Two lines.\n# TYPE fabric_x_ratio gauge\n\
+            "# HELP fabric_x_ratio A ratio.\\nTwo lines.\n# TYPE fabric_x_ratio gauge\n\
              fabric_x_ratio{switch_id=\"a\\\"b\\\\c\\nd\"} 0.25\nfabric_x_ratio +Inf\n"
+        );
+        let mut e = Exposition::new();
+        e.family("fabric_y", "gauge", "Column C:\\x\r.");
+        assert_eq!(
+            e.finish(),
+            "# HELP fabric_y Column C:\\\\x .\n# TYPE fabric_y gauge\n"
         );
     }
 
     #[test]
-    fn names_are_sanitized() {
-        assert_eq!(sanitize("optics-rx dBm"), "optics_rx_dbm");
-        assert_eq!(sanitize("5g_links"), "_5g_links");
-        assert_eq!(sanitize("é"), "_");
+    fn names_are_split_into_words() {
+        assert_eq!(words("optics-rx dBm"), ["optics", "rx", "dbm"]);
+        assert_eq!(words("__5g__links_"), ["5g", "links"]);
+        assert_eq!(words("foo-Bar.x"), ["foo", "bar", "x"]);
+        assert!(words("é -").is_empty());
+    }
+
+    #[test]
+    fn words_promtool_rejects() {
+        for w in [
+            "ms",
+            "s",
+            "us",
+            "b",
+            "bits",
+            "minutes",
+            "kilobytes",
+            "milliseconds",
+            "megabits",
+            "gauge",
+            "counter",
+            "kelvin",
+        ] {
+            assert!(rejected_word(w), "{w}");
+        }
+        for w in [
+            "seconds",
+            "bytes",
+            "celsius",
+            "ratio",
+            "per",
+            "second",
+            "rpm",
+            "dbm",
+            "kilo",
+            "thermometers",
+            "total",
+        ] {
+            assert!(!rejected_word(w), "{w}");
+        }
+        assert!(counter_or_sample_suffix("total") && counter_or_sample_suffix("bucket"));
+        assert!(!counter_or_sample_suffix("errors"));
     }
 
     #[test]

@@ -1,11 +1,40 @@
-//! metrics_server's `/metrics`: the fabric as Prometheus gauges, and the
-//! server's own health.
+//! metrics_server's `/metrics`: the fabric, a Prometheus family per CSV
+//! column, and the server's own health.
 //!
-//! Each CSV column becomes a gauge labelled by `switch_id`, named by the
-//! exposition conventions from its unit suffix: `_gbps` → bytes per second
-//! (the base unit is bytes; × 1.25e8), `_us` → seconds, `_pct` → a 0–1
-//! ratio, `_c` → celsius, `_per_s` → per second; any other column is
-//! exported under its sanitised name.
+//! Each CSV column is its own family (summing over columns means nothing,
+//! so they never share one), with a sample per switch labelled `switch_id`.
+//! The name is `fabric_` and the column's words ([`prometheus::words`]:
+//! lower-cased ASCII letters and digits, anything else separates), and then:
+//!
+//! - a unit suffix is brought to the base unit the conventions ask for:
+//!   `_gbps` → `_bytes_per_second` (× 1.25e8), `_us` → `_seconds`,
+//!   `_pct` → `_ratio` (0–1), `_c` → `_celsius`, `_per_s` → `_per_second`;
+//! - a column of [`COUNTERS`] (`packet_errors`) is a counter, `_total`
+//!   appended: `fabric_packet_errors_total`;
+//! - any other column is a gauge as sent: `foo-Bar.x` → `fabric_foo_bar_x`.
+//!
+//! Any text is a column name upstream may send, so the words are escaped
+//! until `promtool check metrics` has nothing to say and no name can be one
+//! of ours ([`family_of`]):
+//!
+//! 1. A word promtool rejects ([`prometheus::rejected_word`]: `ms`, `bits`,
+//!    `kilobytes`, `gauge`, …) is joined to the word before it:
+//!    `rtt_ms` → `fabric_rttms`.
+//! 2. Our own families (both servers') all start `fabric_<w>_` or are
+//!    `fabric_<w>` for a word `w` of [`OWN_WORDS`] (`poll`, `snapshot`,
+//!    `http`, …). A column whose first word is one of them, or
+//!    [`ESCAPE`] itself, gets [`ESCAPE`] put before it
+//!    (`poll_duration_us` → `fabric_column_poll_duration_seconds`); a first
+//!    word that rule 1 rejects is joined to it (`ms` → `fabric_columnms`);
+//!    no words at all (`é`) is `fabric_column`. So no column family, nor any sample name
+//!    of one, is in our namespace: a collision is impossible, not checked.
+//! 3. A gauge may not end like a counter or a histogram's samples (`_total`,
+//!    `_created`, `_bucket`, `_count`, `_sum`): `_value` is appended
+//!    (`rx_total` → `fabric_rx_total_value`).
+//! 4. Columns that come out with the same name (`foo-bar`, `Foo_Bar`) are
+//!    numbered in column order: the first keeps the name, the next takes
+//!    `_2` before the unit (`fabric_foo_bar_2`, `fabric_x_2_seconds`), or
+//!    the next number still free.
 //!
 //! That fabric block depends on the snapshot only, and it can be big: some
 //! 460 bytes a switch, 46 MB at 100k switches, twice the snapshot itself.
@@ -81,52 +110,137 @@ impl FabricCache {
     }
 }
 
-/// A column with a known unit suffix: its metric name, the unit for the
-/// help text, and how to bring it to the base unit.
-pub fn family_of(column: &str) -> Option<(String, &'static str, Scale)> {
-    let rules: [(&str, &str, &str, Scale); 5] = [
-        (
-            "_gbps",
-            "_bytes_per_second",
-            "bytes per second",
-            Scale::Factor(1.25e8),
-        ),
-        ("_us", "_seconds", "seconds", Scale::Pow10(-6)),
-        ("_pct", "_ratio", "a 0-1 ratio", Scale::Pow10(-2)),
-        ("_c", "_celsius", "degrees Celsius", Scale::Same),
-        ("_per_s", "_per_second", "events per second", Scale::Same),
-    ];
-    rules.into_iter().find_map(|(suffix, unit, help, scale)| {
-        let stem = column.strip_suffix(suffix).filter(|s| !s.is_empty())?;
-        Some((
-            format!("fabric_{}{unit}", prometheus::sanitize(stem)),
-            help,
-            scale,
-        ))
-    })
+/// The first words after `fabric_` of every family of our own, both
+/// servers': a column family never starts with one (rule 2 of the module
+/// doc). A new family of ours must start with one of these; a test holds
+/// both servers to it.
+pub const OWN_WORDS: [&str; 10] = [
+    "build", "breaker", "http", "poll", "polls", "producer", "snapshot", "upstream", "uptime",
+    ESCAPE,
+];
+
+/// The word put before a column's words to keep it out of our namespace.
+pub const ESCAPE: &str = "column";
+
+/// Columns (their words joined by `_`) that are cumulative counts: counters.
+pub const COUNTERS: [&str; 1] = ["packet_errors"];
+
+/// Unit suffixes (as words), what replaces them, the unit for the help
+/// text, and how to bring a value to it.
+const UNITS: [(&[&str], &str, &str, Scale); 5] = [
+    (
+        &["gbps"],
+        "_bytes_per_second",
+        "in bytes per second (sent in Gbit/s)",
+        Scale::Factor(1.25e8),
+    ),
+    (
+        &["us"],
+        "_seconds",
+        "in seconds (sent in microseconds)",
+        Scale::Pow10(-6),
+    ),
+    (
+        &["pct"],
+        "_ratio",
+        "as a 0-1 ratio (sent in percent)",
+        Scale::Pow10(-2),
+    ),
+    (&["c"], "_celsius", "in degrees Celsius", Scale::Same),
+    (&["per", "s"], "_per_second", "per second", Scale::Same),
+];
+
+/// How one CSV column is exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// `fabric_` and the column's words, escaped: the name up to where a
+    /// number goes when another column took the name first.
+    pub stem: String,
+    /// The rest of the name: a unit (`_seconds`), `_total` for a counter,
+    /// `_value` for a gauge that would end like a counter, or nothing.
+    pub tail: &'static str,
+    /// `gauge` or `counter`.
+    pub kind: &'static str,
+    /// What the values are, for the help text.
+    pub what: &'static str,
+    pub scale: Scale,
 }
 
-/// Columns with no unit suffix go into one family, labelled by column, so
-/// an upstream column can never clash with a name of ours or trip the
-/// naming rules (`packet_errors` → `fabric_switch_value{column="packet_errors"}`).
-pub const OTHER: &str = "fabric_switch_value";
+impl Family {
+    /// The family's name, numbered `n` when `n` > 1 (rule 4).
+    pub fn name(&self, n: usize) -> String {
+        if n > 1 {
+            format!("{}_{n}{}", self.stem, self.tail)
+        } else {
+            format!("{}{}", self.stem, self.tail)
+        }
+    }
+}
 
-/// Families of our own that no upstream column may take.
-const RESERVED: [&str; 13] = [
-    "fabric_build_info",
-    "fabric_http_requests_total",
-    "fabric_http_request_duration_seconds",
-    "fabric_polls_total",
-    "fabric_poll_errors_total",
-    "fabric_upstream_up",
-    "fabric_breaker_open",
-    "fabric_poll_duration_seconds",
-    "fabric_snapshot_age_seconds",
-    "fabric_snapshot_switches",
-    "fabric_uptime_seconds",
-    "process_start_time_seconds",
-    OTHER,
-];
+/// How `column` is exported, by the rules of the module doc (all but the
+/// numbering, which depends on the other columns).
+pub fn family_of(column: &str) -> Family {
+    let words = prometheus::words(column);
+    if COUNTERS.contains(&words.join("_").as_str()) {
+        return Family {
+            stem: stem(&words),
+            tail: "_total",
+            kind: "counter",
+            what: "a count that only grows",
+            scale: Scale::Same,
+        };
+    }
+    for (suffix, tail, what, scale) in UNITS {
+        let Some(split) = words.len().checked_sub(suffix.len()).filter(|&n| n > 0) else {
+            continue;
+        };
+        if words[split..].iter().zip(suffix).all(|(w, s)| w == s) {
+            return Family {
+                stem: stem(&words[..split]),
+                tail,
+                kind: "gauge",
+                what,
+                scale,
+            };
+        }
+    }
+    let stem = stem(&words);
+    let last = stem.rsplit('_').next().unwrap_or_default();
+    Family {
+        tail: if prometheus::counter_or_sample_suffix(last) {
+            "_value"
+        } else {
+            ""
+        },
+        stem,
+        kind: "gauge",
+        what: "as sent",
+        scale: Scale::Same,
+    }
+}
+
+/// `fabric_` and `words` escaped by rules 1 and 2 of the module doc.
+fn stem(words: &[String]) -> String {
+    let mut out: Vec<String> = Vec::with_capacity(words.len() + 1);
+    for word in words {
+        out.push(word.clone());
+        // Joining two words may make another rejected one (`kilo_bits`).
+        while let [.., before, last] = out.as_mut_slice() {
+            if !prometheus::rejected_word(last) {
+                break;
+            }
+            before.push_str(last);
+            out.pop();
+        }
+    }
+    match out.first_mut() {
+        None => out.push(ESCAPE.to_string()),
+        Some(first) if prometheus::rejected_word(first) => first.insert_str(0, ESCAPE),
+        Some(first) if OWN_WORDS.contains(&first.as_str()) => out.insert(0, ESCAPE.to_string()),
+        Some(_) => {}
+    }
+    format!("fabric_{}", out.join("_"))
+}
 
 /// How a column's value becomes its base unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -164,71 +278,43 @@ struct Column {
     scale: Scale,
     /// `e<p>` for [`Scale::Pow10`]`(p)`.
     exponent: String,
-    /// What follows the switch id in each sample's labels: `"} ` or
-    /// `",column="…"} `.
-    close: String,
     out: Pieces,
 }
 
-/// The per-switch gauges of `snap`, in pieces: every family in column
-/// order, then [`OTHER`] with the columns that have no unit. One pass over
-/// the rows fills one output per column; the outputs are then joined.
+/// The per-switch families of `snap`, in pieces: one per column, in column
+/// order, named by [`family_of`] and numbered where names meet (rule 4 of
+/// the module doc). One pass over the rows fills one output per column;
+/// the outputs are then joined.
 pub fn render_fabric(snap: &Snapshot) -> Vec<Arc<str>> {
-    let mut seen: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
+    let mut taken: HashSet<String> = HashSet::with_capacity(snap.fields.len());
     let mut columns = Vec::with_capacity(snap.fields.len());
-    let mut others = Vec::new();
     // Each output buffers one piece: keep their sum near 2 MB.
     let piece = (PIECE_BYTES * 8 / snap.fields.len().max(1)).clamp(16 << 10, PIECE_BYTES);
     for (col, column) in snap.fields.iter().enumerate() {
-        let Some((name, unit, scale)) = family_of(column) else {
-            others.push(col);
-            continue;
-        };
-        if !seen.insert(name.clone()) {
-            others.push(col);
-            continue;
+        let family = family_of(column);
+        let mut n = 1;
+        let mut name = family.name(n);
+        while !taken.insert(name.clone()) {
+            n += 1;
+            name = family.name(n);
         }
         let mut head = Exposition::new();
         head.family(
             &name,
-            "gauge",
-            &format!("Upstream column {column} per switch, in {unit}."),
+            family.kind,
+            &format!("Upstream column \"{column}\" per switch, {}.", family.what),
         );
         let mut out = Pieces::new(piece);
         out.text().push_str(&head.finish());
-        let exponent = match scale {
+        let exponent = match family.scale {
             Scale::Pow10(p) => format!("e{p}"),
             _ => String::new(),
         };
         columns.push(Column {
             col,
             name,
-            scale,
+            scale: family.scale,
             exponent,
-            close: "\"} ".to_string(),
-            out,
-        });
-    }
-    for (i, &col) in others.iter().enumerate() {
-        let mut out = Pieces::new(piece);
-        if i == 0 {
-            let mut head = Exposition::new();
-            head.family(
-                OTHER,
-                "gauge",
-                "Upstream columns without a known unit, per switch, as sent.",
-            );
-            out.text().push_str(&head.finish());
-        }
-        let mut close = String::from("\",column=\"");
-        prometheus::push_label_value(&mut close, &snap.fields[col]);
-        close.push_str("\"} ");
-        columns.push(Column {
-            col,
-            name: OTHER.to_string(),
-            scale: Scale::Same,
-            exponent: String::new(),
-            close,
             out,
         });
     }
@@ -237,12 +323,12 @@ pub fn render_fabric(snap: &Snapshot) -> Vec<Arc<str>> {
         label.clear();
         label.push_str("{switch_id=\"");
         prometheus::push_label_value(&mut label, snap.switch_id(row));
+        label.push_str("\"} ");
         let cells = snap.cells(row);
         for c in &mut columns {
             let out = c.out.text();
             out.push_str(&c.name);
             out.push_str(&label);
-            out.push_str(&c.close);
             push_scaled(out, cells.get(c.col), c.scale, &c.exponent);
             out.push('\n');
             c.out.cut_if_full();
@@ -407,21 +493,66 @@ mod tests {
 
     #[test]
     fn units_follow_the_conventions() {
-        let name = |c: &str| family_of(c).map(|f| f.0);
-        assert_eq!(family_of("latency_us").map(|f| f.2), Some(Scale::Pow10(-6)));
+        let name = |c: &str| family_of(c).name(1);
+        assert_eq!(family_of("latency_us").scale, Scale::Pow10(-6));
+        assert_eq!(family_of("bandwidth_gbps").scale, Scale::Factor(1.25e8));
+        assert_eq!(name("bandwidth_gbps"), "fabric_bandwidth_bytes_per_second");
+        assert_eq!(name("latency_us"), "fabric_latency_seconds");
+        assert_eq!(name("cpu_util_pct"), "fabric_cpu_util_ratio");
+        assert_eq!(name("temperature_c"), "fabric_temperature_celsius");
+        assert_eq!(name("egress_drops_per_s"), "fabric_egress_drops_per_second");
+        let errors = family_of("packet_errors");
         assert_eq!(
-            name("bandwidth_gbps").unwrap(),
-            "fabric_bandwidth_bytes_per_second"
+            (errors.name(1).as_str(), errors.kind),
+            ("fabric_packet_errors_total", "counter")
         );
-        assert_eq!(name("latency_us").unwrap(), "fabric_latency_seconds");
-        assert_eq!(name("cpu_util_pct").unwrap(), "fabric_cpu_util_ratio");
-        assert_eq!(name("temperature_c").unwrap(), "fabric_temperature_celsius");
-        assert_eq!(
-            name("egress_drops_per_s").unwrap(),
-            "fabric_egress_drops_per_second"
-        );
-        assert_eq!(name("packet_errors"), None);
-        assert_eq!(name("_c"), None);
+        assert_eq!(family_of("fan rpm").kind, "gauge");
+        assert_eq!(name("foo-Bar.x"), "fabric_foo_bar_x");
+    }
+
+    #[test]
+    fn hostile_names_are_escaped_by_the_documented_rules() {
+        let cases = [
+            // Rule 1: words promtool rejects join the word before them.
+            ("rtt_ms", "fabric_rttms"),
+            ("link_bits", "fabric_linkbits"),
+            ("x_kilo_bits", "fabric_xkilobits"),
+            ("Queue.Gauge", "fabric_queuegauge"),
+            ("uptime_hours", "fabric_uptimehours"),
+            ("uptime_s_total", "fabric_uptimes_total_value"),
+            ("rx_mb_rate_us", "fabric_rxmb_rate_seconds"),
+            // Rule 2: our namespace is out of reach.
+            ("poll_duration_us", "fabric_column_poll_duration_seconds"),
+            ("snapshot_age_us", "fabric_column_snapshot_age_seconds"),
+            ("HTTP requests", "fabric_column_http_requests"),
+            ("build_info", "fabric_column_build_info"),
+            ("producer_switches", "fabric_column_producer_switches"),
+            ("upstream-up", "fabric_column_upstream_up"),
+            ("column", "fabric_column_column"),
+            ("ms", "fabric_columnms"),
+            ("m_s", "fabric_columnms"),
+            ("é", "fabric_column"),
+            ("---", "fabric_column"),
+            ("_us", "fabric_columnus"),
+            ("pollster", "fabric_pollster"),
+            ("httpms", "fabric_httpms"),
+            // Rule 3: a gauge does not end like a counter or a histogram.
+            ("rx_total", "fabric_rx_total_value"),
+            ("queue count", "fabric_queue_count_value"),
+            ("x_su_m", "fabric_x_sum_value"),
+            ("sum", "fabric_sum_value"),
+            ("bucket_fill_pct", "fabric_bucket_fill_ratio"),
+            ("errors_total_per_s", "fabric_errors_total_per_second"),
+            // Digits and unicode.
+            ("5g_links", "fabric_5g_links"),
+            ("température_c", "fabric_temp_rature_celsius"),
+            ("Packet-Errors", "fabric_packet_errors_total"),
+        ];
+        for (column, want) in cases {
+            assert_eq!(family_of(column).name(1), want, "{column}");
+        }
+        assert_eq!(family_of("x_us").name(3), "fabric_x_3_seconds");
+        assert_eq!(family_of("rx_total").name(2), "fabric_rx_total_2_value");
     }
 
     #[test]
@@ -433,8 +564,10 @@ mod tests {
         has("fabric_latency_seconds{switch_id=\"sw-000\"} 11.2e-6\n");
         has("fabric_cpu_util_ratio{switch_id=\"sw-000\"} 34.1e-2\n");
         has("fabric_temperature_celsius{switch_id=\"odd\\\"id\"} 4\n");
-        has("fabric_switch_value{switch_id=\"sw-000\",column=\"packet_errors\"} 0\n");
-        has("fabric_switch_value{switch_id=\"sw-000\",column=\"fan rpm\"} 9000\n");
+        has("# TYPE fabric_packet_errors_total counter\n");
+        has("fabric_packet_errors_total{switch_id=\"sw-000\"} 0\n");
+        has("# HELP fabric_fan_rpm Upstream column \"fan rpm\" per switch, as sent.\n");
+        has("fabric_fan_rpm{switch_id=\"odd\\\"id\"} 7\n");
         has("fabric_snapshot_age_seconds 2\n");
         has("fabric_upstream_up 0\n");
         has("fabric_build_info{service=\"metrics_server\",version=");
@@ -453,11 +586,8 @@ mod tests {
             0,
             "no poll yet"
         );
-        assert!(
-            text.contains(
-                "fabric_switch_value{switch_id=\"sw-1\",column=\"poll_duration_us\"} 1\n"
-            )
-        );
+        assert!(text.contains("fabric_column_poll_duration_seconds{switch_id=\"sw-1\"} 1e-6\n"));
+        assert!(text.contains("fabric_column_snapshot_age_seconds{switch_id=\"sw-1\"} 2e-6\n"));
         assert!(text.contains("fabric_x_seconds{switch_id=\"sw-1\"} 3e-6\n"));
         assert_eq!(
             text.matches("# TYPE fabric_snapshot_age_seconds ").count(),
@@ -559,12 +689,8 @@ mod tests {
         assert!(
             all.contains("fabric_bandwidth_bytes_per_second{switch_id=\"sw-00399\"} 49875000000\n")
         );
-        assert!(
-            all.contains(
-                "fabric_switch_value{switch_id=\"sw-00002\",column=\"packet_errors\"} 2\n"
-            )
-        );
-        // Families stay whole, in column order, the unit-less one last.
+        assert!(all.contains("fabric_packet_errors_total{switch_id=\"sw-00002\"} 2\n"));
+        // Families stay whole, in column order.
         let families: Vec<&str> = all
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -574,7 +700,7 @@ mod tests {
             [
                 "fabric_latency_seconds gauge",
                 "fabric_bandwidth_bytes_per_second gauge",
-                "fabric_switch_value gauge"
+                "fabric_packet_errors_total counter"
             ]
         );
         let mut last = "";
@@ -587,5 +713,280 @@ mod tests {
             }
         }
         assert_eq!(changes, 3);
+    }
+
+    /// A snapshot of `rows` switches with these columns, every value 1.
+    fn snapshot_of(columns: &[String], rows: usize) -> Snapshot {
+        let mut csv = String::new();
+        let header: Vec<&str> = std::iter::once("switch_id")
+            .chain(columns.iter().map(String::as_str))
+            .collect();
+        crate::csv::push_record(&mut csv, &header);
+        for row in 0..rows {
+            let id = format!("sw-{row}");
+            let cells: Vec<&str> = std::iter::once(id.as_str())
+                .chain(columns.iter().map(|_| "1"))
+                .collect();
+            crate::csv::push_record(&mut csv, &cells);
+        }
+        let limits = Limits { max_rows: rows };
+        Snapshot::parse(csv.as_bytes(), Origin::default(), limits).unwrap()
+    }
+
+    /// Every family our servers declare themselves, and the names of their
+    /// samples (`_bucket`, `_sum`, `_count` for a histogram).
+    fn own_names() -> (HashSet<String>, HashSet<String>) {
+        let s = state();
+        s.stats
+            .record_request("/stats", 200, Duration::from_micros(300));
+        s.stats.update_poll(|p| {
+            p.last_cycle = Some(Duration::from_millis(2));
+            p.last_success_ms = Some(1);
+        });
+        let snap = s.store.load().unwrap();
+        let fabric: String = render_fabric(&snap).iter().map(|p| &**p).collect();
+        let mut text = text(render(&s, &FabricCache::default(), 3_000));
+        text.push_str(&crate::producer::metrics::ProducerStats::default().render());
+        let declared = |t: &str| -> HashSet<String> {
+            t.lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .filter_map(|l| l.split(' ').next())
+                .map(str::to_string)
+                .collect()
+        };
+        let sampled = |t: &str| -> HashSet<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split(['{', ' ']).next())
+                .map(str::to_string)
+                .collect()
+        };
+        (
+            &declared(&text) - &declared(&fabric),
+            &sampled(&text) - &sampled(&fabric),
+        )
+    }
+
+    #[test]
+    fn our_own_families_keep_to_our_namespace() {
+        let (families, samples) = own_names();
+        assert!(families.len() >= 17, "{families:?}");
+        assert!(samples.contains("fabric_http_request_duration_seconds_bucket"));
+        for name in families.iter().chain(&samples) {
+            let first = name
+                .strip_prefix("fabric_")
+                .and_then(|n| n.split('_').next())
+                .unwrap_or_else(|| panic!("{name} is not fabric_*"));
+            assert!(
+                first != ESCAPE && OWN_WORDS.contains(&first),
+                "{name}: add {first:?} to OWN_WORDS, or columns could take it"
+            );
+        }
+    }
+
+    /// Checks the fabric block `text` of `columns` columns and `rows` rows
+    /// as promtool would, and against our own names; returns its families.
+    fn check_fabric(text: &str, columns: usize, rows: usize) -> Vec<String> {
+        let (own, own_samples) = own_names();
+        let mut families: Vec<String> = Vec::new();
+        let mut current: Option<(String, String, usize)> = None;
+        let close = |current: &mut Option<(String, String, usize)>| {
+            if let Some((name, _, n)) = current.take() {
+                assert_eq!(n, rows, "{name}: {n} samples");
+            }
+        };
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if let Some(help) = line.strip_prefix("# HELP ") {
+                close(&mut current);
+                let name = help.split(' ').next().unwrap().to_string();
+                let kind = lines
+                    .next()
+                    .and_then(|l| l.strip_prefix(&format!("# TYPE {name} ")))
+                    .unwrap_or_else(|| panic!("{name}: no TYPE after HELP"));
+                assert!(!help.contains(['\n', '\r']));
+                current = Some((name.clone(), kind.to_string(), 0));
+                families.push(name);
+                continue;
+            }
+            let Some((name, _, n)) = current.as_mut() else {
+                panic!("a sample before any family: {line}")
+            };
+            let sample = line.split('{').next().unwrap();
+            assert_eq!(sample, name, "{line} is not of {name}");
+            *n += 1;
+        }
+        close(&mut current);
+        assert_eq!(families.len(), columns, "a family per column");
+        let unique: HashSet<&String> = families.iter().collect();
+        assert_eq!(unique.len(), families.len(), "{families:?}");
+        for name in &families {
+            let kind = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("# TYPE {name} ")))
+                .unwrap();
+            // The exposition's name syntax, and ours: snake case words.
+            let words: Vec<&str> = name.split('_').collect();
+            assert!(
+                words.len() >= 2
+                    && words[0] == "fabric"
+                    && words.iter().all(|w| !w.is_empty()
+                        && w.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())),
+                "{name}"
+            );
+            // Out of our namespace, so no clash with any name of ours.
+            assert!(
+                !OWN_WORDS[..OWN_WORDS.len() - 1].contains(&words[1]),
+                "{name}"
+            );
+            assert!(!own.contains(name) && !own_samples.contains(name), "{name}");
+            // What promtool's lint rejects.
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{name} {kind}");
+            for suffix in ["_bucket", "_count", "_sum", "_created"] {
+                assert!(!name.ends_with(suffix), "{name}");
+            }
+            for word in &words {
+                assert!(!prometheus::rejected_word(word), "{name}: {word}");
+            }
+            for word in [
+                "ms",
+                "us",
+                "s",
+                "bits",
+                "kilobytes",
+                "gauge",
+                "counter",
+                "h",
+            ] {
+                assert!(
+                    !name.contains(&format!("_{word}_")) && !name.ends_with(&format!("_{word}")),
+                    "{name}: {word}"
+                );
+            }
+        }
+        families
+    }
+
+    #[test]
+    fn columns_that_read_alike_are_numbered_in_column_order() {
+        let columns: Vec<String> = ["foo-bar", "Foo_Bar", "foo_bar_2", "foo.bar", "x_us", "X-us"]
+            .map(String::from)
+            .to_vec();
+        let pieces = render_fabric(&snapshot_of(&columns, 2));
+        let text: String = pieces.iter().map(|p| &**p).collect();
+        let families = check_fabric(&text, columns.len(), 2);
+        assert_eq!(
+            families,
+            [
+                "fabric_foo_bar",
+                "fabric_foo_bar_2",
+                "fabric_foo_bar_2_2",
+                "fabric_foo_bar_3",
+                "fabric_x_seconds",
+                "fabric_x_2_seconds"
+            ]
+        );
+    }
+
+    #[test]
+    fn any_column_names_give_valid_unique_families_none_of_ours() {
+        // Every name of ours, as a column, bare, with sample suffixes and
+        // in the units that map onto it.
+        let (own, own_samples) = own_names();
+        let mut crafted: Vec<String> = Vec::new();
+        for name in own.iter().chain(&own_samples) {
+            let bare = &name["fabric_".len()..];
+            crafted.push(name.clone());
+            crafted.push(bare.to_string());
+            for suffix in ["_bucket", "_count", "_sum", "_total", "_created", "_info"] {
+                crafted.push(format!("{bare}{suffix}"));
+            }
+            if let Some(stem) = bare.strip_suffix("_seconds") {
+                crafted.push(format!("{stem}_us"));
+                crafted.push(format!("{stem}.US"));
+            }
+        }
+        crafted.sort();
+        crafted.dedup();
+        let families = check_fabric(
+            &render_fabric(&snapshot_of(&crafted, 2)).concat(),
+            crafted.len(),
+            2,
+        );
+        assert!(families.contains(&"fabric_column_poll_duration_seconds".to_string()));
+
+        // Random names from hostile pieces.
+        let pieces = [
+            "poll",
+            "polls",
+            "http",
+            "build",
+            "info",
+            "snapshot",
+            "uptime",
+            "upstream",
+            "up",
+            "breaker",
+            "producer",
+            "column",
+            "total",
+            "count",
+            "sum",
+            "bucket",
+            "created",
+            "ms",
+            "us",
+            "s",
+            "m",
+            "b",
+            "bits",
+            "kilobytes",
+            "kilo",
+            "milli",
+            "seconds",
+            "gauge",
+            "counter",
+            "kelvin",
+            "gbps",
+            "pct",
+            "c",
+            "per",
+            "value",
+            "2",
+            "3",
+            "é",
+            "日本",
+            "Foo",
+            "BAR",
+            "x",
+            "packet",
+            "errors",
+            "Ms",
+            "_",
+            "",
+        ];
+        let separators = [
+            "_", "-", ".", " ", "__", "é", "\"", ",", "\\", ":", "", "{", "}",
+        ];
+        let mut rng = fastrand::Rng::with_seed(12);
+        for _ in 0..150 {
+            let mut seen = HashSet::new();
+            let mut columns = Vec::new();
+            while columns.len() < 30 {
+                let mut name = String::new();
+                for i in 0..rng.usize(1..=5) {
+                    if i > 0 {
+                        name.push_str(separators[rng.usize(..separators.len())]);
+                    }
+                    name.push_str(pieces[rng.usize(..pieces.len())]);
+                }
+                if !name.is_empty() && name != "switch_id" && seen.insert(name.clone()) {
+                    columns.push(name);
+                }
+            }
+            let text = render_fabric(&snapshot_of(&columns, 3)).concat();
+            check_fabric(&text, columns.len(), 3);
+        }
     }
 }
