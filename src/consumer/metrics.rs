@@ -54,6 +54,7 @@ use super::pieces::{PIECE_BYTES, Pieces};
 use super::poller::KINDS;
 use super::snapshot::Snapshot;
 use super::stats::ENDPOINTS;
+use crate::gzip::{self, Deflated, Part};
 use crate::http::Chunk;
 use crate::prometheus::{self, Exposition};
 
@@ -70,6 +71,10 @@ pub struct FabricCache {
     /// The snapshot it renders (compared by address; the `Weak` keeps the
     /// address from being reused) and the block.
     kept: Mutex<Option<(Weak<Snapshot>, Block)>>,
+    /// The block of the snapshot last scraped with gzip, deflated: kept
+    /// whatever its size (a tenth of the text), so each snapshot's block is
+    /// deflated once however many gzip scrapes there are.
+    deflated: Mutex<Option<(Weak<Snapshot>, Arc<Deflated>)>>,
 }
 
 impl Default for FabricCache {
@@ -84,6 +89,7 @@ impl FabricCache {
         FabricCache {
             keep_max,
             kept: Mutex::new(None),
+            deflated: Mutex::new(None),
         }
     }
 
@@ -107,6 +113,22 @@ impl FabricCache {
         // An old block goes either way: kept blocks are of the current data.
         *self.lock() = (size <= self.keep_max).then(|| (Arc::downgrade(snap), block.clone()));
         block
+    }
+
+    /// The fabric block of `snap` deflated: the kept one if it is of
+    /// `snap`, else deflated now (no lock held) and kept. `None` only if
+    /// the compressor fails.
+    pub fn deflated(&self, snap: &Arc<Snapshot>) -> Option<Arc<Deflated>> {
+        let lock = || self.deflated.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((of, d)) = &*lock() {
+            if std::ptr::eq(of.as_ptr(), Arc::as_ptr(snap)) {
+                return Some(d.clone());
+            }
+        }
+        let block = self.block(snap);
+        let d = Arc::new(Deflated::new(block.iter().map(|p| &p[..]))?);
+        *lock() = Some((Arc::downgrade(snap), d.clone()));
+        Some(d)
     }
 }
 
@@ -340,6 +362,36 @@ pub fn render_fabric(snap: &Snapshot) -> Vec<Arc<str>> {
 /// The whole `/metrics` body at `now_ms`, in chunks: our build, the
 /// fabric block (shared), then the server's own health.
 pub fn render(state: &State, cache: &FabricCache, now_ms: u64) -> Vec<Chunk> {
+    let snap = state.store.load();
+    let mut body = vec![Chunk::from(build_info())];
+    if let Some(snap) = &snap {
+        body.extend(cache.block(snap).into_iter().map(Chunk::Shared));
+    }
+    body.push(Chunk::from(own_health(state, snap.as_deref(), now_ms)));
+    body
+}
+
+/// [`render`] as one gzip member: the fabric block deflated once per
+/// snapshot ([`FabricCache::deflated`]), our few kilobytes around it
+/// stored as they are. `None` if the compressor fails.
+pub fn render_gzip(state: &State, cache: &FabricCache, now_ms: u64) -> Option<Vec<Chunk>> {
+    let snap = state.store.load();
+    let fabric = match &snap {
+        Some(snap) => Some(cache.deflated(snap)?),
+        None => None,
+    };
+    let head = build_info();
+    let tail = own_health(state, snap.as_deref(), now_ms);
+    let mut parts = vec![Part::Stored(head.as_bytes())];
+    if let Some(d) = &fabric {
+        parts.push(Part::Deflated(d));
+    }
+    parts.push(Part::Stored(tail.as_bytes()));
+    Some(gzip::member(&parts))
+}
+
+/// `fabric_build_info`, which opens the page.
+fn build_info() -> String {
     let mut exp = Exposition::new();
     exp.family(
         "fabric_build_info",
@@ -351,13 +403,11 @@ pub fn render(state: &State, cache: &FabricCache, now_ms: u64) -> Vec<Chunk> {
         &[("service", "metrics_server"), ("version", crate::VERSION)],
         1.0,
     );
-    let mut body = vec![Chunk::from(exp.finish())];
+    exp.finish()
+}
 
-    let snap = state.store.load();
-    if let Some(snap) = &snap {
-        body.extend(cache.block(snap).into_iter().map(Chunk::Shared));
-    }
-
+/// The server's own health, which closes the page.
+fn own_health(state: &State, snap: Option<&Snapshot>, now_ms: u64) -> String {
     let mut exp = Exposition::new();
     exp.family(
         "fabric_http_requests_total",
@@ -434,7 +484,7 @@ pub fn render(state: &State, cache: &FabricCache, now_ms: u64) -> Vec<Chunk> {
         )
         .sample("fabric_poll_duration_seconds", &[], cycle.as_secs_f64());
     }
-    if let Some(snap) = &snap {
+    if let Some(snap) = snap {
         exp.family(
             "fabric_snapshot_age_seconds",
             "gauge",
@@ -462,8 +512,7 @@ pub fn render(state: &State, cache: &FabricCache, now_ms: u64) -> Vec<Chunk> {
         &[],
         state.stats.uptime().as_secs_f64(),
     );
-    body.push(Chunk::from(exp.finish()));
-    body
+    exp.finish()
 }
 
 #[cfg(test)]
@@ -645,6 +694,54 @@ mod tests {
         let t = text(render(&s, &cache, 0));
         assert!(t.contains("fabric_temperature_celsius{switch_id=\"sw-000\"} 99\n"));
         assert!(!t.contains("fabric_latency_seconds{"), "{t}");
+    }
+
+    #[test]
+    fn the_gzip_page_deflates_the_fabric_once_per_snapshot() {
+        use std::io::Read;
+        let gunzip = |body: &[Chunk]| {
+            let bytes: Vec<u8> = body.iter().flat_map(|c| c.bytes().to_vec()).collect();
+            let mut out = String::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut out)
+                .unwrap();
+            out
+        };
+        // Kept or not, the plain block: the deflated one is kept regardless.
+        for keep_max in [KEEP_MAX_BYTES, 0] {
+            let s = state();
+            let cache = FabricCache::new(keep_max);
+            let a = render_gzip(&s, &cache, 0).unwrap();
+            let b = render_gzip(&s, &cache, 0).unwrap();
+            match (&a[2], &b[2]) {
+                (Chunk::Shared(x), Chunk::Shared(y)) => assert!(Arc::ptr_eq(x, y)),
+                other => panic!("the fabric is not one shared piece: {other:?}"),
+            }
+            // The same page as the plain one but for the clock.
+            let uptime = |t: &str| {
+                t.lines()
+                    .filter(|l| !l.starts_with("fabric_uptime_seconds "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            assert_eq!(uptime(&gunzip(&a)), uptime(&text(render(&s, &cache, 0))));
+            // A new snapshot is deflated anew.
+            let snap = s.store.load().unwrap();
+            let again = Snapshot::parse(
+                b"switch_id,temperature_c\nsw-000,99\n",
+                snap.origin.clone(),
+                Limits { max_rows: 10 },
+            )
+            .unwrap();
+            s.store.store(Arc::new(again));
+            let t = gunzip(&render_gzip(&s, &cache, 0).unwrap());
+            assert!(t.contains("fabric_temperature_celsius{switch_id=\"sw-000\"} 99\n"));
+            assert!(!t.contains("fabric_latency_seconds{"), "{t}");
+        }
+        // No snapshot yet: our own families only, still gzip.
+        let empty = State::default();
+        let t = gunzip(&render_gzip(&empty, &FabricCache::default(), 0).unwrap());
+        assert!(t.starts_with("# HELP fabric_build_info") && t.contains("fabric_uptime_seconds "));
     }
 
     #[test]

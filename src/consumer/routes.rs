@@ -262,9 +262,20 @@ impl Handler for Routes {
             READY => self.ready(),
             STREAM => stream::subscribe(&self.state, req),
             METRICS => {
-                let mut resp =
-                    Response::new(200).header("Content-Type", crate::prometheus::CONTENT_TYPE);
-                resp.body = metrics::render(&self.state, &self.state.exposition, clock::epoch_ms());
+                let (state, now) = (&self.state, clock::epoch_ms());
+                let mut resp = Response::new(200)
+                    .header("Content-Type", crate::prometheus::CONTENT_TYPE)
+                    .header("Vary", "Accept-Encoding");
+                let gzip = gzip::accepted(req.headers_named("Accept-Encoding"))
+                    .then(|| metrics::render_gzip(state, &state.exposition, now))
+                    .flatten();
+                match gzip {
+                    Some(body) => {
+                        resp.body = body;
+                        resp = resp.header("Content-Encoding", "gzip");
+                    }
+                    None => resp.body = metrics::render(state, &state.exposition, now),
+                }
                 resp
             }
             _ => Response::json(200, "{\"ok\":true}"),

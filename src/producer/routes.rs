@@ -114,9 +114,24 @@ impl Handler for Routes {
         }
         match req.path.as_str() {
             "/counters" => self.counters(req),
-            "/metrics" => Response::new(200)
-                .header("Content-Type", crate::prometheus::CONTENT_TYPE)
-                .chunk(self.stats.render()),
+            "/metrics" => {
+                let page = self.stats.render();
+                let resp = Response::new(200)
+                    .header("Content-Type", crate::prometheus::CONTENT_TYPE)
+                    .header("Vary", "Accept-Encoding");
+                // A page of a few kilobytes, all of it this request's.
+                match gzip::accepted(req.headers_named("Accept-Encoding"))
+                    .then(|| gzip::compress(page.as_bytes()))
+                    .flatten()
+                {
+                    Some(body) => {
+                        let mut resp = resp.header("Content-Encoding", "gzip");
+                        resp.body = body;
+                        resp
+                    }
+                    None => resp.chunk(page),
+                }
+            }
             _ => Response::json(200, "{\"ok\":true}"),
         }
     }
