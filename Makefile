@@ -14,7 +14,7 @@ help:
 	@echo "make fuzz    cargo-fuzz every target for FUZZ_SECONDS each (default 60; nightly)"
 	@echo "make chaos   CHAOS_SECONDS (default 60) of producer restarts, faults and bad data under load"
 	@echo "make e2e-prometheus   a real Prometheus scrapes metrics_server; its API shows the series"
-	@echo "make bench   release build, then wrk against metrics_server and a raw std baseline side by side; writes BENCHMARKS.md"
+	@echo "make bench   release build, then wrk against metrics_server and a raw std baseline side by side, and what gzip costs and saves; writes BENCHMARKS.md"
 
 build:
 	$(CARGO) build --release --bins
@@ -38,6 +38,7 @@ test: lint
 	python3 scripts/chaos.py --duration 15 --bin-dir target/debug
 	# A few seconds of the benchmark harness, so that it cannot rot (no timing is judged).
 	python3 scripts/bench.py --smoke --no-build --bin-dir target/debug
+	python3 scripts/bench_gzip.py --smoke --no-build --bin-dir target/debug
 
 fmt:
 	$(CARGO) fmt --all
@@ -64,6 +65,7 @@ e2e-prometheus: build
 
 bench:
 	python3 scripts/bench.py
+	python3 scripts/bench_gzip.py
 
 clean:
 	$(CARGO) clean

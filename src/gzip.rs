@@ -26,9 +26,11 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// An empty stored block marked final: the end of the deflate stream.
 const FINAL: [u8; 5] = [1, 0, 0, 0xff, 0xff];
 
-/// The compression level of the shared segments: built once per snapshot,
-/// sent many times (see BENCHMARKS.md for its cost and ratio).
-const LEVEL: u32 = 6;
+/// The compression level of the shared segments, built once per snapshot
+/// and sent many times. Measured at 100k switches (BENCHMARKS.md, "gzip"):
+/// level 3 deflates 3× faster than the usual 6 for 10–15% more bytes, and
+/// keeps a million-switch table within a couple of seconds of one core.
+const LEVEL: u32 = 3;
 
 /// Text deflated once, ready to sit anywhere in a gzip member.
 pub struct Deflated {
