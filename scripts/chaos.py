@@ -54,7 +54,7 @@ Checks (each violation is counted; the first few are printed):
       one), with the values the proxy recorded for it (floats compared), the
       same fields, rows and row order, an ETag header naming it, and an
       age_ms that matches the producer's X-Snapshot-Ts (now minus it, per
-      SPEC.md). A valid GetMetric answered 4xx is a violation too (it means
+      docs/API.md). A valid GetMetric answered 4xx is a violation too (it means
       a wrong table was served).
   c.  metrics_server never dies, and exits 0 on SIGTERM at the end.
   d.  VmRSS and Threads at the end (under load, before the clients stop) are

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lints both servers' /metrics with `promtool check metrics` (the judge of
-# Prometheus names, SPEC.md). Starts data_server and metrics_server from
+# Prometheus names, docs/API.md). Starts data_server and metrics_server from
 # BIN_DIR (default ${CARGO_TARGET_DIR:-target}/debug) on 127.0.0.1, port 0,
 # waits for a snapshot and some traffic (faults included, so the error
 # counters have samples), then feeds each /metrics page to promtool. A

@@ -4,7 +4,7 @@
 //! simulates N switches and serves the latest snapshot as a CSV matrix;
 //! `metrics_server` (the [`consumer`]) polls that CSV, keeps the last good
 //! snapshot in memory and answers a small JSON API about it. The contract is
-//! `SPEC.md`; the README shows how to run both.
+//! `docs/API.md`; the README shows how to run both.
 //!
 //! Data flows one way: the producer knows nothing of the consumer and the
 //! other way round. The shared pieces below know neither side.

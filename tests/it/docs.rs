@@ -121,7 +121,9 @@ fn matches(pattern: &str, text: &str) -> bool {
 
 /// Runs one block's commands in one shell against `ms` and `ds`.
 fn run(block: &Block, ms: &Proc, ds: &Proc) -> Vec<String> {
-    let mut script = String::from("set -o pipefail\n");
+    // No example may hang the test: every curl gets a time limit.
+    let mut script =
+        String::from("set -o pipefail\ncurl() { command curl --max-time 10 \"$@\"; }\n");
     for (n, e) in block.examples.iter().enumerate() {
         let command = e
             .command
@@ -182,10 +184,16 @@ fn the_matcher_and_the_parser_follow_the_convention() {
                 t=$(curl -s z)\ncurl w\n```\n```sh\nmake test\n```\n";
     let b = blocks("f", text);
     assert_eq!(b.len(), 1);
-    assert_eq!(b[0].env, [("A".into(), "1".into()), ("B".into(), "2".into())]);
+    assert_eq!(
+        b[0].env,
+        [("A".into(), "1".into()), ("B".into(), "2".into())]
+    );
     let e = &b[0].examples;
     assert_eq!(e.len(), 3);
-    assert_eq!((e[0].command.as_str(), e[0].at.as_str()), ("curl -s x -H y", "f:5"));
+    assert_eq!(
+        (e[0].command.as_str(), e[0].at.as_str()),
+        ("curl -s x -H y", "f:5")
+    );
     assert_eq!(e[0].output, ["out1", "out2"]);
     assert!(e[1].output.is_empty() && e[2].command == "curl w");
 }
@@ -207,12 +215,17 @@ fn every_curl_example_in_the_docs_does_what_it_says() {
     let mut servers: Vec<(Vec<(String, String)>, Proc)> = Vec::new();
     for block in &all {
         if !servers.iter().any(|(env, _)| *env == block.env) {
-            let mut env: Vec<(&str, &str)> =
-                block.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut env: Vec<(&str, &str)> = block
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             env.push(("UPSTREAM_URL", &upstream));
             let ms = spawn(METRICS_SERVER, &["--poll-ms", "200"], &env);
             let token = block.env.iter().find(|(k, _)| k == "METRICS_AUTH_TOKEN");
-            let auth = token.map(|(_, t)| format!("Bearer {t}")).unwrap_or_default();
+            let auth = token
+                .map(|(_, t)| format!("Bearer {t}"))
+                .unwrap_or_default();
             eventually("a snapshot", || {
                 let r = get_with(ms.addr, "/ready", &[("Authorization", &auth)]);
                 (r.status == 200).then_some(())

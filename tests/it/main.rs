@@ -4,6 +4,7 @@
 mod cli;
 mod conditional;
 mod consumer;
+mod docs;
 mod e2e;
 mod front_auth;
 mod front_keepalive;
