@@ -13,6 +13,6 @@ show() { printf '\n$ %s\n' "$*"; eval "$*"; }
 show "curl -s $base/health"
 show "curl -s $base/telemetry/ListMetrics | jq -c '.fields, .items[0]'"
 show "curl -s '$base/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct' | jq ."
-show "curl -s $base/telemetry/ListMetrics | jq -r '.items | sort_by(-.temperature_c) | .[:3][] | \"\(.switch_id) \(.temperature_c)\"'"
+show "curl -s '$base/telemetry/ListMetrics?sort=-temperature_c&limit=3&fields=temperature_c&format=csv'"
 show "curl -s '$base/telemetry/GetMetric?switch_id=sw-999&metric=cpu_util_pct' | jq -r .error"
 show "curl -s $base/stats | jq '{endpoints, poll_last_cycle_ms, poll_retry_count, uptime_s}'"
