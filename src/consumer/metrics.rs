@@ -673,6 +673,19 @@ mod tests {
         assert_eq!(types.len(), unique.len());
     }
 
+    /// Stores a new one-switch snapshot under the current one's origin
+    /// (so only its address tells it apart).
+    fn store_another(s: &State) {
+        let snap = s.store.load().unwrap();
+        let again = Snapshot::parse(
+            b"switch_id,temperature_c\nsw-000,99\n",
+            snap.origin.clone(),
+            Limits { max_rows: 10 },
+        )
+        .unwrap();
+        s.store.store(Arc::new(again));
+    }
+
     #[test]
     fn a_small_fabric_block_is_rendered_once_per_snapshot() {
         let s = state();
@@ -684,13 +697,7 @@ mod tests {
         drop((first, second));
         assert!(Arc::ptr_eq(&cache.block(&snap)[0], &cache.block(&snap)[0]));
         // A new snapshot, even under the same id, gets its own block.
-        let again = Snapshot::parse(
-            b"switch_id,temperature_c\nsw-000,99\n",
-            snap.origin.clone(),
-            Limits { max_rows: 10 },
-        )
-        .unwrap();
-        s.store.store(Arc::new(again));
+        store_another(&s);
         let t = text(render(&s, &cache, 0));
         assert!(t.contains("fabric_temperature_celsius{switch_id=\"sw-000\"} 99\n"));
         assert!(!t.contains("fabric_latency_seconds{"), "{t}");
@@ -726,14 +733,7 @@ mod tests {
             };
             assert_eq!(uptime(&gunzip(&a)), uptime(&text(render(&s, &cache, 0))));
             // A new snapshot is deflated anew.
-            let snap = s.store.load().unwrap();
-            let again = Snapshot::parse(
-                b"switch_id,temperature_c\nsw-000,99\n",
-                snap.origin.clone(),
-                Limits { max_rows: 10 },
-            )
-            .unwrap();
-            s.store.store(Arc::new(again));
+            store_another(&s);
             let t = gunzip(&render_gzip(&s, &cache, 0).unwrap());
             assert!(t.contains("fabric_temperature_celsius{switch_id=\"sw-000\"} 99\n"));
             assert!(!t.contains("fabric_latency_seconds{"), "{t}");

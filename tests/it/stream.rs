@@ -39,6 +39,14 @@ fn events(addr: SocketAddr, extra: &str, events: usize) -> (String, Vec<String>)
     }
 }
 
+/// A stream request for `query`, sent; the answer is for the caller to read.
+fn open_stream(addr: SocketAddr, query: &str) -> TcpStream {
+    let mut s = connect(addr);
+    let req = format!("GET /telemetry/stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s
+}
+
 #[test]
 fn one_event_per_snapshot_with_resume_and_a_cap() {
     let ds = data_server(&["--interval-sec", "0.3", "--switches", "5"]);
@@ -62,12 +70,7 @@ fn one_event_per_snapshot_with_resume_and_a_cap() {
     let (_, ids) = events(ms.addr, &format!("Last-Event-ID: {current}\r\n"), 1);
     assert_ne!(ids[0], current);
     // A filtered stream.
-    let mut s = TcpStream::connect(ms.addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.write_all(
-        b"GET /telemetry/stream?fields=cpu_util_pct&switch_id=sw-001 HTTP/1.1\r\nHost: x\r\n\r\n",
-    )
-    .unwrap();
+    let mut s = open_stream(ms.addr, "fields=cpu_util_pct&switch_id=sw-001");
     let mut got = String::new();
     let mut chunk = [0u8; 8192];
     while !got.contains("\"items\":[{\"switch_id\":\"sw-001\",\"cpu_util_pct\":") {
@@ -78,12 +81,10 @@ fn one_event_per_snapshot_with_resume_and_a_cap() {
     assert!(got.contains("\"total\":1"), "{got}");
     drop(s);
     // Top-N and value filters, as ListMetrics takes them.
-    let mut s = TcpStream::connect(ms.addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.write_all(
-        b"GET /telemetry/stream?sort=-cpu_util_pct&limit=2&fields=cpu_util_pct&where=cpu_util_pct%3E%3D0 HTTP/1.1\r\nHost: x\r\n\r\n",
-    )
-    .unwrap();
+    let mut s = open_stream(
+        ms.addr,
+        "sort=-cpu_util_pct&limit=2&fields=cpu_util_pct&where=cpu_util_pct%3E%3D0",
+    );
     let mut got = String::new();
     let data = loop {
         if let Some(line) = got
