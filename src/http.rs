@@ -335,6 +335,21 @@ pub fn if_none_match(header: &str, tag: &str) -> bool {
     false
 }
 
+/// True if two answers' bodies share every big piece: the same layout,
+/// and each `Shared` chunk the very same allocation (nothing shared was
+/// rendered again), with at least `shared` of them.
+#[cfg(test)]
+pub fn shares_pieces(a: &[Chunk], b: &[Chunk], shared: usize) -> bool {
+    let same = |x: &Chunk, y: &Chunk| match (x, y) {
+        (Chunk::Shared(x), Chunk::Shared(y)) => Arc::ptr_eq(x, y),
+        (Chunk::Shared(_), _) | (_, Chunk::Shared(_)) => false,
+        _ => true,
+    };
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| same(x, y))
+        && a.iter().filter(|c| matches!(c, Chunk::Shared(_))).count() >= shared
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

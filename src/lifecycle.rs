@@ -93,19 +93,19 @@ pub fn run_until_signal(
     mut signal: Signal,
     server: Server,
     stop: Stop,
-    background: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
 ) -> ExitCode {
     let signal_name = signal.wait();
     stop.stop();
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     let busy = server.stop(SHUTDOWN_GRACE);
-    // The poller may be inside a request to a hung upstream: wait for it
+    // A poller may be inside a request to a hung upstream: wait for them
     // only as long as the grace allows.
-    while !background.is_finished() && Instant::now() < deadline {
+    while !background.iter().all(JoinHandle::is_finished) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    if background.is_finished() {
-        let _ = background.join();
+    for thread in background.into_iter().filter(JoinHandle::is_finished) {
+        let _ = thread.join();
     }
     Event::always(Level::Info, "shutdown")
         .str("service", service)

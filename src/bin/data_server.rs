@@ -43,5 +43,5 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the generator: {e}")),
     };
-    lifecycle::run_until_signal(SERVICE, signal, server, stop, ticker)
+    lifecycle::run_until_signal(SERVICE, signal, server, stop, vec![ticker])
 }

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
 
-    let state = Arc::new(State::new(cfg.stream_max_subscribers));
+    let state = Arc::new(State::new(&cfg.upstream_urls, cfg.stream_max_subscribers));
     let freshness = Freshness {
         max_stale: cfg.max_stale,
         ready_max_age: cfg.ready_max_age,
@@ -34,8 +34,12 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    lifecycle::startup_event(SERVICE, &server, cfg.log_level)
-        .str("upstream_url", &cfg.upstream_url)
+    let startup = lifecycle::startup_event(SERVICE, &server, cfg.log_level);
+    let startup = match &cfg.upstream_urls[..] {
+        [one] => startup.str("upstream_url", one),
+        many => startup.str("upstream_urls", &many.join(",")),
+    };
+    startup
         .uint("poll_ms", cfg.poll.as_millis() as u64)
         .uint(
             "breaker_failures",
@@ -51,16 +55,21 @@ fn main() -> ExitCode {
         )
         .emit();
     let stop = Stop::new();
-    let poller = Poller::new(
-        &cfg.upstream_url,
-        cfg.poll,
-        cfg.resilience.clone(),
-        cfg.upstream_token.take(),
-        state,
-    );
-    let poller = match poller.spawn(stop.clone()) {
-        Ok(p) => p,
-        Err(e) => return lifecycle::fatal(SERVICE, &format!("cannot start the poller: {e}")),
-    };
-    lifecycle::run_until_signal(SERVICE, signal, server, stop, poller)
+    let mut pollers = Vec::with_capacity(cfg.upstream_urls.len());
+    for shard in 0..cfg.upstream_urls.len() {
+        let poller = Poller::new(
+            shard,
+            cfg.poll,
+            cfg.resilience.clone(),
+            cfg.upstream_token.clone(),
+            state.clone(),
+        );
+        match poller.spawn(stop.clone()) {
+            Ok(p) => pollers.push(p),
+            Err(e) => {
+                return lifecycle::fatal(SERVICE, &format!("cannot start the poller: {e}"));
+            }
+        }
+    }
+    lifecycle::run_until_signal(SERVICE, signal, server, stop, pollers)
 }

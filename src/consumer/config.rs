@@ -27,6 +27,12 @@ pub static KNOBS: &[Knob] = &[
         help: "The data_server /counters URL to poll (http:// only).",
     },
     Knob {
+        env: "UPSTREAM_URLS",
+        flag: "upstream-urls",
+        default: "",
+        help: "Several data_server URLs (shards, comma-separated, 1 to 256) composed into one fabric; instead of UPSTREAM_URL.",
+    },
+    Knob {
         env: "POLL_MS",
         flag: "poll-ms",
         default: "1500",
@@ -123,7 +129,8 @@ pub static KNOBS: &[Knob] = &[
 pub struct Config {
     pub host: String,
     pub port: u16,
-    pub upstream_url: String,
+    /// What to poll: one URL (`UPSTREAM_URL`) or the shards (`UPSTREAM_URLS`).
+    pub upstream_urls: Vec<String>,
     pub poll: Duration,
     pub resilience: Resilience,
     pub max_stale: Option<Duration>,
@@ -140,7 +147,7 @@ impl Config {
         Ok(Config {
             host: v.host("METRICS_HOST")?,
             port: v.number("METRICS_PORT", 0, u16::MAX)?,
-            upstream_url: upstream_url(v)?,
+            upstream_urls: upstream_urls(v)?,
             poll: Duration::from_millis(v.number("POLL_MS", 10, 86_400_000)?),
             resilience: Resilience {
                 backoff_max: ms(v.number("POLL_BACKOFF_MAX_MS", 10, 86_400_000)?),
@@ -193,11 +200,39 @@ impl Default for Resilience {
     }
 }
 
+/// The most upstreams one metrics_server composes.
+pub const MAX_UPSTREAMS: usize = 256;
+
+/// `UPSTREAM_URLS` split, or `UPSTREAM_URL` alone; never both.
+fn upstream_urls(v: &Values) -> Result<Vec<String>, Error> {
+    let Some(list) = v.get("UPSTREAM_URLS") else {
+        return Ok(vec![upstream_url(
+            v,
+            "UPSTREAM_URL",
+            &v.text("UPSTREAM_URL"),
+        )?]);
+    };
+    if v.is_set("UPSTREAM_URL") {
+        return Err(v.invalid(
+            "UPSTREAM_URLS",
+            "it or UPSTREAM_URL (--upstream-url), not both",
+        ));
+    }
+    let urls = list
+        .split(',')
+        .map(|u| upstream_url(v, "UPSTREAM_URLS", u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.len() > MAX_UPSTREAMS {
+        return Err(v.invalid("UPSTREAM_URLS", format!("at most {MAX_UPSTREAMS} URLs")));
+    }
+    Ok(urls)
+}
+
 /// An `http://host[:port]/path` URL; TLS is not built in.
-fn upstream_url(v: &Values) -> Result<String, Error> {
-    let url = v.text("UPSTREAM_URL").trim().to_string();
+fn upstream_url(v: &Values, knob: &str, url: &str) -> Result<String, Error> {
+    let url = url.trim().to_string();
     let Some(rest) = url.strip_prefix("http://") else {
-        return Err(v.invalid("UPSTREAM_URL", "an http:// URL (this build has no TLS)"));
+        return Err(v.invalid(knob, "http:// URLs (this build has no TLS)"));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     authority_ok(authority)
@@ -206,12 +241,7 @@ fn upstream_url(v: &Values) -> Result<String, Error> {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
-        .map_err(|why| {
-            v.invalid(
-                "UPSTREAM_URL",
-                format!("an http://host[:port]/path URL ({why})"),
-            )
-        })?;
+        .map_err(|why| v.invalid(knob, format!("http://host[:port]/path URLs ({why})")))?;
     Ok(url)
 }
 
@@ -269,7 +299,7 @@ mod tests {
     fn defaults_match_the_contract() {
         let c = resolve(&[], &[]).unwrap();
         assert_eq!((c.host.as_str(), c.port), ("0.0.0.0", 8080));
-        assert_eq!(c.upstream_url, "http://127.0.0.1:9001/counters");
+        assert_eq!(c.upstream_urls, ["http://127.0.0.1:9001/counters"]);
         assert_eq!(c.poll, Duration::from_millis(1500));
         assert_eq!(c.log_level, Level::Info);
         let r = Resilience::default();
@@ -300,7 +330,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.poll, Duration::from_millis(250));
         assert_eq!(c.port, 0);
-        assert_eq!(c.upstream_url, "http://[::1]:9/c");
+        assert_eq!(c.upstream_urls, ["http://[::1]:9/c"]);
         for ok in [
             "http://localhost/counters",
             "http://10.0.0.5:9001/c?x=1",
@@ -337,9 +367,60 @@ mod tests {
             ("MAX_STALE_MS", "-1"),
             ("UPSTREAM_MAX_BYTES", "10"),
             ("UPSTREAM_TIMEOUT_MS", "0"),
+            ("UPSTREAM_URLS", "http://a/c,"),
+            ("UPSTREAM_URLS", "http://a/c,https://b/c"),
+            ("UPSTREAM_URLS", ",http://a/c"),
         ] {
             let err = resolve(&[], &[(k, v)]).unwrap_err().to_string();
             assert!(err.contains(k), "{k}={v}: {err}");
         }
+    }
+
+    #[test]
+    fn upstream_urls_are_the_shards_in_order() {
+        let c = resolve(
+            &[
+                "--upstream-urls",
+                "http://a:1/c?num_shards=2&shard=0, http://b:2/c",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.upstream_urls,
+            ["http://a:1/c?num_shards=2&shard=0", "http://b:2/c"]
+        );
+        let c = resolve(
+            &[],
+            &[("UPSTREAM_URLS", "http://a/c"), ("UPSTREAM_URL", "")],
+        )
+        .unwrap();
+        assert_eq!(c.upstream_urls, ["http://a/c"]);
+        // Both: one clear line, naming both knobs.
+        let err = resolve(
+            &["--upstream-url", "http://a/c"],
+            &[("UPSTREAM_URLS", "http://b/c")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("UPSTREAM_URLS")
+                && err.contains("UPSTREAM_URL (--upstream-url), not both"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+        let many = vec!["http://a/c"; MAX_UPSTREAMS + 1].join(",");
+        let err = resolve(&[], &[("UPSTREAM_URLS", &many)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 256"), "{err}");
+        let enough = vec!["http://a/c"; MAX_UPSTREAMS].join(",");
+        assert_eq!(
+            resolve(&[], &[("UPSTREAM_URLS", &enough)])
+                .unwrap()
+                .upstream_urls
+                .len(),
+            256
+        );
     }
 }

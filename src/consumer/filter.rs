@@ -37,7 +37,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use super::snapshot::Snapshot;
+use super::fabric::Fabric;
 use crate::csv;
 use crate::http::{self, Request, Response};
 use crate::json;
@@ -170,7 +170,11 @@ impl Op {
         ("<", Op::Lt),
     ];
 
+    /// True if `value op bound`; never for a missing value (NaN).
     fn holds(self, value: f64, bound: f64) -> bool {
+        if value.is_nan() {
+            return false;
+        }
         match self {
             Op::Gt => value > bound,
             Op::Ge => value >= bound,
@@ -327,8 +331,9 @@ impl Filter {
             && self.offset.is_none()
     }
 
-    /// Checks the filter against `snap` and picks the page it asks for.
-    pub fn select(&self, snap: &Snapshot) -> Result<Page, Error> {
+    /// Checks the filter against `snap` and picks the page it asks for,
+    /// leaving out the rows of the parts `skip` marks (stale shards).
+    pub fn select(&self, snap: &Fabric, skip: &[bool]) -> Result<Page, Error> {
         let column = |param: &'static str, name: &str| {
             snap.column(name).ok_or_else(|| Error::UnknownField {
                 param,
@@ -364,8 +369,10 @@ impl Filter {
             Some(s) => Some((Some(column("sort", &s.key)?), s.descending)),
         };
         let prefix = self.switch_prefix.as_deref();
+        let skipping = skip.iter().any(|&s| s);
         let keep = |row: usize| {
-            prefix.is_none_or(|p| snap.switch_id(row).starts_with(p))
+            !(skipping && skip.get(snap.part_of(row)).copied().unwrap_or(false))
+                && prefix.is_none_or(|p| snap.switch_id(row).starts_with(p))
                 && conditions
                     .iter()
                     .all(|&(col, op, bound)| op.holds(snap.value(row, col), bound))
@@ -414,18 +421,28 @@ impl Filter {
     }
 
     /// The whole answer (status, Content-Type, body; the caller adds the
-    /// data headers) for `snap` at `now_ms`.
-    pub fn render(&self, snap: &Snapshot, now_ms: u64) -> Result<Response, Error> {
+    /// data headers) for `snap` at `now_ms`, leaving out the parts `skip`
+    /// marks; a JSON answer ends with `tail` (`"missing_shards"`, or "").
+    pub fn render(
+        &self,
+        snap: &Fabric,
+        now_ms: u64,
+        skip: &[bool],
+        tail: &str,
+    ) -> Result<Response, Error> {
         if self.is_whole_table() && self.format == Format::Csv {
             let mut resp = Response::new(200)
                 .header("Content-Type", http::CSV)
-                .header("X-Total-Count", snap.rows().to_string());
-            resp.body = snap.csv_table();
+                .header("X-Total-Count", snap.served_rows(skip).to_string());
+            resp.body = snap.csv_table(skip);
             return Ok(resp);
         }
-        let page = self.select(snap)?;
+        let page = self.select(snap, skip)?;
         Ok(match self.format {
-            Format::Json => Response::json(200, page.json(snap, now_ms)),
+            Format::Json => {
+                let age = snap.served_age_ms(now_ms, skip);
+                Response::json(200, page.json(snap, age, tail))
+            }
             Format::Csv => {
                 let mut resp = Response::new(200)
                     .header("Content-Type", http::CSV)
@@ -440,16 +457,20 @@ impl Filter {
 }
 
 /// Sorts `rows` (in row order) by the column `key` (`None`: the switch
-/// id), stably, so ties keep row order either way.
-fn sort_rows(snap: &Snapshot, rows: &mut Vec<usize>, key: Option<usize>, descending: bool) {
+/// id), stably, so ties keep row order either way; rows whose shard lacks
+/// the field come last either way.
+fn sort_rows(snap: &Fabric, rows: &mut Vec<usize>, key: Option<usize>, descending: bool) {
     let directed = |o: Ordering| if descending { o.reverse() } else { o };
     match key {
         None => rows.sort_by(|&a, &b| directed(snap.switch_id(a).cmp(snap.switch_id(b)))),
         Some(col) => {
-            // Each value read once; values are finite, so they all compare.
+            // Each value read once; values are finite or missing (NaN).
             let mut keyed: Vec<(f64, usize)> =
                 rows.iter().map(|&r| (snap.value(r, col), r)).collect();
-            keyed.sort_by(|a, b| directed(a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal)));
+            keyed.sort_by(|a, b| match (a.0.is_nan(), b.0.is_nan()) {
+                (false, false) => directed(a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal)),
+                (x, y) => x.cmp(&y),
+            });
             *rows = keyed.into_iter().map(|(_, r)| r).collect();
         }
     }
@@ -525,8 +546,9 @@ pub struct Page {
 }
 
 impl Page {
-    /// `{"snapshot_id","age_ms","total","next_offset","fields","items"}`.
-    pub fn json(&self, snap: &Snapshot, now_ms: u64) -> String {
+    /// `{"snapshot_id","age_ms","total","next_offset","fields","items"}`,
+    /// then `tail` (`"missing_shards"`, or nothing).
+    pub fn json(&self, snap: &Fabric, age_ms: u64, tail: &str) -> String {
         let keys: Vec<String> = self
             .columns
             .iter()
@@ -541,7 +563,7 @@ impl Page {
         out.push_str("{\"snapshot_id\":");
         json::push_str(&mut out, snap.id());
         out.push_str(",\"age_ms\":");
-        out.push_str(&snap.age_ms(now_ms).to_string());
+        out.push_str(&age_ms.to_string());
         out.push_str(",\"total\":");
         out.push_str(&self.total.to_string());
         out.push_str(",\"next_offset\":");
@@ -571,12 +593,14 @@ impl Page {
             }
             out.push('}');
         }
-        out.push_str("]}");
+        out.push(']');
+        out.push_str(tail);
+        out.push('}');
         out
     }
 
     /// `switch_id,<fields…>` then one line per row; numbers as in JSON.
-    pub fn csv(&self, snap: &Snapshot) -> String {
+    pub fn csv(&self, snap: &Fabric) -> String {
         let mut header = Vec::with_capacity(self.columns.len() + 1);
         header.push("switch_id");
         header.extend(self.columns.iter().map(|&c| snap.fields[c].as_str()));
@@ -588,7 +612,8 @@ impl Page {
             let cells = snap.cells(row);
             for &col in &self.columns {
                 out.push(',');
-                out.push_str(cells.get(col));
+                // A value the row's shard lacks is empty in CSV.
+                out.push_str(Some(cells.get(col)).filter(|v| *v != "null").unwrap_or(""));
             }
             out.push('\n');
         }
@@ -599,9 +624,8 @@ impl Page {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::snapshot::{Limits, Origin};
+    use crate::consumer::snapshot::{Limits, Origin, Snapshot};
     use serde_json::{Value, json};
-    use std::sync::Arc;
 
     const TABLE: &str = "switch_id,a,b,c\n\
         sw-000,1.5,0,10\n\
@@ -610,16 +634,18 @@ mod tests {
         sw-010,4,3,13\n\
         leaf-1,5,4,14\n";
 
-    fn snap() -> Snapshot {
+    fn snap() -> Fabric {
         let origin = Origin {
             id: "s-1".into(),
             producer_ts_ms: Some(1_000),
             fetched_ms: 1_000,
         };
-        Snapshot::parse(TABLE.as_bytes(), origin, Limits { max_rows: 100 }).unwrap()
+        Snapshot::parse(TABLE.as_bytes(), origin, Limits { max_rows: 100 })
+            .unwrap()
+            .into()
     }
 
-    fn ids(s: &Snapshot, page: &Page) -> Vec<String> {
+    fn ids(s: &Fabric, page: &Page) -> Vec<String> {
         page.rows
             .iter()
             .map(|&r| s.switch_id(r).to_string())
@@ -627,7 +653,7 @@ mod tests {
     }
 
     fn select(q: &str) -> Result<Page, Error> {
-        Filter::parse(q)?.select(&snap())
+        Filter::parse(q)?.select(&snap(), &[])
     }
 
     fn err(q: &str) -> String {
@@ -682,29 +708,29 @@ mod tests {
         let s = snap();
         let p = Filter::parse("switch_id=sw-010,sw-000,nope,sw-000")
             .unwrap()
-            .select(&s)
+            .select(&s, &[])
             .unwrap();
         assert_eq!(ids(&s, &p), ["sw-000", "sw-010"]);
         assert_eq!(p.total, 2);
         let p = Filter::parse("switch_prefix=sw-0")
             .unwrap()
-            .select(&s)
+            .select(&s, &[])
             .unwrap();
         assert_eq!(ids(&s, &p), ["sw-000", "sw-001", "sw-010"]);
         // Both: the intersection.
         let p = Filter::parse("switch_id=sw-001,leaf-1,sw-010&switch_prefix=sw-")
             .unwrap()
-            .select(&s)
+            .select(&s, &[])
             .unwrap();
         assert_eq!(ids(&s, &p), ["sw-001", "sw-010"]);
         // Lists are split after decoding: `%2C` separates as `,` does
         // (an id holding a comma is reached by switch_prefix).
         let p = Filter::parse("switch_id=sw-010%2Csw-000").unwrap();
         assert_eq!(p.switch_ids, Some(vec!["sw-010".into(), "sw-000".into()]));
-        assert_eq!(ids(&s, &p.select(&s).unwrap()), ["sw-000", "sw-010"]);
+        assert_eq!(ids(&s, &p.select(&s, &[]).unwrap()), ["sw-000", "sw-010"]);
         let p = Filter::parse("switch_prefix=core%2C1")
             .unwrap()
-            .select(&s)
+            .select(&s, &[])
             .unwrap();
         assert_eq!(ids(&s, &p), ["core,1 \"x\""]);
         assert_eq!(
@@ -722,7 +748,10 @@ mod tests {
             "repeated query parameter: switch_id"
         );
         // Unknown ids are absent, not an error.
-        let p = Filter::parse("switch_id=nope").unwrap().select(&s).unwrap();
+        let p = Filter::parse("switch_id=nope")
+            .unwrap()
+            .select(&s, &[])
+            .unwrap();
         assert_eq!((p.rows.len(), p.total, p.next_offset), (0, 0, None));
         assert_eq!(err("switch_id=a,,b"), "empty element in switch_id: a,,b");
         assert_eq!(err("switch_id="), "empty query parameter: switch_id");
@@ -739,7 +768,7 @@ mod tests {
     #[test]
     fn where_keeps_rows_meeting_every_condition() {
         let s = snap();
-        let rows = |q: &str| ids(&s, &Filter::parse(q).unwrap().select(&s).unwrap());
+        let rows = |q: &str| ids(&s, &Filter::parse(q).unwrap().select(&s, &[]).unwrap());
         // a: 1.5 2.50 3 4 5; b: 0 1 2 3 4; c: 10 11 1e3 13 14
         assert_eq!(rows("where=a>3"), ["sw-010", "leaf-1"]);
         assert_eq!(rows("where=a>=3"), ["core,1 \"x\"", "sw-010", "leaf-1"]);
@@ -755,7 +784,7 @@ mod tests {
         // With the other filters, and total counts what passed.
         let p = Filter::parse("where=b>0&switch_prefix=sw-&limit=1")
             .unwrap()
-            .select(&s)
+            .select(&s, &[])
             .unwrap();
         assert_eq!(
             (ids(&s, &p), p.total, p.next_offset),
@@ -780,7 +809,7 @@ mod tests {
     #[test]
     fn sort_orders_before_paging_with_ties_in_row_order() {
         let s = snap();
-        let page = |q: &str| Filter::parse(q).unwrap().select(&s).unwrap();
+        let page = |q: &str| Filter::parse(q).unwrap().select(&s, &[]).unwrap();
         let rows = |q: &str| ids(&s, &page(q));
         assert_eq!(
             rows("sort=-a"),
@@ -811,8 +840,10 @@ mod tests {
             producer_ts_ms: None,
             fetched_ms: 0,
         };
-        let t = Snapshot::parse(tied.as_bytes(), o, Limits { max_rows: 10 }).unwrap();
-        let sorted = |q: &str| ids(&t, &Filter::parse(q).unwrap().select(&t).unwrap());
+        let t: Fabric = Snapshot::parse(tied.as_bytes(), o, Limits { max_rows: 10 })
+            .unwrap()
+            .into();
+        let sorted = |q: &str| ids(&t, &Filter::parse(q).unwrap().select(&t, &[]).unwrap());
         assert_eq!(sorted("sort=v"), ["d", "c", "b", "a"]);
         assert_eq!(sorted("sort=-v"), ["b", "a", "d", "c"]);
         assert_eq!(sorted("sort=-v&where=v<2"), ["d", "c"]);
@@ -825,7 +856,7 @@ mod tests {
     #[test]
     fn paging_after_filtering() {
         let s = snap();
-        let page = |q: &str| Filter::parse(q).unwrap().select(&s).unwrap();
+        let page = |q: &str| Filter::parse(q).unwrap().select(&s, &[]).unwrap();
         let p = page("limit=2");
         assert_eq!(
             (p.rows.clone(), p.total, p.next_offset),
@@ -937,9 +968,9 @@ mod tests {
         let s = snap();
         let text = Filter::parse(q)
             .unwrap()
-            .select(&s)
+            .select(&s, &[])
             .unwrap()
-            .json(&s, 3_000);
+            .json(&s, 2_000, "");
         let v = serde_json::from_str(&text).unwrap();
         (text, v)
     }
@@ -981,27 +1012,27 @@ mod tests {
     #[test]
     fn csv_round_trips_with_json_spelling() {
         let s = snap();
-        let text = Filter::parse("").unwrap().select(&s).unwrap().csv(&s);
+        let text = Filter::parse("").unwrap().select(&s, &[]).unwrap().csv(&s);
         assert!(text.starts_with("switch_id,a,b,c\nsw-000,1.5,0,10\nsw-001,2.50,1,11\n"));
         assert!(text.contains("\n\"core,1 \"\"x\"\"\",3,2,1e3\n"), "{text}");
         // Read back, it is the upstream table itself.
         assert_eq!(read_csv(&text), read_csv(TABLE));
         let text = Filter::parse("fields=c,a&switch_prefix=sw-&limit=2")
             .unwrap()
-            .select(&s)
+            .select(&s, &[])
             .unwrap()
             .csv(&s);
         assert_eq!(text, "switch_id,c,a\nsw-000,10,1.5\nsw-001,11,2.50\n");
         // Nothing matched: the header alone.
         let text = Filter::parse("switch_id=nope")
             .unwrap()
-            .select(&s)
+            .select(&s, &[])
             .unwrap()
             .csv(&s);
         assert_eq!(text, "switch_id,a,b,c\n");
         let text = Filter::parse("fields=switch_id")
             .unwrap()
-            .select(&s)
+            .select(&s, &[])
             .unwrap()
             .csv(&s);
         assert_eq!(read_csv(&text).len(), 6);
@@ -1011,16 +1042,19 @@ mod tests {
     #[test]
     fn the_whole_table_as_csv_is_shared_and_the_same_as_a_page() {
         let s = snap();
-        let page = Filter::parse("").unwrap().select(&s).unwrap().csv(&s);
-        let first = Filter::parse("format=csv").unwrap().render(&s, 0).unwrap();
+        let page = Filter::parse("").unwrap().select(&s, &[]).unwrap().csv(&s);
+        let first = Filter::parse("format=csv")
+            .unwrap()
+            .render(&s, 0, &[], "")
+            .unwrap();
         assert_eq!(first.body_bytes(), page.as_bytes());
         assert_eq!(first.header_value("x-total-count"), Some("5"));
         assert_eq!(first.header_value("x-next-offset"), None);
-        let again = Filter::parse("format=csv").unwrap().render(&s, 0).unwrap();
-        match (&first.body[..], &again.body[..]) {
-            ([http::Chunk::Shared(a)], [http::Chunk::Shared(b)]) => assert!(Arc::ptr_eq(a, b)),
-            other => panic!("not one shared piece: {other:?}"),
-        }
+        let again = Filter::parse("format=csv")
+            .unwrap()
+            .render(&s, 0, &[], "")
+            .unwrap();
+        assert!(http::shares_pieces(&first.body, &again.body, 2));
     }
 
     #[test]
@@ -1028,7 +1062,7 @@ mod tests {
         let s = snap();
         let resp = Filter::parse("format=csv&limit=2")
             .unwrap()
-            .render(&s, 3_000)
+            .render(&s, 3_000, &[], "")
             .unwrap();
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header_value("content-type"), Some(http::CSV));
@@ -1036,14 +1070,17 @@ mod tests {
         assert_eq!(resp.header_value("x-next-offset"), Some("2"));
         let resp = Filter::parse("format=csv&offset=3")
             .unwrap()
-            .render(&s, 3_000)
+            .render(&s, 3_000, &[], "")
             .unwrap();
         assert_eq!(resp.header_value("x-next-offset"), None);
-        let resp = Filter::parse("limit=2").unwrap().render(&s, 3_000).unwrap();
+        let resp = Filter::parse("limit=2")
+            .unwrap()
+            .render(&s, 3_000, &[], "")
+            .unwrap();
         assert_eq!(resp.header_value("content-type"), Some(http::JSON));
         let e = Filter::parse("fields=zz")
             .unwrap()
-            .render(&s, 3_000)
+            .render(&s, 3_000, &[], "")
             .unwrap_err();
         assert_eq!(
             e,

@@ -50,9 +50,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 
 use super::State;
+use super::fabric::Fabric;
 use super::pieces::{PIECE_BYTES, Pieces};
 use super::poller::KINDS;
-use super::snapshot::Snapshot;
 use super::stats::ENDPOINTS;
 use crate::gzip::{self, Deflated, Part};
 use crate::http::Chunk;
@@ -70,11 +70,11 @@ pub struct FabricCache {
     keep_max: usize,
     /// The snapshot it renders (compared by address; the `Weak` keeps the
     /// address from being reused) and the block.
-    kept: Mutex<Option<(Weak<Snapshot>, Block)>>,
+    kept: Mutex<Option<(Weak<Fabric>, Block)>>,
     /// The block of the snapshot last scraped with gzip, deflated: kept
     /// whatever its size (a tenth of the text), so each snapshot's block is
     /// deflated once however many gzip scrapes there are.
-    deflated: Mutex<Option<(Weak<Snapshot>, Arc<Deflated>)>>,
+    deflated: Mutex<Option<(Weak<Fabric>, Arc<Deflated>)>>,
 }
 
 impl Default for FabricCache {
@@ -93,13 +93,13 @@ impl FabricCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Weak<Snapshot>, Block)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Weak<Fabric>, Block)>> {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The fabric block of `snap`: the kept one if it renders `snap`, else
     /// rendered now (with no lock held) and kept if it is small enough.
-    pub fn block(&self, snap: &Arc<Snapshot>) -> Block {
+    pub fn block(&self, snap: &Arc<Fabric>) -> Block {
         if let Some((of, block)) = &*self.lock() {
             if std::ptr::eq(of.as_ptr(), Arc::as_ptr(snap)) {
                 return block.clone();
@@ -118,7 +118,7 @@ impl FabricCache {
     /// The fabric block of `snap` deflated: the kept one if it is of
     /// `snap`, else deflated now (no lock held) and kept. `None` only if
     /// the compressor fails.
-    pub fn deflated(&self, snap: &Arc<Snapshot>) -> Option<Arc<Deflated>> {
+    pub fn deflated(&self, snap: &Arc<Fabric>) -> Option<Arc<Deflated>> {
         let lock = || self.deflated.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((of, d)) = &*lock() {
             if std::ptr::eq(of.as_ptr(), Arc::as_ptr(snap)) {
@@ -307,7 +307,7 @@ struct Column {
 /// order, named by [`family_of`] and numbered where names meet (rule 4 of
 /// the module doc). One pass over the rows fills one output per column;
 /// the outputs are then joined.
-pub fn render_fabric(snap: &Snapshot) -> Vec<Arc<str>> {
+pub fn render_fabric(snap: &Fabric) -> Vec<Arc<str>> {
     let mut taken: HashSet<String> = HashSet::with_capacity(snap.fields.len());
     let mut columns = Vec::with_capacity(snap.fields.len());
     // Each output buffers one piece: keep their sum near 2 MB.
@@ -348,10 +348,15 @@ pub fn render_fabric(snap: &Snapshot) -> Vec<Arc<str>> {
         label.push_str("\"} ");
         let cells = snap.cells(row);
         for c in &mut columns {
+            let value = cells.get(c.col);
+            // A switch whose shard lacks the column has no sample.
+            if value == "null" {
+                continue;
+            }
             let out = c.out.text();
             out.push_str(&c.name);
             out.push_str(&label);
-            push_scaled(out, cells.get(c.col), c.scale, &c.exponent);
+            push_scaled(out, value, c.scale, &c.exponent);
             out.push('\n');
             c.out.cut_if_full();
         }
@@ -407,7 +412,7 @@ fn build_info() -> String {
 }
 
 /// The server's own health, which closes the page.
-fn own_health(state: &State, snap: Option<&Snapshot>, now_ms: u64) -> String {
+fn own_health(state: &State, snap: Option<&Fabric>, now_ms: u64) -> String {
     let mut exp = Exposition::new();
     exp.family(
         "fabric_http_requests_total",
@@ -438,51 +443,87 @@ fn own_health(state: &State, snap: Option<&Snapshot>, now_ms: u64) -> String {
         );
     }
 
-    let poll = state.stats.poll();
+    // Per upstream when there are several (an `upstream` label), else as
+    // one poller always was.
+    let polls = state.stats.polls();
+    let labelled: Vec<(Vec<(&str, &str)>, &super::stats::PollFigures)> = polls
+        .iter()
+        .zip(&state.shards)
+        .map(|(p, shard)| {
+            let label = if state.sharded() {
+                vec![("upstream", shard.url.as_str())]
+            } else {
+                Vec::new()
+            };
+            (label, p)
+        })
+        .collect();
+    fn with<'a>(label: &[(&'a str, &'a str)], more: (&'a str, &'a str)) -> Vec<(&'a str, &'a str)> {
+        let mut l = label.to_vec();
+        l.push(more);
+        l
+    }
     exp.family(
         "fabric_polls_total",
         "counter",
         "Polls of the upstream, by result.",
     );
-    for (result, n) in [
-        ("updated", poll.updated),
-        ("not_modified", poll.not_modified),
-        ("error", poll.failed),
-    ] {
-        exp.sample("fabric_polls_total", &[("result", result)], n as f64);
+    for (label, poll) in &labelled {
+        for (result, n) in [
+            ("updated", poll.updated),
+            ("not_modified", poll.not_modified),
+            ("error", poll.failed),
+        ] {
+            exp.sample(
+                "fabric_polls_total",
+                &with(label, ("result", result)),
+                n as f64,
+            );
+        }
     }
     exp.family(
         "fabric_poll_errors_total",
         "counter",
         "Failed polls, by kind.",
     );
-    for (kind, n) in KINDS.iter().zip(poll.errors_by_kind) {
-        exp.sample("fabric_poll_errors_total", &[("kind", kind)], n as f64);
+    for (label, poll) in &labelled {
+        for (kind, n) in KINDS.iter().zip(poll.errors_by_kind) {
+            exp.sample(
+                "fabric_poll_errors_total",
+                &with(label, ("kind", kind)),
+                n as f64,
+            );
+        }
     }
-    let up = poll.consecutive_failures == 0 && poll.last_success_ms.is_some();
     exp.family(
         "fabric_upstream_up",
         "gauge",
         "1 if the last poll succeeded, else 0.",
-    )
-    .sample("fabric_upstream_up", &[], f64::from(u8::from(up)));
+    );
+    for (label, poll) in &labelled {
+        let up = poll.consecutive_failures == 0 && poll.last_success_ms.is_some();
+        exp.sample("fabric_upstream_up", label, f64::from(u8::from(up)));
+    }
     exp.family(
         "fabric_breaker_open",
         "gauge",
         "1 while the circuit breaker is open or half-open.",
-    )
-    .sample(
-        "fabric_breaker_open",
-        &[],
-        f64::from(u8::from(matches!(poll.breaker, "open" | "half_open"))),
     );
-    if let Some(cycle) = poll.last_cycle {
+    for (label, poll) in &labelled {
+        let open = matches!(poll.breaker, "open" | "half_open");
+        exp.sample("fabric_breaker_open", label, f64::from(u8::from(open)));
+    }
+    if labelled.iter().any(|(_, p)| p.last_cycle.is_some()) {
         exp.family(
             "fabric_poll_duration_seconds",
             "gauge",
             "Duration of the last poll cycle.",
-        )
-        .sample("fabric_poll_duration_seconds", &[], cycle.as_secs_f64());
+        );
+        for (label, poll) in &labelled {
+            if let Some(cycle) = poll.last_cycle {
+                exp.sample("fabric_poll_duration_seconds", label, cycle.as_secs_f64());
+            }
+        }
     }
     if let Some(snap) = snap {
         exp.family(
@@ -518,7 +559,7 @@ fn own_health(state: &State, snap: Option<&Snapshot>, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::snapshot::{Limits, Origin};
+    use crate::consumer::snapshot::{Limits, Origin, Snapshot};
     use std::time::Duration;
 
     fn state() -> State {
@@ -531,7 +572,7 @@ mod tests {
             fetched_ms: 1_000,
         };
         let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 10 }).unwrap();
-        state.store.store(Arc::new(snap));
+        state.publish(0, Arc::new(snap));
         state
     }
 
@@ -628,7 +669,7 @@ mod tests {
         let csv = "switch_id,poll_duration_us,snapshot_age_us,x_us\nsw-1,1,2,3\n";
         let origin = Origin::default();
         let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 10 }).unwrap();
-        state.store.store(Arc::new(snap));
+        state.publish(0, Arc::new(snap));
         let text = text(render(&state, &FabricCache::default(), 0));
         assert_eq!(
             text.matches("# TYPE fabric_poll_duration_seconds ").count(),
@@ -653,7 +694,7 @@ mod tests {
             .record_request("/telemetry/GetMetric", 404, Duration::from_micros(300));
         s.stats
             .record_request("/nope", 404, Duration::from_micros(300));
-        s.stats.update_poll(|p| {
+        s.stats.update_poll(0, |p| {
             p.updated = 2;
             p.last_success_ms = Some(1);
         });
@@ -676,14 +717,14 @@ mod tests {
     /// Stores a new one-switch snapshot under the current one's origin
     /// (so only its address tells it apart).
     fn store_another(s: &State) {
-        let snap = s.store.load().unwrap();
+        let fabric = s.store.load().unwrap();
         let again = Snapshot::parse(
             b"switch_id,temperature_c\nsw-000,99\n",
-            snap.origin.clone(),
+            fabric.parts()[0].snap.origin.clone(),
             Limits { max_rows: 10 },
         )
         .unwrap();
-        s.store.store(Arc::new(again));
+        s.store.store(Arc::new(again.into()));
     }
 
     #[test]
@@ -774,7 +815,7 @@ mod tests {
             Limits { max_rows: 20_000 },
         )
         .unwrap();
-        let pieces = render_fabric(&snap);
+        let pieces = render_fabric(&snap.into());
         assert!(pieces.len() > 3, "{} pieces", pieces.len());
         assert!(
             pieces.iter().all(|p| p.ends_with('\n')),
@@ -813,7 +854,7 @@ mod tests {
     }
 
     /// A snapshot of `rows` switches with these columns, every value 1.
-    fn snapshot_of(columns: &[String], rows: usize) -> Snapshot {
+    fn snapshot_of(columns: &[String], rows: usize) -> Fabric {
         let mut csv = String::new();
         let header: Vec<&str> = std::iter::once("switch_id")
             .chain(columns.iter().map(String::as_str))
@@ -827,7 +868,9 @@ mod tests {
             crate::csv::push_record(&mut csv, &cells);
         }
         let limits = Limits { max_rows: rows };
-        Snapshot::parse(csv.as_bytes(), Origin::default(), limits).unwrap()
+        Snapshot::parse(csv.as_bytes(), Origin::default(), limits)
+            .unwrap()
+            .into()
     }
 
     /// Every family our servers declare themselves, and the names of their
@@ -836,7 +879,7 @@ mod tests {
         let s = state();
         s.stats
             .record_request("/stats", 200, Duration::from_micros(300));
-        s.stats.update_poll(|p| {
+        s.stats.update_poll(0, |p| {
             p.last_cycle = Some(Duration::from_millis(2));
             p.last_success_ms = Some(1);
         });

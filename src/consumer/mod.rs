@@ -2,6 +2,7 @@
 
 pub mod breaker;
 pub mod config;
+pub mod fabric;
 pub mod filter;
 pub mod metrics;
 pub mod pieces;
@@ -12,37 +13,98 @@ pub mod stats;
 pub mod stream;
 
 pub use config::Config;
+pub use fabric::Fabric;
 pub use poller::Poller;
 pub use routes::Routes;
 pub use snapshot::Snapshot;
 
+use std::sync::{Arc, Mutex};
+
+use crate::log::{Event, Level};
 use crate::swap::Swap;
 
-/// What the poller and the routes share.
+/// One upstream (`UPSTREAM_URLS` holds one per shard): its latest good
+/// snapshot, which its poller writes.
+pub struct Shard {
+    pub url: String,
+    pub snap: Swap<Snapshot>,
+}
+
+/// What the pollers and the routes share.
 pub struct State {
-    /// The latest good snapshot (`None` until the first one).
-    pub store: Swap<Snapshot>,
+    /// The fabric composed of every shard's latest good snapshot (`None`
+    /// until the first one).
+    pub store: Swap<Fabric>,
+    /// One per upstream, in `UPSTREAM_URLS` order.
+    pub shards: Vec<Shard>,
+    /// Held while a fabric is composed, so that two pollers swapping at
+    /// once cannot store their compositions out of order.
+    composing: Mutex<()>,
     pub stats: stats::Stats,
     /// The `/metrics` fabric block of the current snapshot.
     pub exposition: metrics::FabricCache,
     /// Clients on `/telemetry/stream` (`STREAM_MAX_SUBSCRIBERS`).
-    pub subscribers: std::sync::Arc<stream::Subscribers>,
+    pub subscribers: Arc<stream::Subscribers>,
 }
 
 impl Default for State {
     fn default() -> State {
-        State::new(64)
+        State::new(&[String::new()], 64)
     }
 }
 
 impl State {
-    /// Empty, allowing `max_subscribers` stream clients.
-    pub fn new(max_subscribers: usize) -> State {
+    /// Empty, polling `urls` (at least one), allowing `max_subscribers`
+    /// stream clients.
+    pub fn new(urls: &[String], max_subscribers: usize) -> State {
         State {
             store: Swap::new(),
-            stats: stats::Stats::new(),
+            shards: urls
+                .iter()
+                .map(|u| Shard {
+                    url: u.clone(),
+                    snap: Swap::new(),
+                })
+                .collect(),
+            composing: Mutex::new(()),
+            stats: stats::Stats::new(urls.len().max(1)),
             exposition: Default::default(),
             subscribers: stream::Subscribers::new(max_subscribers),
         }
+    }
+
+    /// True when more than one upstream is composed.
+    pub fn sharded(&self) -> bool {
+        self.shards.len() > 1
+    }
+
+    /// Swaps in `snap` as shard `shard`'s latest, then the fabric composed
+    /// of every shard's. The old ones are dropped after the swaps.
+    pub fn publish(&self, shard: usize, snap: Arc<Snapshot>) {
+        let Some(slot) = self.shards.get(shard) else {
+            return;
+        };
+        let old = slot.snap.store(snap);
+        let _composing = self.composing.lock().unwrap_or_else(|p| p.into_inner());
+        let snaps: Vec<Option<Arc<Snapshot>>> = self.shards.iter().map(|s| s.snap.load()).collect();
+        let prev = self.store.load();
+        let fabric = Fabric::compose(&snaps, prev.as_deref());
+        for part in fabric.parts() {
+            let new = !prev.as_ref().is_some_and(|p| {
+                p.parts()
+                    .iter()
+                    .any(|q| q.shard == part.shard && Arc::ptr_eq(&q.snap, &part.snap))
+            });
+            if new && part.conflicts() > 0 {
+                Event::new(Level::Warn, "shard.conflict")
+                    .str("upstream", &self.shards[part.shard].url)
+                    .str("snapshot_id", part.snap.id())
+                    .uint("conflicts", part.conflicts() as u64)
+                    .emit();
+            }
+        }
+        let replaced = self.store.store(Arc::new(fabric));
+        drop(_composing);
+        drop((old, prev, replaced));
     }
 }

@@ -117,6 +117,8 @@ pub enum Outcome {
 
 pub struct Poller {
     agent: ureq::Agent,
+    /// Its upstream's index in `UPSTREAM_URLS` (0 for `UPSTREAM_URL`).
+    shard: usize,
     url: String,
     period: Duration,
     resilience: Resilience,
@@ -128,8 +130,9 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// A poller of upstream `shard` of `state` (its URL is there).
     pub fn new(
-        url: &str,
+        shard: usize,
         period: Duration,
         resilience: Resilience,
         token: Option<Token>,
@@ -141,9 +144,14 @@ impl Poller {
             .user_agent(format!("fabric-telemetry/{}", crate::VERSION))
             .build()
             .into();
+        let url = state
+            .shards
+            .get(shard)
+            .map_or(String::new(), |s| s.url.clone());
         Poller {
             agent,
-            url: url.to_string(),
+            shard,
+            url,
             period,
             resilience,
             state,
@@ -166,7 +174,7 @@ impl Poller {
         match response.status().as_u16() {
             200 => {}
             304 => {
-                let Some(current) = self.state.store.load() else {
+                let Some(current) = self.current() else {
                     return Err(PollError::UnexpectedNotModified);
                 };
                 // A producer that restarts its tags (the original one
@@ -230,7 +238,7 @@ impl Poller {
         drop(body);
         // Parsed with no lock held; the write lock is taken for the swap
         // alone, and the old snapshot dropped after it is released.
-        drop(self.state.store.store(Arc::new(snap)));
+        self.state.publish(self.shard, Arc::new(snap));
         self.etag = etag;
         Ok(Outcome::Updated {
             rows,
@@ -238,6 +246,14 @@ impl Poller {
             fetch,
             parse,
         })
+    }
+
+    /// The snapshot this poller's upstream last gave.
+    fn current(&self) -> Option<Arc<Snapshot>> {
+        self.state
+            .shards
+            .get(self.shard)
+            .and_then(|s| s.snap.load())
     }
 
     /// Polls, then records and logs the result; true on success.
@@ -248,7 +264,7 @@ impl Poller {
         let now = clock::epoch_ms();
         match result {
             Ok(outcome) => {
-                self.state.stats.update_poll(|p| {
+                self.state.stats.update_poll(self.shard, |p| {
                     p.last_cycle = Some(cycle);
                     p.consecutive_failures = 0;
                     p.last_success_ms = Some(now);
@@ -257,7 +273,7 @@ impl Poller {
                         Outcome::Updated { .. } => p.updated += 1,
                     }
                 });
-                let id = self.state.store.load().map(|s| s.id().to_string());
+                let id = self.current().map(|s| s.id().to_string());
                 let event = match outcome {
                     Outcome::NotModified => {
                         Event::new(Level::Debug, "poll.run").uint("status", 304)
@@ -282,7 +298,7 @@ impl Poller {
             }
             Err(e) => {
                 let reason = e.to_string();
-                self.state.stats.update_poll(|p| {
+                self.state.stats.update_poll(self.shard, |p| {
                     p.last_cycle = Some(cycle);
                     p.failed += 1;
                     p.consecutive_failures = u64::from(failures) + 1;
@@ -336,7 +352,7 @@ impl Poller {
                     };
                     let next = breaker.ready_at((base + wait).max(Instant::now()));
                     let state = breaker.state();
-                    self.state.stats.update_poll(|p| {
+                    self.state.stats.update_poll(self.shard, |p| {
                         p.backoff = next.saturating_duration_since(Instant::now());
                         p.breaker = state.name();
                     });

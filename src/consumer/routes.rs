@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::State;
+use super::fabric::Fabric;
 use super::filter::{Filter, Format};
 use super::metrics;
 use super::snapshot::Snapshot;
@@ -64,44 +65,100 @@ impl Routes {
         Routes { state, freshness }
     }
 
-    /// The snapshot a data endpoint may answer from at `now`, or the 503
-    /// that says why there is none: none yet, or too old (`MAX_STALE_MS`).
-    fn fresh_snapshot(&self, now: u64) -> Result<Arc<Snapshot>, Response> {
-        let Some(snap) = self.state.store.load() else {
+    /// The fabric a data endpoint may answer from at `now`, with the parts
+    /// too old to serve (`MAX_STALE_MS`, per shard) marked; or the 503 that
+    /// says why none can be: no snapshot yet, or every shard too old.
+    fn fresh(&self, now: u64) -> Result<Served, Response> {
+        let Some(fabric) = self.state.store.load() else {
             return Err(no_snapshot());
         };
-        if let Some(max) = self.freshness.max_stale {
-            let age = snap.age_ms(now);
-            let max = max.as_millis() as u64;
-            if age > max {
-                let body =
-                    format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
-                return Err(data_headers(
-                    Response::json(503, body),
-                    &snap.etag,
-                    &snap,
-                    now,
-                ));
+        let stale: Vec<bool> = match self.freshness.max_stale {
+            None => vec![false; fabric.parts().len()],
+            Some(max) => {
+                let max = max.as_millis() as u64;
+                fabric
+                    .parts()
+                    .iter()
+                    .map(|p| p.snap.age_ms(now) > max)
+                    .collect()
+            }
+        };
+        if stale.iter().all(|&s| s) {
+            let age = fabric.age_ms(now);
+            let max = self.freshness.max_stale.map_or(0, |m| m.as_millis() as u64);
+            let body =
+                format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
+            return Err(data_headers(Response::json(503, body), &fabric.etag, age));
+        }
+        // Shards missing from the answer: stale ones, and those that have
+        // sent nothing yet. Named only when there are several.
+        let mut missing = String::new();
+        if self.state.sharded() {
+            let mut list = Vec::new();
+            for (i, shard) in self.state.shards.iter().enumerate() {
+                let why = match fabric.parts().iter().position(|p| p.shard == i) {
+                    None => "no snapshot yet",
+                    Some(k) if stale[k] => "data stale",
+                    Some(_) => continue,
+                };
+                let mut item = String::from("{\"upstream\":");
+                json::push_str(&mut item, &shard.url);
+                let _ = write!(item, ",\"error\":\"{why}\"}}");
+                list.push(item);
+            }
+            if !list.is_empty() {
+                missing = format!(",\"missing_shards\":[{}]", list.join(","));
             }
         }
-        Ok(snap)
+        Ok(Served {
+            fabric,
+            stale,
+            missing,
+        })
     }
 
     fn ready(&self) -> Response {
-        let Some(snap) = self.state.store.load() else {
+        let max = self.freshness.ready_max_age.as_millis() as u64;
+        let now = clock::epoch_ms();
+        let polls = self.state.stats.polls();
+        // Each upstream's reason not to be ready, if it has one.
+        let why = |i: usize, snap: Option<Arc<Snapshot>>| match snap {
+            None => Some("no snapshot yet"),
+            Some(s) if s.age_ms(now) > max => Some("data stale"),
+            Some(_) if polls.get(i).is_some_and(|p| p.breaker == "open") => {
+                Some("upstream circuit open")
+            }
+            Some(_) => None,
+        };
+        if self.state.sharded() {
+            let mut not_ready = Vec::new();
+            for (i, shard) in self.state.shards.iter().enumerate() {
+                if let Some(reason) = why(i, shard.snap.load()) {
+                    let mut item = String::from("{\"upstream\":");
+                    json::push_str(&mut item, &shard.url);
+                    let _ = write!(item, ",\"error\":\"{reason}\"}}");
+                    not_ready.push(item);
+                }
+            }
+            let age = self.state.store.load().map_or(0, |f| f.age_ms(now));
+            if not_ready.is_empty() {
+                return Response::json(200, format!("{{\"ready\":true,\"age_ms\":{age}}}"));
+            }
+            let body = format!(
+                "{{\"ready\":false,\"shards_not_ready\":[{}],\"age_ms\":{age},\"max_age_ms\":{max}}}",
+                not_ready.join(",")
+            );
+            return Response::json(503, body);
+        }
+        let snap = self.state.shards.first().and_then(|s| s.snap.load());
+        let Some(age) = snap.as_ref().map(|s| s.age_ms(now)) else {
             return Response::json(503, "{\"ready\":false,\"error\":\"no snapshot yet\"}");
         };
-        let age = snap.age_ms(clock::epoch_ms());
-        let max = self.freshness.ready_max_age.as_millis() as u64;
-        let why = if age > max {
-            "data stale"
-        } else if self.state.stats.poll().breaker == "open" {
-            "upstream circuit open"
-        } else {
+        let Some(reason) = why(0, snap) else {
             return Response::json(200, format!("{{\"ready\":true,\"age_ms\":{age}}}"));
         };
         let body = format!(
-            "{{\"ready\":false,\"error\":\"{why}\",\"age_ms\":{age},\"max_age_ms\":{max}}}"
+            "{{\"ready\":false,\"error\":\"{reason}\",\"age_ms\":{age},\"max_age_ms\":{max}}}"
         );
         Response::json(503, body)
     }
@@ -114,15 +171,19 @@ impl Routes {
             Err(e) => return Response::error(400, &e.to_string()),
         };
         let now = clock::epoch_ms();
-        let snap = match self.fresh_snapshot(now) {
-            Ok(snap) => snap,
+        let Served {
+            fabric,
+            stale,
+            missing,
+        } = match self.fresh(now) {
+            Ok(served) => served,
             Err(resp) => return resp,
         };
         let whole = filter.is_whole_table();
         let mut resp = if whole && filter.format == Format::Json {
-            Response::json_chunks(200, snap.list_body(now))
+            Response::json_chunks(200, fabric.list_body(now, &stale, &missing))
         } else {
-            match filter.render(&snap, now) {
+            match filter.render(&fabric, now, &stale, &missing) {
                 Ok(resp) => resp,
                 Err(e) => return Response::error(400, &e.to_string()),
             }
@@ -131,23 +192,24 @@ impl Routes {
         // a filtered answer (made for this request anyway) now.
         let gzip = gzip::accepted(req.headers_named("Accept-Encoding"))
             .then(|| match (whole, filter.format) {
-                (true, Format::Json) => snap.list_body_gzip(now),
-                (true, Format::Csv) => snap.csv_table_gzip(),
+                (true, Format::Json) => fabric.list_body_gzip(now, &stale, &missing),
+                (true, Format::Csv) => fabric.csv_table_gzip(&stale),
                 _ => gzip::compress(&resp.body_bytes()),
             })
             .flatten();
         let etag = match (filter.format, gzip.is_some()) {
-            (Format::Json, false) => &snap.etag,
-            (Format::Csv, false) => &snap.csv_etag,
-            (Format::Json, true) => &snap.etag_gz,
-            (Format::Csv, true) => &snap.csv_etag_gz,
+            (Format::Json, false) => &fabric.etag,
+            (Format::Csv, false) => &fabric.csv_etag,
+            (Format::Json, true) => &fabric.etag_gz,
+            (Format::Csv, true) => &fabric.csv_etag_gz,
         };
         if let Some(body) = gzip {
             resp.body = body;
             resp = resp.header("Content-Encoding", "gzip");
         }
+        let age = fabric.served_age_ms(now, &stale);
         // JSON or CSV by Accept, plain or gzip: caches keep them apart.
-        let resp = data_headers(resp, etag, &snap, now).header("Vary", "Accept, Accept-Encoding");
+        let resp = data_headers(resp, etag, age).header("Vary", "Accept, Accept-Encoding");
         not_modified_if_current(req, resp, etag)
     }
 
@@ -172,48 +234,79 @@ impl Routes {
             return Response::error(400, &format!("missing query parameter: {missing}"));
         };
         let now = clock::epoch_ms();
-        let snap = match self.fresh_snapshot(now) {
-            Ok(snap) => snap,
+        let Served { fabric, stale, .. } = match self.fresh(now) {
+            Ok(served) => served,
             Err(resp) => return resp,
         };
-        let Some(row) = snap.row(switch_id) else {
+        let etag = &fabric.etag;
+        let Some(row) = fabric.row(switch_id) else {
             let msg = format!("unknown switch_id: {}", json::clip(switch_id, 128));
-            return data_headers(Response::error(404, &msg), &snap.etag, &snap, now);
+            return data_headers(Response::error(404, &msg), etag, fabric.age_ms(now));
         };
-        let Some(col) = snap.column(metric) else {
+        // The switch's own shard says how old its numbers are.
+        let part = fabric.part_of(row);
+        let age = fabric.parts()[part].snap.age_ms(now);
+        if stale[part] {
+            let max = self.freshness.max_stale.map_or(0, |m| m.as_millis() as u64);
+            let body =
+                format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
+            return data_headers(Response::json(503, body), etag, age);
+        }
+        let Some(col) = fabric.column(metric) else {
             let msg = format!("unknown metric: {}", json::clip(metric, 128));
-            return data_headers(Response::error(404, &msg), &snap.etag, &snap, now);
+            return data_headers(Response::error(404, &msg), etag, age);
         };
-        let age = snap.age_ms(now);
+        let value = fabric.number(row, col);
+        if value == "null" {
+            let msg = format!(
+                "metric {} not reported for {}",
+                json::clip(metric, 128),
+                json::clip(switch_id, 128)
+            );
+            return data_headers(Response::error(404, &msg), etag, age);
+        }
         let mut body = String::with_capacity(96 + switch_id.len() + metric.len());
         body.push_str("{\"switch_id\":");
         json::push_str(&mut body, switch_id);
         body.push_str(",\"metric\":");
         json::push_str(&mut body, metric);
         body.push_str(",\"value\":");
-        body.push_str(snap.number(row, col));
+        body.push_str(value);
         body.push_str(",\"snapshot_id\":");
-        json::push_str(&mut body, snap.id());
+        json::push_str(&mut body, fabric.id());
         body.push_str(",\"age_ms\":");
         let _ = write!(body, "{age}");
         body.push('}');
-        let resp = data_headers(Response::json(200, body), &snap.etag, &snap, now);
-        not_modified_if_current(req, resp, &snap.etag)
+        let resp = data_headers(Response::json(200, body), etag, age);
+        not_modified_if_current(req, resp, etag)
     }
 
     fn stats(&self) -> Response {
-        let snap = self.state.store.load();
-        let body = self.state.stats.render(snap.as_deref(), clock::epoch_ms());
+        let fabric = self.state.store.load();
+        let urls: Vec<String> = self.state.shards.iter().map(|s| s.url.clone()).collect();
+        let body = self
+            .state
+            .stats
+            .render(fabric.as_deref(), clock::epoch_ms(), &urls);
         Response::json(200, body)
     }
 }
 
+/// A fabric a data answer may be made of: which parts are too old to
+/// serve, and the `"missing_shards"` member naming the shards left out
+/// (empty when none is).
+struct Served {
+    fabric: Arc<Fabric>,
+    stale: Vec<bool>,
+    missing: String,
+}
+
 /// The headers every data answer carries: which snapshot (as the entity tag
-/// `etag` of this representation), how old, and that a cache may keep it
-/// but must ask again (with `If-None-Match`) before each use.
-fn data_headers(resp: Response, etag: &str, snap: &Snapshot, now_ms: u64) -> Response {
+/// `etag` of this representation), how old (`age_ms`), and that a cache may
+/// keep it but must ask again (with `If-None-Match`) before each use.
+fn data_headers(resp: Response, etag: &str, age_ms: u64) -> Response {
     resp.header("ETag", etag.to_string())
-        .header("X-Data-Age-Ms", snap.age_ms(now_ms).to_string())
+        .header("X-Data-Age-Ms", age_ms.to_string())
         .header("Cache-Control", "no-cache")
 }
 
@@ -291,7 +384,6 @@ impl Handler for Routes {
 mod tests {
     use super::*;
     use crate::consumer::snapshot::{Limits, Origin};
-    use crate::http::Chunk;
     use serde_json::Value;
 
     fn routes_with(csv: Option<&str>) -> Routes {
@@ -307,7 +399,7 @@ mod tests {
                 fetched_ms: clock::epoch_ms(),
             };
             let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 100 }).unwrap();
-            state.store.store(Arc::new(snap));
+            state.publish(0, Arc::new(snap));
         }
         Routes::new(state, freshness)
     }
@@ -430,7 +522,7 @@ mod tests {
 
     /// Routes over a snapshot stamped in the future, so its age is always 0
     /// and bodies can be compared byte for byte.
-    fn routes_ageless() -> (Routes, Arc<Snapshot>) {
+    fn routes_ageless() -> (Routes, Arc<Fabric>) {
         let state = Arc::new(State::default());
         let origin = Origin {
             id: "snap-0".into(),
@@ -438,10 +530,10 @@ mod tests {
             fetched_ms: clock::epoch_ms(),
         };
         let csv = "switch_id,a,b\nsw-000,1.50,0\n\"x,\"\"y\"\"\",2,1e3\nsw-001,3,4\n";
-        let snap =
-            Arc::new(Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 10 }).unwrap());
-        state.store.store(snap.clone());
-        (Routes::new(state, Freshness::default()), snap)
+        let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 10 }).unwrap();
+        state.publish(0, Arc::new(snap));
+        let fabric = state.store.load().unwrap();
+        (Routes::new(state, Freshness::default()), fabric)
     }
 
     fn list(r: &Routes, query: &str, accept: Option<&str>) -> Response {
@@ -460,13 +552,13 @@ mod tests {
     fn list_metrics_default_is_the_prerendered_body() {
         let (r, snap) = routes_ageless();
         let want: Vec<u8> = snap
-            .list_body(0)
+            .list_body(0, &[], "")
             .iter()
             .flat_map(|c| c.bytes().to_vec())
             .collect();
         // The same document a page of every row is: `total` and all.
-        let page = Filter::parse("").unwrap().select(&snap).unwrap();
-        assert_eq!(String::from_utf8_lossy(&want), page.json(&snap, 0));
+        let page = Filter::parse("").unwrap().select(&snap, &[]).unwrap();
+        assert_eq!(String::from_utf8_lossy(&want), page.json(&snap, 0, ""));
         for (query, accept) in [
             ("", None),
             ("format=json", None),
@@ -479,10 +571,8 @@ mod tests {
             assert_eq!(resp.status, 200, "{query}");
             assert_eq!(resp.body_bytes(), want, "{query} {accept:?}");
             // The shared, pre-rendered parts: no per-request rendering.
-            assert!(matches!(
-                resp.body[..],
-                [Chunk::Shared(_), Chunk::Owned(_), Chunk::Shared(_)]
-            ));
+            let again = list(&r, query, accept);
+            assert!(crate::http::shares_pieces(&resp.body, &again.body, 3));
             assert_eq!(resp.header_value("content-type"), Some(crate::http::JSON));
             assert_eq!(resp.header_value("etag"), Some("\"snap-0\""));
             assert_eq!(resp.header_value("x-data-age-ms"), Some("0"));
@@ -804,15 +894,7 @@ mod tests {
         // The whole table's deflated parts are shared between requests.
         let a = gz("/telemetry/ListMetrics", None, None);
         let b = gz("/telemetry/ListMetrics", None, None);
-        match (&a.body[..], &b.body[..]) {
-            (
-                [_, Chunk::Shared(h1), _, Chunk::Shared(t1), _],
-                [_, Chunk::Shared(h2), _, Chunk::Shared(t2), _],
-            ) => {
-                assert!(Arc::ptr_eq(h1, h2) && Arc::ptr_eq(t1, t2));
-            }
-            other => panic!("not shared deflated parts: {other:?}"),
-        }
+        assert!(crate::http::shares_pieces(&a.body, &b.body, 3));
         assert_eq!(snap.rows(), 3);
         // Refused gzip stays plain; errors are never compressed.
         let req = Request::get("/telemetry/ListMetrics").with_header("Accept-Encoding", "gzip;q=0");
@@ -893,7 +975,7 @@ mod tests {
         let resp = r.handle(&Request::get("/ready"));
         assert_eq!(resp.status, 200);
         assert_eq!(body(&resp)["ready"], true);
-        r.state.stats.update_poll(|p| p.breaker = "open");
+        r.state.stats.update_poll(0, |p| p.breaker = "open");
         let resp = r.handle(&Request::get("/ready"));
         assert_eq!(resp.status, 503);
         assert_eq!(body(&resp)["error"], "upstream circuit open");

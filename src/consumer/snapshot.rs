@@ -23,8 +23,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::pieces::{PIECE_BYTES, Pieces};
 use crate::csv;
-use crate::gzip::{self, TAG_SUFFIX as GZ};
-use crate::http::Chunk;
+use crate::gzip;
 use crate::json;
 
 /// Bounds on what a snapshot may hold.
@@ -133,13 +132,10 @@ pub struct Origin {
 /// both (`Vary: Accept`) must be able to tell from a 304 which one it names.
 pub const CSV_TAG_SUFFIX: &str = "-csv";
 
-/// A validated snapshot, ready to serve.
+/// A validated snapshot of one upstream, ready to serve: what a
+/// [`Fabric`](super::fabric::Fabric) is composed of.
 pub struct Snapshot {
     pub origin: Origin,
-    /// `"<id>"`, the `ETag` of the JSON answers.
-    pub etag: String,
-    /// `"<id>-csv"`, the `ETag` of the CSV answers.
-    pub csv_etag: String,
     /// Metric names in upstream column order.
     pub fields: Vec<String>,
     column_of: HashMap<String, u32>,
@@ -147,26 +143,20 @@ pub struct Snapshot {
     ids: Ids,
     /// Switch id → row.
     index: Index,
-    /// `{"snapshot_id":"…","age_ms":`
-    list_head: Arc<[u8]>,
-    /// `,"fields":[…],"items":[…]}` in pieces, cut between rows.
-    list_pieces: Vec<Arc<str>>,
+    /// The `ListMetrics` items, `{"switch_id":…,…}` separated by commas
+    /// (no brackets), in pieces cut between rows.
+    items: Vec<Arc<str>>,
     /// The JSON spelling of every value, row-major, concatenated;
     /// `number_ends[i]` is where value `i`'s text ends. Read per request,
     /// this is a sixth of the size of the rendered rows, so much quicker
     /// to go through.
     numbers: String,
     number_ends: Vec<u32>,
-    /// The whole table as CSV, in pieces, rendered when first asked for.
-    csv_table: OnceLock<Vec<Arc<str>>>,
-    /// `"<id>-gz"` and `"<id>-csv-gz"`, the `ETag`s of the gzip forms.
-    pub etag_gz: String,
-    pub csv_etag_gz: String,
-    /// The whole-table answers deflated, when first asked for: the JSON
-    /// one's head and rows (the age goes between them), and the CSV.
-    list_head_gz: gzip::Lazy,
-    list_pieces_gz: gzip::Lazy,
-    csv_table_gz: gzip::Lazy,
+    /// The rows as CSV (no header), in pieces, rendered when first asked for.
+    csv_rows: OnceLock<Vec<Arc<str>>>,
+    /// The items and the CSV rows deflated, when first asked for.
+    items_gz: gzip::Lazy,
+    csv_rows_gz: gzip::Lazy,
     /// Size of the CSV body this was built from.
     pub csv_bytes: usize,
     /// When the upstream last vouched for this data (fetched it, or
@@ -180,7 +170,7 @@ impl fmt::Debug for Snapshot {
             .field("origin", &self.origin)
             .field("fields", &self.fields)
             .field("rows", &self.rows())
-            .field("list_bytes", &self.list_len())
+            .field("items_bytes", &super::pieces::total_len(&self.items))
             .finish_non_exhaustive()
     }
 }
@@ -393,15 +383,6 @@ impl Snapshot {
         let mut numbers = String::with_capacity(body.len());
         let mut number_ends: Vec<u32> = Vec::with_capacity(cells_hint);
         let mut pieces = Pieces::new(PIECE_BYTES);
-        let out = pieces.text();
-        out.push_str(",\"fields\":[");
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            json::push_str(out, f);
-        }
-        out.push_str("],\"items\":[");
 
         // Rows are read to the end or the first error; then the ids read so
         // far are indexed, and a duplicate among them, being on an earlier
@@ -456,36 +437,25 @@ impl Snapshot {
         if ids.len() == 0 {
             return Err(Error::NoRows);
         }
-        pieces.text().push_str("]}");
-        let list_pieces = pieces.finish();
+        let items = pieces.finish();
         ids.text.shrink_to_fit();
         ids.ends.shrink_to_fit();
         numbers.shrink_to_fit();
         number_ends.shrink_to_fit();
 
-        let mut head = String::from("{\"snapshot_id\":");
-        json::push_str(&mut head, &origin.id);
-        head.push_str(",\"age_ms\":");
-        let id_for_tags = origin.id.clone();
         Ok(Snapshot {
             confirmed_ms: AtomicU64::new(origin.fetched_ms),
-            etag: format!("\"{}\"", origin.id),
-            csv_etag: format!("\"{}{CSV_TAG_SUFFIX}\"", origin.id),
             origin,
             fields,
             column_of,
             ids,
             index,
-            list_head: Arc::from(head.into_bytes()),
-            list_pieces,
+            items,
             numbers,
             number_ends,
-            csv_table: OnceLock::new(),
-            etag_gz: format!("\"{}{GZ}\"", id_for_tags),
-            csv_etag_gz: format!("\"{}{CSV_TAG_SUFFIX}{GZ}\"", id_for_tags),
-            list_head_gz: gzip::Lazy::default(),
-            list_pieces_gz: gzip::Lazy::default(),
-            csv_table_gz: gzip::Lazy::default(),
+            csv_rows: OnceLock::new(),
+            items_gz: gzip::Lazy::default(),
+            csv_rows_gz: gzip::Lazy::default(),
             csv_bytes: body.len(),
         })
     }
@@ -569,93 +539,96 @@ impl Snapshot {
         self.number(row, column).parse().unwrap_or(f64::NAN)
     }
 
-    /// The length of the whole `ListMetrics` body but its age.
-    fn list_len(&self) -> usize {
-        self.list_head.len() + super::pieces::total_len(&self.list_pieces)
+    /// The `ListMetrics` items of every row, pre-rendered: JSON objects
+    /// separated by commas, in pieces.
+    pub fn items(&self) -> &[Arc<str>] {
+        &self.items
     }
 
-    /// The whole table as CSV (`switch_id,<fields…>`, then a line per row,
-    /// numbers as in JSON), shared: rendered by the first request for it
-    /// and kept with the snapshot (4.3 MB at 100k switches), since a big
-    /// answer allocated per request costs a page fault per 4 KiB.
-    pub fn csv_table(&self) -> Vec<Chunk> {
-        self.csv_pieces()
+    /// [`Snapshot::items`] deflated, made on first use.
+    pub fn items_gz(&self) -> Option<&gzip::Deflated> {
+        self.items_gz
+            .get(|| self.items.iter().map(|p| p.as_bytes()))
+    }
+
+    /// Every row as a CSV line (`switch_id,<values…>`, numbers as in
+    /// JSON; no header), in pieces, rendered on first use and kept with
+    /// the snapshot (4.3 MB at 100k switches), since a big answer
+    /// allocated per request costs a page fault per 4 KiB.
+    pub fn csv_rows(&self) -> &[Arc<str>] {
+        self.csv_rows
+            .get_or_init(|| self.render_csv_rows(None, 0..self.rows()))
+    }
+
+    /// [`Snapshot::csv_rows`] deflated, made on first use.
+    pub fn csv_rows_gz(&self) -> Option<&gzip::Deflated> {
+        self.csv_rows_gz
+            .get(|| self.csv_rows().iter().map(|p| p.as_bytes()))
+    }
+
+    /// The items of `rows` laid out for other fields: `layout[c]` is the
+    /// column of this snapshot holding field `c` of `keys`, `None` for a
+    /// field it lacks (`null`). For a fabric whose shards differ.
+    pub fn render_items(
+        &self,
+        keys: &[String],
+        layout: &[Option<u32>],
+        rows: impl Iterator<Item = usize>,
+    ) -> Vec<Arc<str>> {
+        let keys: Vec<String> = keys
             .iter()
-            .map(|p| Chunk::Shared(Arc::<[u8]>::from(p.clone())))
-            .collect()
-    }
-
-    /// [`Snapshot::csv_table`] as one gzip member, deflated by the first
-    /// request that asks for it.
-    pub fn csv_table_gzip(&self) -> Option<Vec<Chunk>> {
-        let d = self
-            .csv_table_gz
-            .get(|| self.csv_pieces().iter().map(|p| p.as_bytes()))?;
-        Some(gzip::member(&[gzip::Part::Deflated(d)]))
-    }
-
-    /// [`Snapshot::list_body`] as one gzip member: the head and rows
-    /// deflated once, the age stored between them per request.
-    pub fn list_body_gzip(&self, now_ms: u64) -> Option<Vec<Chunk>> {
-        let head = self.list_head_gz.get(|| [&self.list_head[..]])?;
-        let rows = self
-            .list_pieces_gz
-            .get(|| self.list_pieces.iter().map(|p| p.as_bytes()))?;
-        let counts = self.list_counts(now_ms);
-        Some(gzip::member(&[
-            gzip::Part::Deflated(head),
-            gzip::Part::Stored(counts.as_bytes()),
-            gzip::Part::Deflated(rows),
-        ]))
-    }
-
-    /// The CSV pieces, rendered on first use.
-    fn csv_pieces(&self) -> &[Arc<str>] {
-        self.csv_table.get_or_init(|| {
-            let mut pieces = Pieces::new(PIECE_BYTES);
+            .map(|f| {
+                let mut k = String::from(",");
+                json::push_str(&mut k, f);
+                k.push(':');
+                k
+            })
+            .collect();
+        let mut pieces = Pieces::new(PIECE_BYTES);
+        for (i, row) in rows.enumerate() {
             let out = pieces.text();
-            out.push_str("switch_id");
-            for f in &self.fields {
+            if i > 0 {
                 out.push(',');
-                csv::push_field(out, f);
+            }
+            out.push_str("{\"switch_id\":");
+            json::push_str(out, self.switch_id(row));
+            let cells = self.cells(row);
+            for (key, col) in keys.iter().zip(layout) {
+                out.push_str(key);
+                out.push_str(col.map_or("null", |c| cells.get(c as usize)));
+            }
+            out.push('}');
+            pieces.cut_if_full();
+        }
+        pieces.finish()
+    }
+
+    /// The CSV lines of `rows`, in this snapshot's columns or (`layout`,
+    /// as for [`Snapshot::render_items`]) another's, a missing value empty.
+    pub fn render_csv_rows(
+        &self,
+        layout: Option<&[Option<u32>]>,
+        rows: impl Iterator<Item = usize>,
+    ) -> Vec<Arc<str>> {
+        let mut pieces = Pieces::new(PIECE_BYTES);
+        for row in rows {
+            let out = pieces.text();
+            csv::push_field(out, self.switch_id(row));
+            let cells = self.cells(row);
+            match layout {
+                None => cells.iter().for_each(|n| {
+                    out.push(',');
+                    out.push_str(n);
+                }),
+                Some(layout) => layout.iter().for_each(|c| {
+                    out.push(',');
+                    out.push_str(c.map_or("", |c| cells.get(c as usize)));
+                }),
             }
             out.push('\n');
-            for row in 0..self.rows() {
-                let out = pieces.text();
-                csv::push_field(out, self.switch_id(row));
-                for number in self.cells(row).iter() {
-                    out.push(',');
-                    out.push_str(number);
-                }
-                out.push('\n');
-                pieces.cut_if_full();
-            }
-            pieces.finish()
-        })
-    }
-
-    /// What follows `"age_ms":` in the whole table: the age, then what a
-    /// page of every row says (all rows, no next page).
-    fn list_counts(&self, now_ms: u64) -> String {
-        format!(
-            "{},\"total\":{},\"next_offset\":null",
-            self.age_ms(now_ms),
-            self.rows()
-        )
-    }
-
-    /// The whole `ListMetrics` body for a request at `now_ms`: the shared,
-    /// pre-rendered parts around the age.
-    pub fn list_body(&self, now_ms: u64) -> Vec<Chunk> {
-        let mut body = Vec::with_capacity(2 + self.list_pieces.len());
-        body.push(Chunk::Shared(self.list_head.clone()));
-        body.push(Chunk::Owned(self.list_counts(now_ms).into_bytes()));
-        body.extend(
-            self.list_pieces
-                .iter()
-                .map(|p| Chunk::Shared(Arc::<[u8]>::from(p.clone()))),
-        );
-        body
+            pieces.cut_if_full();
+        }
+        pieces.finish()
     }
 }
 
@@ -672,6 +645,7 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consumer::fabric::Fabric;
 
     const LIMITS: Limits = Limits { max_rows: 1000 };
 
@@ -687,17 +661,29 @@ mod tests {
         Snapshot::parse(body.as_bytes(), origin(), LIMITS)
     }
 
+    /// The `ListMetrics` document of `s` served alone.
     fn list_json(s: &Snapshot, now: u64) -> serde_json::Value {
-        let bytes: Vec<u8> = s
-            .list_body(now)
+        serde_json::from_str(&list_text(s, now)).unwrap()
+    }
+
+    fn list_text(s: &Snapshot, now: u64) -> String {
+        // A fabric of a snapshot of the same table (a Fabric holds an Arc).
+        let mut csv = String::from("switch_id");
+        for f in &s.fields {
+            csv.push(',');
+            csv::push_field(&mut csv, f);
+        }
+        csv.push('\n');
+        s.csv_rows().iter().for_each(|p| csv.push_str(p));
+        let all = Limits { max_rows: s.rows() };
+        let snap = Snapshot::parse(csv.as_bytes(), s.origin.clone(), all);
+        let fabric = Fabric::from(snap.unwrap());
+        let bytes: Vec<u8> = fabric
+            .list_body(now, &[], "")
             .iter()
-            .flat_map(|c| match c {
-                Chunk::Shared(b) => b.to_vec(),
-                Chunk::Owned(b) => b.clone(),
-                Chunk::Static(b) => b.to_vec(),
-            })
+            .flat_map(|c| c.bytes().to_vec())
             .collect();
-        serde_json::from_slice(&bytes).unwrap()
+        String::from_utf8(bytes).unwrap()
     }
 
     #[test]
@@ -717,8 +703,6 @@ mod tests {
         assert_eq!(s.number(0, 2), "1e3");
         assert_eq!(s.number(1, 0), "118.30");
         assert_eq!(s.value(1, 2), -0.25);
-        assert_eq!(s.etag, "\"abc-1\"");
-        assert_eq!(s.csv_etag, "\"abc-1-csv\"");
         assert_eq!(s.switch_ids().collect::<Vec<_>>(), ["sw-000", "sw-001"]);
         // Outside the table: nothing, never a panic.
         assert_eq!(s.switch_id(2), "");
@@ -793,7 +777,7 @@ mod tests {
         }
         let s = Snapshot::parse(body.as_bytes(), origin(), Limits { max_rows: 60_000 })
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(s.list_pieces.len() > 3, "{} pieces", s.list_pieces.len());
+        assert!(s.items().len() > 3, "{} pieces", s.items().len());
         assert_eq!(s.rows(), 60_000);
         for i in (0..60_000).step_by(997).chain([59_999]) {
             let id = i.to_string();
@@ -830,17 +814,7 @@ mod tests {
         assert_eq!(s.number(1, 0), "0.5");
         assert_eq!(s.number(1, 1), "2");
         // Key order: switch_id first, then fields in upstream order.
-        let text = String::from_utf8(
-            s.list_body(4_000)
-                .iter()
-                .flat_map(|c| match c {
-                    Chunk::Shared(b) => b.to_vec(),
-                    Chunk::Owned(b) => b.clone(),
-                    Chunk::Static(b) => b.to_vec(),
-                })
-                .collect(),
-        )
-        .unwrap();
+        let text = list_text(&s, 4_000);
         assert!(text.contains("{\"switch_id\":\"sw-000\",\"a\":121.5,\"b\":0}"));
         assert!(text.starts_with(
             "{\"snapshot_id\":\"abc-1\",\"age_ms\":3000,\"total\":2,\"next_offset\":null,\"fields\":"

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::fabric::Fabric;
 use super::poller::KINDS;
-use super::snapshot::Snapshot;
 use crate::percentile::SortedRing;
 use crate::prometheus::Histogram;
 
@@ -116,17 +116,54 @@ pub struct Stats {
     started: Instant,
     queue: SyncSender<Sample>,
     traffic: Mutex<Folded>,
-    poll: Mutex<PollFigures>,
+    /// One per upstream, in `UPSTREAM_URLS` order.
+    poll: Vec<Mutex<PollFigures>>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats::new()
+        Stats::new(1)
+    }
+}
+
+impl PollFigures {
+    /// The figures of several pollers as one: counts summed, the worst
+    /// state (most failures, an open breaker, the longest wait, the oldest
+    /// last success), the latest error. Of one poller, its own.
+    pub fn total(all: &[PollFigures]) -> PollFigures {
+        let mut t = PollFigures::default();
+        let rank = |b: &str| match b {
+            "open" => 2,
+            "half_open" => 1,
+            _ => 0,
+        };
+        for p in all {
+            t.last_cycle = t.last_cycle.max(p.last_cycle);
+            t.updated += p.updated;
+            t.not_modified += p.not_modified;
+            t.failed += p.failed;
+            t.consecutive_failures = t.consecutive_failures.max(p.consecutive_failures);
+            for (a, b) in t.errors_by_kind.iter_mut().zip(p.errors_by_kind) {
+                *a += b;
+            }
+            t.backoff = t.backoff.max(p.backoff);
+            if rank(p.breaker) >= rank(t.breaker) {
+                t.breaker = p.breaker;
+            }
+            if p.last_error_ms >= t.last_error_ms && p.last_error.is_some() {
+                t.last_error = p.last_error.clone();
+                t.last_error_ms = p.last_error_ms;
+            }
+        }
+        // The oldest success: none until every poller has had one.
+        t.last_success_ms = all.iter().map(|p| p.last_success_ms).min().flatten();
+        t
     }
 }
 
 impl Stats {
-    pub fn new() -> Stats {
+    /// Stats for `upstreams` pollers (at least one).
+    pub fn new(upstreams: usize) -> Stats {
         let (queue, queued) = sync_channel(QUEUED_MAX);
         Stats {
             started: Instant::now(),
@@ -139,7 +176,9 @@ impl Stats {
                     latency: Histogram::default(),
                 }),
             }),
-            poll: Mutex::new(PollFigures::default()),
+            poll: (0..upstreams.max(1))
+                .map(|_| Mutex::new(PollFigures::default()))
+                .collect(),
         }
     }
 
@@ -177,18 +216,30 @@ impl Stats {
         self.started.elapsed()
     }
 
-    /// Updates the poll figures under their lock.
-    pub fn update_poll(&self, f: impl FnOnce(&mut PollFigures)) {
-        f(&mut self.poll.lock().unwrap_or_else(|p| p.into_inner()));
+    /// Updates upstream `shard`'s poll figures under their lock.
+    pub fn update_poll(&self, shard: usize, f: impl FnOnce(&mut PollFigures)) {
+        if let Some(p) = self.poll.get(shard) {
+            f(&mut p.lock().unwrap_or_else(|p| p.into_inner()));
+        }
     }
 
-    /// A copy of the poll figures.
+    /// A copy of every upstream's poll figures, in order.
+    pub fn polls(&self) -> Vec<PollFigures> {
+        self.poll
+            .iter()
+            .map(|p| p.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    /// Every upstream's poll figures as one ([`PollFigures::total`]).
     pub fn poll(&self) -> PollFigures {
-        self.poll.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        PollFigures::total(&self.polls())
     }
 
     /// The `/stats` body.
-    pub fn render(&self, snapshot: Option<&Snapshot>, now_ms: u64) -> String {
+    /// The `/stats` body; with several upstreams (`urls`), a `shards`
+    /// member says how each one is doing.
+    pub fn render(&self, snapshot: Option<&Fabric>, now_ms: u64, urls: &[String]) -> String {
         let mut endpoints = serde_json::Map::new();
         let rings: Vec<SortedRing> = {
             let mut folded = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
@@ -212,8 +263,9 @@ impl Stats {
                 }),
             );
         }
-        let poll = self.poll();
-        let body: Value = json!({
+        let polls = self.polls();
+        let poll = PollFigures::total(&polls);
+        let mut body: Value = json!({
             "endpoints": endpoints,
             "poll_last_cycle_ms": poll.last_cycle.map(|d| d.as_micros() as f64 / 1000.0),
             "poll_retry_count": poll.failed,
@@ -237,6 +289,30 @@ impl Stats {
                 "fields": s.fields.len(),
             })),
         });
+        if urls.len() > 1 {
+            let shards: Vec<Value> = urls
+                .iter()
+                .zip(&polls)
+                .enumerate()
+                .map(|(i, (url, p))| {
+                    let part = snapshot.and_then(|f| f.parts().iter().find(|p| p.shard == i));
+                    json!({
+                        "url": url,
+                        "snapshot_id": part.map(|p| p.snap.id()),
+                        "age_ms": part.map(|p| p.snap.age_ms(now_ms)),
+                        "switches": part.map(|p| p.rows()),
+                        "conflicts": part.map_or(0, |p| p.conflicts()),
+                        "breaker": if p.breaker.is_empty() { "closed" } else { p.breaker },
+                        "consecutive_failures": p.consecutive_failures,
+                        "last_error": p.last_error,
+                        "updated_200": p.updated,
+                        "not_modified_304": p.not_modified,
+                        "errors": p.failed,
+                    })
+                })
+                .collect();
+            body["shards"] = Value::Array(shards);
+        }
         body.to_string()
     }
 }
@@ -247,7 +323,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_is_folded_in_and_nothing_is_lost() {
-        let stats = Stats::new();
+        let stats = Stats::new(1);
         let n = QUEUED_MAX * 3 + 7;
         for i in 0..n {
             let status = if i % 2 == 0 { 200 } else { 404 };
@@ -261,12 +337,12 @@ mod tests {
 
     #[test]
     fn reports_sub_millisecond_percentiles_per_endpoint() {
-        let stats = Stats::new();
+        let stats = Stats::new(1);
         for us in 1..=100u64 {
             stats.record_request("/telemetry/GetMetric", 200, Duration::from_micros(us * 10));
         }
         stats.record_request("/health", 200, Duration::from_secs(1));
-        let v: Value = serde_json::from_str(&stats.render(None, 0)).unwrap();
+        let v: Value = serde_json::from_str(&stats.render(None, 0, &[])).unwrap();
         let gm = &v["endpoints"]["/telemetry/GetMetric"];
         assert_eq!(gm["p50_ms"], 0.5);
         assert_eq!(gm["p95_ms"], 0.95);
@@ -284,8 +360,8 @@ mod tests {
 
     #[test]
     fn poll_figures_show_up() {
-        let stats = Stats::new();
-        stats.update_poll(|p| {
+        let stats = Stats::new(1);
+        stats.update_poll(0, |p| {
             p.failed = 3;
             p.consecutive_failures = 2;
             p.last_cycle = Some(Duration::from_micros(1500));
@@ -297,7 +373,7 @@ mod tests {
             p.breaker = "open";
             p.backoff = Duration::from_millis(1234);
         });
-        let v: Value = serde_json::from_str(&stats.render(None, 0)).unwrap();
+        let v: Value = serde_json::from_str(&stats.render(None, 0, &[])).unwrap();
         assert_eq!(v["poll_retry_count"], 3);
         assert_eq!(v["poll_last_cycle_ms"], 1.5);
         assert_eq!(v["poll"]["last_error"], "connect: refused");

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::State;
+use super::fabric::Fabric;
 use super::filter::Filter;
-use super::snapshot::Snapshot;
 use crate::clock;
 use crate::http::{Request, Response};
 
@@ -75,7 +75,7 @@ pub fn subscribe(state: &Arc<State>, req: &Request) -> Response {
     };
     // A field the current table lacks is refused now, not in every event.
     if let (Some(f), Some(snap)) = (&filter, state.store.load()) {
-        if let Err(e) = f.select(&snap) {
+        if let Err(e) = f.select(&snap, &[]) {
             return Response::error(400, &e.to_string());
         }
     }
@@ -95,15 +95,15 @@ pub fn subscribe(state: &Arc<State>, req: &Request) -> Response {
 }
 
 /// One event's `data:` for `snap`.
-fn data(snap: &Snapshot, filter: Option<&Filter>, now_ms: u64) -> Vec<u8> {
+fn data(snap: &Fabric, filter: Option<&Filter>, now_ms: u64) -> Vec<u8> {
     match filter {
         None => snap
-            .list_body(now_ms)
+            .list_body(now_ms, &[], "")
             .iter()
             .flat_map(|c| c.bytes().to_vec())
             .collect(),
-        Some(f) => match f.select(snap) {
-            Ok(page) => page.json(snap, now_ms).into_bytes(),
+        Some(f) => match f.select(snap, &[]) {
+            Ok(page) => page.json(snap, snap.age_ms(now_ms), "").into_bytes(),
             Err(e) => crate::json::error_body(&e.to_string()).into_bytes(),
         },
     }
@@ -161,7 +161,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::snapshot::{Limits, Origin};
+    use crate::consumer::snapshot::{Limits, Origin, Snapshot};
     use std::sync::Mutex;
 
     /// A writer the test can read while the stream runs, failing on demand.
@@ -182,13 +182,14 @@ mod tests {
         }
     }
 
-    fn snapshot(id: &str) -> Arc<Snapshot> {
+    fn snapshot(id: &str) -> Arc<Fabric> {
         let origin = Origin {
             id: id.into(),
             producer_ts_ms: None,
             fetched_ms: clock::epoch_ms(),
         };
-        Arc::new(Snapshot::parse(b"switch_id,a\nx,1\n", origin, Limits { max_rows: 9 }).unwrap())
+        let snap = Snapshot::parse(b"switch_id,a\nx,1\n", origin, Limits { max_rows: 9 });
+        Arc::new(snap.unwrap().into())
     }
 
     fn text(p: &Pipe) -> String {
