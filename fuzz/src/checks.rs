@@ -539,10 +539,18 @@ pub fn check_producer(
     if req.method != "GET" && req.method != "HEAD" {
         return status_is(resp, 405, "a method other than GET/HEAD");
     }
-    let strict = reference_pairs(&req.query).is_ok_and(|p| strict_ok(&p, &[]));
-    if !strict {
-        return status_is(resp, 400, "a query string on data_server");
-    }
+    // Only /counters takes parameters: a shard, `num_shards` and `shard`.
+    let known: &[&str] = if req.path == "/counters" {
+        &["num_shards", "shard"]
+    } else {
+        &[]
+    };
+    let Some(pairs) = reference_pairs(&req.query)
+        .ok()
+        .filter(|p| strict_ok(p, known))
+    else {
+        return status_is(resp, 400, "a query string data_server refuses");
+    };
     if req.path == "/metrics" {
         return check_exposition(resp);
     }
@@ -555,6 +563,17 @@ pub fn check_producer(
         );
         return Ok(());
     }
+    // A bad shard is refused before any fault is injected.
+    let Ok(shard) = reference_shard(&pairs) else {
+        status_is(resp, 400, "a bad num_shards/shard pair")?;
+        let body = json_body(resp)?;
+        let error = body["error"].as_str().unwrap_or("");
+        ensure!(
+            error.contains("shard"),
+            "a shard refusal that names no parameter: {error:?}"
+        );
+        return Ok(());
+    };
     if failing {
         status_is(resp, 500, "fault injection at 100%")?;
         ensure!(
@@ -563,26 +582,33 @@ pub fn check_producer(
         );
         return Ok(());
     }
+    // The whole table (one shard of one is the whole table, under its
+    // tag), or the header and every n-th row from the k-th.
+    let (etag, body) = match shard {
+        Some((n, k)) if n > 1 => {
+            let text = String::from_utf8_lossy(&snap.csv);
+            let mut lines = text.split_inclusive('\n');
+            let mut body = lines.next().unwrap_or("").to_string();
+            body.extend(lines.skip(k).step_by(n));
+            (format!("\"{}-s{k}of{n}\"", snap.id), body.into_bytes())
+        }
+        _ => (snap.etag.clone(), snap.csv.to_vec()),
+    };
     let inm: Vec<&str> = req.headers_named("If-None-Match").collect();
     // Exactly the tag we sent out, or `*`: always a match.
     let must_match = inm.iter().any(|h| {
         let h = h.trim();
-        h == snap.etag || h == format!("W/{}", snap.etag) || h == "*"
+        h == etag || h == format!("W/{etag}") || h == "*"
     });
     // Without the id or a `*` somewhere, never a match.
     let may_match = inm
         .iter()
         .any(|h| h.contains(snap.id.as_str()) || h.contains('*'));
     match resp.status {
-        304 => ensure!(
-            may_match,
-            "304 for If-None-Match {inm:?}, tag {}",
-            snap.etag
-        ),
+        304 => ensure!(may_match, "304 for If-None-Match {inm:?}, tag {etag}"),
         200 => ensure!(
             !must_match,
-            "200 for If-None-Match {inm:?} naming the current tag {}",
-            snap.etag
+            "200 for If-None-Match {inm:?} naming the current tag {etag}"
         ),
         s => return Err(format!("/counters answered {s}")),
     }
@@ -592,8 +618,8 @@ pub fn check_producer(
         resp.header_value("Content-Type")
     );
     ensure!(
-        resp.header_value("ETag") == Some(snap.etag.as_str()),
-        "/counters ETag {:?}",
+        resp.header_value("ETag") == Some(etag.as_str()),
+        "/counters ETag {:?} where {etag} was due",
         resp.header_value("ETag")
     );
     ensure!(
@@ -601,11 +627,43 @@ pub fn check_producer(
         "/counters X-Snapshot-Ts {:?}",
         resp.header_value("X-Snapshot-Ts")
     );
+    let got = resp.body_bytes();
     ensure!(
-        resp.body_bytes() == *snap.csv,
-        "/counters body is not the snapshot's CSV"
+        got.split(|&b| b == b'\n').next() == snap.csv.split(|&b| b == b'\n').next(),
+        "/counters body does not start with the header"
+    );
+    ensure!(
+        got == body,
+        "/counters body is not the snapshot's CSV or shard {shard:?} of it"
     );
     Ok(())
+}
+
+/// The shard data_server must read from its checked `pairs`, as
+/// `(num_shards, shard)`: `Ok(None)` for neither, `Err` for one without
+/// the other or a value that is not plain decimal digits in range
+/// (`1 <= num_shards <= 1024`, `shard < num_shards`).
+pub fn reference_shard(pairs: &[(String, String)]) -> Result<Option<(usize, usize)>, ()> {
+    let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let number = |v: &str| -> Result<usize, ()> {
+        let digits = v.trim_start_matches('0');
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 5 {
+            return Err(());
+        }
+        Ok(digits.parse().unwrap_or(0))
+    };
+    match (value("num_shards"), value("shard")) {
+        (None, None) => Ok(None),
+        (Some(n), Some(k)) => {
+            let (n, k) = (number(n)?, number(k)?);
+            if (1..=1024).contains(&n) && k < n {
+                Ok(Some((n, k)))
+            } else {
+                Err(())
+            }
+        }
+        _ => Err(()),
+    }
 }
 
 /// Every record of `body`, or the first error. Checks that the reader makes

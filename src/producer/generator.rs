@@ -74,9 +74,8 @@ impl Generator {
     fn publish(&mut self) {
         let id = format!("{}-{}", self.boot, self.seq);
         self.seq += 1;
-        let csv = self.sim.render_csv();
-        let csv = Arc::from(csv.into_bytes());
-        let snapshot = Snapshot::new(id, clock::epoch_ms(), self.sim.len(), csv);
+        let table = self.sim.render();
+        let snapshot = Snapshot::new(id, clock::epoch_ms(), table);
         // The old snapshot is dropped here, after the lock is released.
         drop(self.cell.store(Arc::new(snapshot)));
     }

@@ -1,10 +1,11 @@
 //! data_server's side: the simulator, the generator that swaps a fresh
-//! snapshot in every tick, and the `/counters` routes.
+//! snapshot in every tick, the `/counters` routes and the shards they cut.
 
 pub mod config;
 pub mod generator;
 pub mod metrics;
 pub mod routes;
+pub mod shards;
 pub mod simulator;
 
 pub use config::Config;

@@ -1,10 +1,11 @@
-//! data_server's routes: `GET /counters` (conditional, with fault
-//! injection) and `GET /health`.
+//! data_server's routes: `GET /counters` (whole or one shard, conditional,
+//! with fault injection), `GET /health` and `GET /metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::metrics::{Fault, ProducerStats};
+use super::shards::{self, Selection};
 use super::simulator::Snapshot;
 use crate::gzip;
 use crate::http::{self, CSV, Request, Response};
@@ -39,7 +40,7 @@ impl Routes {
         }
     }
 
-    fn counters(&self, req: &Request) -> Response {
+    fn counters(&self, req: &Request, sel: Option<Selection>) -> Response {
         let delay = if !self.faults.slow.is_zero() && fastrand::f64() < SLOW_SHARE {
             self.stats.fault_injected(Fault::Slow);
             Event::new(Level::Info, "gen.inject_fault")
@@ -50,10 +51,10 @@ impl Routes {
         } else {
             Duration::ZERO
         };
-        self.answer(req).delayed(delay)
+        self.answer(req, sel).delayed(delay)
     }
 
-    fn answer(&self, req: &Request) -> Response {
+    fn answer(&self, req: &Request, sel: Option<Selection>) -> Response {
         if self.faults.fail_pct > 0.0 && fastrand::f64() * 100.0 < self.faults.fail_pct {
             self.stats.fault_injected(Fault::Http500);
             Event::new(Level::Info, "gen.inject_fault")
@@ -67,20 +68,28 @@ impl Routes {
         let Some(snap) = self.cell.load() else {
             return Response::error(503, "no snapshot yet");
         };
-        // gzip when the client takes it: deflated once per snapshot.
+        // A shard, cut once per snapshot; or the whole table (also for
+        // num_shards=1, which is the same bytes under the same tags).
+        let shard = sel.and_then(|sel| snap.shard(sel));
+        let (body, etag, etag_gz, lazy) = match &shard {
+            Some(s) => (&s.body, &s.etag, &s.etag_gz, &s.gz),
+            None => (&snap.csv, &snap.etag, &snap.etag_gz, &snap.gz),
+        };
+        // gzip when the client takes it: deflated once per snapshot (and
+        // shard).
         let gzip = gzip::accepted(req.headers_named("Accept-Encoding"))
-            .then(|| snap.gzip_body())
+            .then(|| lazy.get(|| [&body[..]]))
             .flatten();
         let mut resp = Response::new(200).header("Content-Type", CSV);
         let etag = match gzip {
-            Some(body) => {
-                resp.body = body;
+            Some(d) => {
+                resp.body = gzip::member(&[gzip::Part::Deflated(d)]);
                 resp = resp.header("Content-Encoding", "gzip");
-                &snap.etag_gz
+                etag_gz
             }
             None => {
-                resp = resp.chunk(snap.csv.clone());
-                &snap.etag
+                resp = resp.chunk(body.clone());
+                etag
             }
         };
         // A 304 carries the body too, unsent, so that its Content-Length is
@@ -108,12 +117,22 @@ impl Handler for Routes {
         if !req.is_read() {
             return Response::method_not_allowed(&req.method);
         }
-        // No endpoint here takes a parameter: a stray one is a mistake.
-        if let Err(e) = crate::query::strict(&req.query, &[]) {
-            return Response::error(400, &e.to_string());
-        }
+        // Only /counters takes parameters (a shard): a stray one is a
+        // mistake.
+        let known = if req.path == "/counters" {
+            shards::PARAMS
+        } else {
+            &[]
+        };
+        let pairs = match crate::query::strict(&req.query, known) {
+            Ok(pairs) => pairs,
+            Err(e) => return Response::error(400, &e.to_string()),
+        };
         match req.path.as_str() {
-            "/counters" => self.counters(req),
+            "/counters" => match shards::parse(&pairs) {
+                Ok(sel) => self.counters(req, sel),
+                Err(e) => Response::error(400, &e.to_string()),
+            },
             "/metrics" => {
                 let page = self.stats.render();
                 let resp = Response::new(200)
@@ -163,6 +182,104 @@ mod tests {
             let body = String::from_utf8(resp.body_bytes()).unwrap();
             assert!(body.contains("unknown query parameter"), "{body}");
         }
+    }
+
+    #[test]
+    fn counters_takes_a_shard_and_refuses_a_bad_one() {
+        let (r, _g) = routes(Faults {
+            fail_pct: 100.0,
+            slow: Duration::ZERO,
+        });
+        for (target, want) in [
+            (
+                "/counters?x=1",
+                "unknown query parameter: x (want one of num_shards, shard)",
+            ),
+            (
+                "/counters?shard=1",
+                "missing query parameter: num_shards (num_shards and shard go together)",
+            ),
+            (
+                "/counters?num_shards=1025&shard=0",
+                "invalid num_shards: 1025 (want an integer 1..=1024)",
+            ),
+            (
+                "/counters?num_shards=4&shard=5",
+                "invalid shard: 5 (want an integer 0..=3 for num_shards=4)",
+            ),
+        ] {
+            // Refused before any fault is injected.
+            let resp = r.handle(&Request::get(target));
+            assert_eq!(resp.status, 400, "{target}");
+            assert_eq!(resp.header_value("content-type"), Some(http::JSON));
+            let body = String::from_utf8(resp.body_bytes()).unwrap();
+            assert_eq!(body, crate::json::error_body(want), "{target}");
+        }
+    }
+
+    #[test]
+    fn a_shard_is_served_shared_with_its_own_tag() {
+        let (r, mut g) = routes(Faults::default());
+        let snap = g.cell().load().unwrap();
+        let get = |target: &str, inm: &str| {
+            let mut req = Request::get(target);
+            if !inm.is_empty() {
+                req = req.with_header("If-None-Match", inm);
+            }
+            r.handle(&req)
+        };
+        let resp = get("/counters?num_shards=2&shard=1", "");
+        assert_eq!(resp.status, 200);
+        let tag = format!("\"{}-s1of2\"", snap.id);
+        assert_eq!(resp.header_value("etag"), Some(tag.as_str()));
+        for (name, value) in [
+            ("content-type", CSV),
+            ("cache-control", "no-store"),
+            ("vary", "Accept-Encoding"),
+        ] {
+            assert_eq!(resp.header_value(name), Some(value), "{name}");
+        }
+        assert_eq!(
+            resp.header_value("x-snapshot-ts"),
+            Some(snap.ts_ms.to_string().as_str())
+        );
+        let body = String::from_utf8(resp.body_bytes()).unwrap();
+        let whole = String::from_utf8(snap.csv.to_vec()).unwrap();
+        let lines: Vec<&str> = body.lines().collect();
+        assert_eq!(
+            lines,
+            [whole.lines().next().unwrap(), whole.lines().nth(2).unwrap()]
+        );
+        // The body is cut once and shared by every request for the shard.
+        let (a, b) = (resp.body, get("/counters?shard=1&num_shards=2", "").body);
+        assert!(
+            matches!((&a[0], &b[0]), (Chunk::Shared(x), Chunk::Shared(y)) if Arc::ptr_eq(x, y))
+        );
+        // Its own tag: 304 for it, 200 for the other shard's or the table's.
+        assert_eq!(get("/counters?num_shards=2&shard=1", &tag).status, 304);
+        assert_eq!(get("/counters?num_shards=2&shard=0", &tag).status, 200);
+        assert_eq!(
+            get("/counters?num_shards=2&shard=1", &snap.etag).status,
+            200
+        );
+        assert_eq!(get("/counters", &tag).status, 200);
+        // One shard of one is the whole table, under the table's tags.
+        let one = get("/counters?num_shards=1&shard=0", &snap.etag);
+        assert_eq!(one.status, 304);
+        assert_eq!(one.body_bytes(), &snap.csv[..]);
+        assert_eq!(one.header_value("etag"), Some(snap.etag.as_str()));
+        // In gzip: its own tag, with -gz.
+        let gz = r.handle(
+            &Request::get("/counters?num_shards=2&shard=1").with_header("Accept-Encoding", "gzip"),
+        );
+        let tag_gz = format!("\"{}-s1of2-gz\"", snap.id);
+        assert_eq!(gz.header_value("etag"), Some(tag_gz.as_str()));
+        assert_eq!(gz.header_value("content-encoding"), Some("gzip"));
+        // The next tick: a new tag for the shard.
+        g.tick();
+        let next = get("/counters?num_shards=2&shard=1", &tag);
+        assert_eq!(next.status, 200);
+        assert_ne!(next.header_value("etag"), Some(tag.as_str()));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use super::shards::{Cache, Selection, Shard};
+
 /// The CSV header, in the contract's column order.
 pub const COLUMNS: [&str; 9] = [
     "switch_id",
@@ -102,6 +104,14 @@ struct Switch {
     egress_drops: u64,
 }
 
+/// The rendered CSV and where each of its lines ends.
+pub struct Table {
+    pub csv: String,
+    /// `ends[0]` is the end of the header line, `ends[i + 1]` the end of
+    /// row `i` (after its `\n`): row `i` is `csv[ends[i]..ends[i + 1]]`.
+    pub ends: Vec<usize>,
+}
+
 /// One generated snapshot, immutable once built.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -118,20 +128,38 @@ pub struct Snapshot {
     pub etag_gz: String,
     /// The body deflated, when first asked for.
     pub gz: crate::gzip::Lazy,
+    /// Where each line of `csv` ends (see [`Table::ends`]): what shards
+    /// are cut along.
+    ends: Box<[usize]>,
+    /// The shards cut so far, each once (see [`super::shards`]).
+    shards: Cache,
 }
 
 impl Snapshot {
-    /// A snapshot of `csv` taken at `ts_ms`, named `id`.
-    pub fn new(id: String, ts_ms: u64, rows: usize, csv: Arc<[u8]>) -> Snapshot {
+    /// A snapshot of `table` taken at `ts_ms`, named `id`.
+    pub fn new(id: String, ts_ms: u64, table: Table) -> Snapshot {
+        let Table { csv, ends } = table;
         Snapshot {
             etag: format!("\"{id}\""),
             etag_gz: format!("\"{id}{}\"", crate::gzip::TAG_SUFFIX),
             id,
             ts_ms,
-            csv,
-            rows,
+            csv: Arc::from(csv.into_bytes()),
+            rows: ends.len().saturating_sub(1),
             gz: crate::gzip::Lazy::default(),
+            ends: ends.into_boxed_slice(),
+            shards: Cache::default(),
         }
+    }
+
+    /// Shard `sel` of the table, cut on first use and cached within bounds
+    /// (see [`Cache`]); `None` when `sel` is the whole table (one shard),
+    /// which is served as it is, under the snapshot's own tags.
+    pub fn shard(&self, sel: Selection) -> Option<Arc<Shard>> {
+        if sel.n == 1 {
+            return None;
+        }
+        Some(self.shards.get(&self.id, &self.csv, &self.ends, sel))
     }
 
     /// The body as one gzip member (deflated once, on first use).
@@ -197,8 +225,16 @@ impl Simulator {
 
     /// Renders the CSV body: the header line, then one row per switch.
     pub fn render_csv(&self) -> String {
+        self.render().csv
+    }
+
+    /// Renders the CSV body and notes where each line ends, so that shards
+    /// can be cut from it without reading it again.
+    pub fn render(&self) -> Table {
         let mut out = String::with_capacity(100 + self.switches.len() * 64);
+        let mut ends = Vec::with_capacity(self.switches.len() + 1);
         crate::csv::push_record(&mut out, &COLUMNS);
+        ends.push(out.len());
         for (i, sw) in self.switches.iter().enumerate() {
             // At least three digits, never more padding: a switch keeps its
             // id as the fleet grows (sw-999, then sw-1000).
@@ -222,8 +258,9 @@ impl Simulator {
                 }
             }
             out.push('\n');
+            ends.push(out.len());
         }
-        out
+        Table { csv: out, ends }
     }
 
     pub fn len(&self) -> usize {

@@ -219,3 +219,225 @@ fn health_unknown_paths_and_methods() {
     let full: usize = r.header("content-length").unwrap().parse().unwrap();
     assert!(full > 100, "HEAD tells the length of the GET");
 }
+
+/// The first cell of every row (the header skipped).
+fn ids(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn shards_split_the_table_every_switch_in_exactly_one() {
+    let ds = data_server(&["--switches", "50", "--interval-sec", "3600"]);
+    let whole = get(ds.addr, "/counters");
+    let text = whole.text();
+    let header = text.lines().next().unwrap();
+    let all: Vec<&str> = text.lines().skip(1).collect();
+    for n in [1usize, 3, 16] {
+        let mut seen = Vec::new();
+        for k in 0..n {
+            let r = get(ds.addr, &format!("/counters?num_shards={n}&shard={k}"));
+            assert_eq!(r.status, 200, "shard {k} of {n}");
+            assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+            assert_eq!(r.header("cache-control"), Some("no-store"));
+            assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+            assert_eq!(r.header("x-snapshot-ts"), whole.header("x-snapshot-ts"));
+            let shard = r.text();
+            let lines: Vec<&str> = shard.lines().collect();
+            assert_eq!(lines[0], header, "shard {k} of {n}");
+            // Rows k, k + n, …: in the table's order.
+            let want: Vec<&str> = all.iter().skip(k).step_by(n).copied().collect();
+            assert_eq!(lines[1..], want[..], "shard {k} of {n}");
+            seen.extend(ids(&shard));
+        }
+        seen.sort();
+        let mut every = ids(&text);
+        every.sort();
+        assert_eq!(seen, every, "{n} shards: every switch exactly once");
+    }
+    // One shard of one is the whole table, byte for byte, under its tag.
+    let one = get(ds.addr, "/counters?num_shards=1&shard=0");
+    assert_eq!(one.body, whole.body);
+    assert_eq!(one.header("etag"), whole.header("etag"));
+    // More shards than switches: some are the header alone.
+    let empty = get(ds.addr, "/counters?num_shards=1024&shard=1023");
+    assert_eq!(empty.status, 200);
+    assert_eq!(empty.text(), format!("{header}\n"));
+}
+
+#[test]
+fn a_switch_keeps_its_shard_as_the_fleet_grows() {
+    for switches in ["8", "100"] {
+        let ds = data_server(&["--switches", switches]);
+        let shard = ids(&get(ds.addr, "/counters?num_shards=4&shard=1").text());
+        assert_eq!(shard[..2], ["sw-001", "sw-005"], "{switches} switches");
+        assert_eq!(shard.len(), switches.parse::<usize>().unwrap() / 4);
+    }
+}
+
+#[test]
+fn bad_shard_parameters_are_400_naming_the_parameter() {
+    let ds = data_server(&["--switches", "8"]);
+    for (query, want) in [
+        (
+            "num_shards=4",
+            "missing query parameter: shard (num_shards and shard go together)",
+        ),
+        (
+            "shard=1",
+            "missing query parameter: num_shards (num_shards and shard go together)",
+        ),
+        (
+            "num_shards=four&shard=1",
+            "invalid num_shards: four (want an integer 1..=1024)",
+        ),
+        (
+            "num_shards=4&shard=-1",
+            "invalid shard: -1 (want an integer 0..=3 for num_shards=4)",
+        ),
+        (
+            "num_shards=4&shard=%201",
+            "invalid shard:  1 (want an integer 0..=3 for num_shards=4)",
+        ),
+        (
+            "num_shards=4&shard=4",
+            "invalid shard: 4 (want an integer 0..=3 for num_shards=4)",
+        ),
+        (
+            "num_shards=0&shard=0",
+            "invalid num_shards: 0 (want an integer 1..=1024)",
+        ),
+        (
+            "num_shards=1025&shard=0",
+            "invalid num_shards: 1025 (want an integer 1..=1024)",
+        ),
+        (
+            "num_shards=4&shard=1&shard=2",
+            "repeated query parameter: shard",
+        ),
+        (
+            "num_shards=4&shard=1&shards=2",
+            "unknown query parameter: shards (want one of num_shards, shard)",
+        ),
+    ] {
+        let r = get(ds.addr, &format!("/counters?{query}"));
+        assert_eq!(r.status, 400, "{query}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{query}"
+        );
+        assert_eq!(r.json(), serde_json::json!({ "error": want }), "{query}");
+    }
+    // A long value is clipped in the message.
+    let r = get(
+        ds.addr,
+        &format!("/counters?num_shards={}&shard=0", "7".repeat(4000)),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.len() < 300, "{}", r.text());
+    // The other endpoints still take nothing.
+    let r = get(ds.addr, "/health?num_shards=1&shard=0");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["error"],
+        "unknown query parameter: num_shards (this endpoint takes none)"
+    );
+}
+
+#[test]
+fn each_shard_has_its_own_tag_and_304() {
+    let ds = data_server(&["--switches", "30", "--interval-sec", "0.2"]);
+    let shard = |k: usize, inm: &str| {
+        let path = format!("/counters?num_shards=3&shard={k}");
+        if inm.is_empty() {
+            get(ds.addr, &path)
+        } else {
+            get_with(ds.addr, &path, &[("If-None-Match", inm)])
+        }
+    };
+    // Three shards and the table, read within one snapshot.
+    let (whole, tags) = eventually("four answers from one snapshot", || {
+        let whole = get(ds.addr, "/counters");
+        let answers: Vec<Reply> = (0..3).map(|k| shard(k, "")).collect();
+        let ts = whole.header("x-snapshot-ts");
+        answers
+            .iter()
+            .all(|r| r.header("x-snapshot-ts") == ts)
+            .then(|| {
+                let tags: Vec<String> = answers
+                    .iter()
+                    .map(|r| r.header("etag").unwrap().to_string())
+                    .collect();
+                (whole, tags)
+            })
+    });
+    let table = whole.header("etag").unwrap().to_string();
+    let id = table.trim_matches('"');
+    for (k, tag) in tags.iter().enumerate() {
+        assert_eq!(*tag, format!("\"{id}-s{k}of3\""));
+    }
+    // 304 for the shard's own tag (while its snapshot lasts); 200 for
+    // another shard's or the table's.
+    let not_modified = eventually("a 304 within one snapshot", || {
+        let first = shard(1, "");
+        let tag = first.header("etag")?.to_string();
+        let r = shard(1, &tag);
+        (r.status == 304).then_some((first, r, tag))
+    });
+    let (first, r, tag) = not_modified;
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("etag"), Some(tag.as_str()));
+    assert_eq!(r.header("content-length"), first.header("content-length"));
+    assert_eq!(r.header("x-snapshot-ts"), first.header("x-snapshot-ts"));
+    let other = tag.replace("-s1of3", "-s2of3");
+    assert_eq!(shard(1, &other).status, 200);
+    assert_eq!(shard(1, &table).status, 200);
+    assert_eq!(
+        get_with(ds.addr, "/counters", &[("If-None-Match", &tag)]).status,
+        200
+    );
+    // The next tick: a new tag for every shard.
+    let next = eventually("a new snapshot", || {
+        let r = shard(1, &tag);
+        (r.status == 200).then_some(r)
+    });
+    let next_tag = next.header("etag").unwrap();
+    assert_ne!(next_tag, tag);
+    assert!(next_tag.ends_with("-s1of3\""), "{next_tag}");
+}
+
+#[test]
+fn a_shard_in_gzip_inflates_to_the_shard() {
+    use std::io::Read;
+    let ds = data_server(&["--switches", "200", "--interval-sec", "3600"]);
+    let path = "/counters?num_shards=16&shard=5";
+    let plain = get(ds.addr, path);
+    let gz = get_with(ds.addr, path, &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gz.header("vary"), Some("Accept-Encoding"));
+    let tag = plain.header("etag").unwrap();
+    let gz_tag = gz.header("etag").unwrap();
+    assert_eq!(gz_tag, format!("{}-gz\"", tag.trim_end_matches('"')));
+    let mut body = Vec::new();
+    flate2::read::GzDecoder::new(&gz.body[..])
+        .read_to_end(&mut body)
+        .unwrap();
+    assert_eq!(body, plain.body);
+    let again = get_with(
+        ds.addr,
+        path,
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", gz_tag)],
+    );
+    assert_eq!(again.status, 304);
+    // The plain tag does not name the gzip form.
+    let r = get_with(
+        ds.addr,
+        path,
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", tag)],
+    );
+    assert_eq!(r.status, 200);
+}

@@ -158,12 +158,45 @@ fn component(rng: &mut fastrand::Rng, s: &str) -> String {
     }
 }
 
-fn query(rng: &mut fastrand::Rng, switches: &[&str], metrics: &[&str]) -> String {
+/// A `num_shards`/`shard` pair, mostly valid (for a 3-switch table: some
+/// shards empty), sometimes one of the two alone or out of range.
+fn shard_pair(rng: &mut fastrand::Rng, pairs: &mut Vec<String>) {
+    let (n, k) = if rng.u8(0..4) > 0 {
+        let n = pick(rng, &["1", "2", "3", "4", "16"]);
+        let k = rng.u16(0..n.parse::<u16>().unwrap_or(1)).to_string();
+        (n.to_string(), k)
+    } else {
+        let n = pick(
+            rng,
+            &["0", "1025", "4", "-1", "+2", "x", "", "99999999", "007"],
+        );
+        let k = pick(rng, &["0", "1", "4", "5", "-0", " 1", "", "y", "00"]);
+        (n.to_string(), k.to_string())
+    };
+    match rng.u8(0..10) {
+        0 => pairs.push(format!("num_shards={n}")),
+        1 => pairs.push(format!("shard={k}")),
+        _ => {
+            pairs.push(format!("num_shards={}", component(rng, &n)));
+            pairs.push(format!("shard={}", component(rng, &k)));
+            if rng.bool() {
+                let last = pairs.len() - 1;
+                pairs.swap(last - 1, last);
+            }
+        }
+    }
+}
+
+fn query(rng: &mut fastrand::Rng, path: &str, switches: &[&str], metrics: &[&str]) -> String {
     if rng.u8(0..10) == 0 {
         let q = junk(rng, 60);
         return maybe_huge(rng, q);
     }
     let mut pairs = Vec::new();
+    let sharded = path == "/counters" && rng.u8(0..4) == 0;
+    if sharded {
+        shard_pair(rng, &mut pairs);
+    }
     if rng.u8(0..3) == 0 {
         // A plausible request: both parameters, in either order, first.
         let switch = pick(rng, switches);
@@ -175,9 +208,14 @@ fn query(rng: &mut fastrand::Rng, switches: &[&str], metrics: &[&str]) -> String
         }
     }
     // Often nothing more, so that strict endpoints see clean queries too.
-    let extra = if rng.bool() { 0 } else { rng.usize(1..5) };
+    let extra = if rng.bool() || (sharded && rng.bool()) {
+        0
+    } else {
+        rng.usize(1..5)
+    };
     for _ in 0..extra {
-        let name = match rng.u8(0..10) {
+        let name = match rng.u8(0..11) {
+            10 => pick(rng, &["num_shards", "shard"]).to_string(),
             0..=2 => "switch_id".to_string(),
             3..=4 => "metric".to_string(),
             5 => pick(rng, &["sort", "where", "fields", "limit", "format"]).to_string(),
@@ -253,6 +291,7 @@ fn headers(rng: &mut fastrand::Rng, etag: &str, id: &str) -> Vec<(String, String
                 3 => "*".to_string(),
                 4 => id.to_string(),
                 5 => format!("\"{id}-x\""),
+                6 => format!("\"{id}-s{}of2\"", rng.u8(0..2)),
                 _ => {
                     let v = junk(rng, 24);
                     maybe_huge(rng, v)
@@ -286,10 +325,11 @@ fn hostile_requests_get_well_formed_answers() {
     let mut rng = fastrand::Rng::with_seed(SEED);
     let mut seen: BTreeMap<(String, u16), usize> = BTreeMap::new();
     for i in 0..REQUESTS {
+        let path = path(&mut rng);
         let req = Request {
             method: method(&mut rng),
-            path: path(&mut rng),
-            query: query(&mut rng, &switches, &metrics),
+            query: query(&mut rng, &path, &switches, &metrics),
+            path,
             headers: headers(&mut rng, &psnap.etag, &psnap.id),
             ..Request::default()
         };
@@ -312,9 +352,11 @@ fn hostile_requests_get_well_formed_answers() {
                 ))
                 .or_default() += 1;
         } else {
-            *seen
-                .entry((req.path.clone(), servers.producer.handle(&req).status))
-                .or_default() += 1;
+            let status = servers.producer.handle(&req).status;
+            *seen.entry((req.path.clone(), status)).or_default() += 1;
+            if req.query.contains("shard") {
+                *seen.entry(("/counters?shard".into(), status)).or_default() += 1;
+            }
         }
     }
     // A generator that never reaches an answer cannot find a bug in it.
@@ -326,6 +368,9 @@ fn hostile_requests_get_well_formed_answers() {
         ("/counters", 200, 100),
         ("/counters", 304, 100),
         ("/counters", 405, 100),
+        ("/counters?shard", 200, 50),
+        ("/counters?shard", 304, 5),
+        ("/counters?shard", 400, 50),
         ("other", 404, 100),
     ] {
         let n = seen.get(&(what.to_string(), status)).copied().unwrap_or(0);
