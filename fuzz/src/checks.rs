@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use fabric_telemetry::consumer::Snapshot;
+use fabric_telemetry::consumer::{Fabric, Snapshot};
 use fabric_telemetry::consumer::snapshot::{Limits, Origin};
 use fabric_telemetry::csv;
 use fabric_telemetry::http::{CSV, JSON, Request, Response, TEXT};
@@ -151,7 +151,7 @@ fn wanted_param(pairs: &[(String, String)], name: &str) -> Option<String> {
 pub fn check_consumer(
     req: &Request,
     resp: &Response,
-    snap: Option<&Snapshot>,
+    snap: Option<&Fabric>,
 ) -> Result<(), String> {
     check_response(resp, true)?;
     const PATHS: [&str; 7] = [
@@ -294,7 +294,7 @@ fn is_plain_list(req: &Request, pairs: &[(String, String)]) -> bool {
 fn check_list_filtered(
     req: &Request,
     resp: &Response,
-    snap: Option<&Snapshot>,
+    snap: Option<&Fabric>,
     pairs: &[(String, String)],
 ) -> Result<(), String> {
     if resp.status == 400 {
@@ -396,7 +396,7 @@ fn check_list_filtered(
 
 /// The entity tag an answer about `snap` must carry: the CSV form's own,
 /// or the snapshot's.
-fn due_etag<'a>(resp: &Response, snap: &'a Snapshot) -> &'a str {
+fn due_etag<'a>(resp: &Response, snap: &'a Fabric) -> &'a str {
     if resp.header_value("Content-Type") == Some(CSV) {
         &snap.csv_etag
     } else {
@@ -433,7 +433,7 @@ fn ok_or_not_modified(req: &Request, resp: &Response, etag: &str, why: &str) -> 
 }
 
 /// `ETag`, `X-Data-Age-Ms` and `Cache-Control` on an answer about `snap`.
-fn data_headers(resp: &Response, snap: &Snapshot) -> Result<(), String> {
+fn data_headers(resp: &Response, snap: &Fabric) -> Result<(), String> {
     ensure!(
         resp.header_value("ETag") == Some(due_etag(resp, snap)),
         "ETag {:?} where {:?} was due",
@@ -454,7 +454,7 @@ fn data_headers(resp: &Response, snap: &Snapshot) -> Result<(), String> {
     Ok(())
 }
 
-fn check_get_metric(req: &Request, resp: &Response, snap: Option<&Snapshot>) -> Result<(), String> {
+fn check_get_metric(req: &Request, resp: &Response, snap: Option<&Fabric>) -> Result<(), String> {
     let Ok(pairs) = reference_pairs(&req.query) else {
         return status_is(resp, 400, "a malformed query string");
     };
@@ -744,7 +744,7 @@ pub fn test_origin(now_ms: u64) -> Origin {
 /// limit: no panic, the two agree, and an accepted snapshot is consistent
 /// (indexes, numbers, the `ListMetrics` JSON) with the records the CSV
 /// reader sees. Returns the accepted snapshot, if any.
-pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Snapshot>, String> {
+pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Fabric>, String> {
     const NOW: u64 = 1_700_000_000_000;
     const SMALL: usize = 2;
     let big = Snapshot::parse(body, test_origin(NOW), Limits { max_rows: 1 << 20 });
@@ -772,6 +772,9 @@ pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Snapshot>, String> {
         );
     }
     let Ok(snap) = big else { return Ok(None) };
+    ensure!(snap.csv_bytes == body.len(), "csv_bytes {}", snap.csv_bytes);
+    // Served alone, as metrics_server serves one upstream.
+    let snap = Fabric::from(snap);
 
     ensure!(snap.rows() > 0, "a snapshot with no rows");
     ensure!(
@@ -789,7 +792,6 @@ pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Snapshot>, String> {
         "csv_etag {:?}",
         snap.csv_etag
     );
-    ensure!(snap.csv_bytes == body.len(), "csv_bytes {}", snap.csv_bytes);
     let records = match read_all_records(body)? {
         Ok(r) => r,
         Err(e) => return Err(format!("snapshot accepted, CSV reader refuses: {e}")),
@@ -847,8 +849,8 @@ pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Snapshot>, String> {
 }
 
 /// The `ListMetrics` body of `snap` at `now_ms`, parsed.
-pub fn list_json(snap: &Snapshot, now_ms: u64) -> Result<Value, String> {
-    let body = Response::json_chunks(200, snap.list_body(now_ms)).body_bytes();
+pub fn list_json(snap: &Fabric, now_ms: u64) -> Result<Value, String> {
+    let body = Response::json_chunks(200, snap.list_body(now_ms, &[], "")).body_bytes();
     serde_json::from_slice(&body).map_err(|e| {
         format!(
             "list_body is not JSON ({e}): {:?}",
@@ -858,7 +860,7 @@ pub fn list_json(snap: &Snapshot, now_ms: u64) -> Result<Value, String> {
 }
 
 /// A `ListMetrics` document says exactly what `snap` holds.
-pub fn check_list_json(v: &Value, snap: &Snapshot) -> Result<(), String> {
+pub fn check_list_json(v: &Value, snap: &Fabric) -> Result<(), String> {
     ensure!(
         v["snapshot_id"] == snap.id(),
         "snapshot_id {}",
@@ -1067,7 +1069,7 @@ impl Servers {
         let snap = Snapshot::parse(FIXTURE_CSV.as_bytes(), origin, Limits { max_rows: 100 })
             .unwrap_or_else(|e| panic!("the fixture CSV is refused: {e}"));
         let consumer_state = Arc::new(State::default());
-        consumer_state.store.store(Arc::new(snap));
+        consumer_state.publish(0, Arc::new(snap));
         let generator = producer::Generator::new(3, Some(1), std::time::Duration::from_secs(3600));
         let producer_cell = generator.cell();
         let failing = producer::routes::Faults {

@@ -407,6 +407,11 @@ impl Fabric {
         part.snap.switch_id(r)
     }
 
+    /// Every visible switch id, in row order.
+    pub fn switch_ids(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.rows).map(|r| self.switch_id(r))
+    }
+
     /// The row of `switch_id`: in the first shard that has it.
     pub fn row(&self, switch_id: &str) -> Option<usize> {
         for part in &self.parts {
