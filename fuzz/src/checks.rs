@@ -8,8 +8,8 @@
 
 use std::borrow::Cow;
 
-use fabric_telemetry::consumer::{Fabric, Snapshot};
 use fabric_telemetry::consumer::snapshot::{Limits, Origin};
+use fabric_telemetry::consumer::{Fabric, Snapshot};
 use fabric_telemetry::csv;
 use fabric_telemetry::http::{CSV, JSON, Request, Response, TEXT};
 use fabric_telemetry::producer;
@@ -148,11 +148,7 @@ fn wanted_param(pairs: &[(String, String)], name: &str) -> Option<String> {
 
 /// metrics_server: what the answer to `req` must be, given the snapshot its
 /// store holds (`None` before the first one). Checks well-formedness first.
-pub fn check_consumer(
-    req: &Request,
-    resp: &Response,
-    snap: Option<&Fabric>,
-) -> Result<(), String> {
+pub fn check_consumer(req: &Request, resp: &Response, snap: Option<&Fabric>) -> Result<(), String> {
     check_response(resp, true)?;
     const PATHS: [&str; 7] = [
         "/telemetry/ListMetrics",

@@ -594,3 +594,202 @@ impl Hasher for Fnv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::snapshot::{Limits, Origin};
+
+    fn snap(id: &str, csv: &str, age_base: u64) -> Arc<Snapshot> {
+        let origin = Origin {
+            id: id.into(),
+            producer_ts_ms: Some(age_base),
+            fetched_ms: age_base,
+        };
+        Arc::new(Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 100 }).unwrap())
+    }
+
+    fn text(chunks: &[Chunk]) -> String {
+        String::from_utf8(chunks.iter().flat_map(|c| c.bytes().to_vec()).collect()).unwrap()
+    }
+
+    fn json(f: &Fabric, skip: &[bool], tail: &str) -> serde_json::Value {
+        serde_json::from_str(&text(&f.list_body(10_000, skip, tail))).unwrap()
+    }
+
+    fn ids(f: &Fabric) -> Vec<&str> {
+        f.switch_ids().collect()
+    }
+
+    #[test]
+    fn one_upstream_is_its_snapshot_byte_for_byte() {
+        let s = snap(
+            "abc-1",
+            "switch_id,a,b\nsw-000,1.50,0\nsw-001,2,1e3\n",
+            9_000,
+        );
+        let f = Fabric::compose(&[Some(s.clone())], None);
+        assert_eq!(f.id(), "abc-1");
+        assert_eq!(
+            (f.etag.as_str(), f.csv_etag.as_str()),
+            ("\"abc-1\"", "\"abc-1-csv\"")
+        );
+        assert_eq!(
+            text(&f.list_body(10_000, &[], "")),
+            "{\"snapshot_id\":\"abc-1\",\"age_ms\":1000,\"total\":2,\"next_offset\":null,\
+             \"fields\":[\"a\",\"b\"],\"items\":[{\"switch_id\":\"sw-000\",\"a\":1.50,\"b\":0},\
+             {\"switch_id\":\"sw-001\",\"a\":2,\"b\":1e3}]}"
+        );
+        assert_eq!(
+            text(&f.csv_table(&[])),
+            "switch_id,a,b\nsw-000,1.50,0\nsw-001,2,1e3\n"
+        );
+        // The snapshot's own rendered items, not a copy.
+        assert!(Arc::ptr_eq(&f.parts()[0].items()[0], &s.items()[0]));
+    }
+
+    #[test]
+    fn shards_compose_in_order_with_the_union_of_fields() {
+        let a = snap("a-1", "switch_id,x,y\na0,1,2\na1,3,4\n", 9_000);
+        let b = snap("b-1", "switch_id,y,z\nb0,5,6\n", 8_000);
+        let c = snap("c-1", "switch_id,x,y\nc0,7,8\n", 9_500);
+        let f = Fabric::compose(&[Some(a.clone()), Some(b.clone()), Some(c.clone())], None);
+        assert_eq!(ids(&f), ["a0", "a1", "b0", "c0"]);
+        assert_eq!(f.fields, ["x", "y", "z"]);
+        let v = json(&f, &[], "");
+        assert_eq!(v["total"], 4);
+        assert_eq!(v["age_ms"], 2_000, "the oldest shard's age");
+        assert_eq!(
+            v["items"][2],
+            serde_json::json!({"switch_id":"b0","x":null,"y":5,"z":6})
+        );
+        assert_eq!(
+            v["items"][0],
+            serde_json::json!({"switch_id":"a0","x":1,"y":2,"z":null})
+        );
+        // Keys in the fabric's order for every shard.
+        let body = text(&f.list_body(10_000, &[], ""));
+        assert!(
+            body.contains("{\"switch_id\":\"b0\",\"x\":null,\"y\":5,\"z\":6}"),
+            "{body}"
+        );
+        assert_eq!(f.number(f.row("b0").unwrap(), 0), "null");
+        assert!(f.value(f.row("b0").unwrap(), 0).is_nan());
+        assert_eq!(f.number(f.row("c0").unwrap(), 1), "8");
+        assert_eq!(
+            text(&f.csv_table(&[])),
+            "switch_id,x,y,z\na0,1,2,\na1,3,4,\nb0,,5,6\nc0,7,8,\n"
+        );
+        // The id: a function of the shards' ids, stable, and new when one changes.
+        assert!(f.id().starts_with("f-"));
+        let again = Fabric::compose(&[Some(a.clone()), Some(b.clone()), Some(c.clone())], None);
+        assert_eq!(again.id(), f.id());
+        let c2 = snap("c-2", "switch_id,x,y\nc0,7,9\n", 9_600);
+        let g = Fabric::compose(&[Some(a), Some(b), Some(c2)], Some(&f));
+        assert_ne!(g.id(), f.id());
+        // Leaving a stale shard out: its rows, and its age.
+        let v = json(&f, &[false, true, false], ",\"missing_shards\":[]");
+        assert_eq!(v["total"], 3);
+        assert_eq!(v["age_ms"], 1_000);
+        assert_eq!(v["missing_shards"], serde_json::json!([]));
+        assert_eq!(f.served_rows(&[true, false, true]), 1);
+    }
+
+    #[test]
+    fn a_duplicate_id_belongs_to_the_earlier_shard() {
+        let a = snap("a", "switch_id,v\nx,1\ny,2\n", 0);
+        let b = snap("b", "switch_id,v\ny,20\nz,30\nx,10\n", 0);
+        let c = snap("c", "switch_id,v\nx,100\nw,400\n", 0);
+        let f = Fabric::compose(&[Some(a.clone()), Some(b.clone()), Some(c.clone())], None);
+        assert_eq!(ids(&f), ["x", "y", "z", "w"]);
+        assert_eq!(f.number(f.row("x").unwrap(), 0), "1");
+        assert_eq!(f.number(f.row("z").unwrap(), 0), "30");
+        let conflicts: Vec<usize> = f.parts().iter().map(Part::conflicts).collect();
+        assert_eq!(conflicts, [0, 2, 1]);
+        assert_eq!(json(&f, &[], "")["total"], 4);
+        assert_eq!(
+            text(&f.csv_table(&[])),
+            "switch_id,v\nx,1\ny,2\nz,30\nw,400\n"
+        );
+        // `a` changes and drops x: b's x shows, c's x is still hidden (b has it).
+        let a2 = snap("a2", "switch_id,v\ny,2\n", 0);
+        let g = Fabric::compose(
+            &[Some(a2.clone()), Some(b.clone()), Some(c.clone())],
+            Some(&f),
+        );
+        assert_eq!(ids(&g), ["y", "z", "x", "w"]);
+        assert_eq!(g.number(g.row("x").unwrap(), 0), "10");
+        let conflicts: Vec<usize> = g.parts().iter().map(Part::conflicts).collect();
+        assert_eq!(conflicts, [0, 1, 1]);
+        // The same, composed from nothing: the incremental result is right.
+        let h = Fabric::compose(&[Some(a2), Some(b), Some(c)], None);
+        assert_eq!(ids(&h), ids(&g));
+        assert_eq!(
+            text(&h.list_body(0, &[], "")),
+            text(&g.list_body(0, &[], ""))
+        );
+    }
+
+    #[test]
+    fn an_unchanged_shard_is_reused_not_rendered_again() {
+        let a = snap("a", "switch_id,v,w\na0,1,2\n", 0);
+        let b = snap("b", "switch_id,v\nb0,3\n", 0);
+        let f = Fabric::compose(&[Some(a.clone()), Some(b.clone())], None);
+        let b2 = snap("b2", "switch_id,v\nb0,4\n", 0);
+        let g = Fabric::compose(&[Some(a.clone()), Some(b2)], Some(&f));
+        // `a` has the fabric's fields: its own pieces, in both.
+        assert!(Arc::ptr_eq(&g.parts()[0].items()[0], &a.items()[0]));
+        // `b` lacks `w`: rendered again for the new snapshot only, and the
+        // rendering of an unchanged one is carried over.
+        let a3 = snap("a3", "switch_id,v,w\na0,5,6\n", 0);
+        let h = Fabric::compose(&[Some(a3), Some(g.parts()[1].snap.clone())], Some(&g));
+        assert!(Arc::ptr_eq(
+            &h.parts()[1].items()[0],
+            &g.parts()[1].items()[0]
+        ));
+        assert_eq!(
+            json(&h, &[], "")["items"][1],
+            serde_json::json!({"switch_id":"b0","v":4,"w":null})
+        );
+    }
+
+    #[test]
+    fn shards_without_data_yet_are_left_out() {
+        let b = snap("b", "switch_id,v\nb0,3\n", 0);
+        let f = Fabric::compose(&[None, Some(b.clone()), None], None);
+        assert_eq!(ids(&f), ["b0"]);
+        assert_eq!(f.parts()[0].shard, 1);
+        assert!(f.id().starts_with("f-"));
+        let empty = Fabric::compose(&[None, None], None);
+        assert_eq!(
+            (empty.rows(), empty.switch_id(0), empty.row("b0")),
+            (0, "", None)
+        );
+    }
+
+    #[test]
+    fn gzip_of_a_composed_table_inflates_to_it() {
+        use std::io::Read;
+        let a = snap("a", "switch_id,v,w\na0,1,2\na1,3,4\n", 0);
+        let b = snap("b", "switch_id,v\nb0,3\n", 0);
+        let f = Fabric::compose(&[Some(a), Some(b)], None);
+        for skip in [&[][..], &[true, false], &[false, true]] {
+            let gz = text_bytes(&f.list_body_gzip(7, skip, ",\"missing_shards\":[]").unwrap());
+            let mut out = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut out)
+                .unwrap();
+            assert_eq!(out, text(&f.list_body(7, skip, ",\"missing_shards\":[]")));
+            let gz = text_bytes(&f.csv_table_gzip(skip).unwrap());
+            let mut out = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut out)
+                .unwrap();
+            assert_eq!(out, text(&f.csv_table(skip)));
+        }
+    }
+
+    fn text_bytes(chunks: &[Chunk]) -> Vec<u8> {
+        chunks.iter().flat_map(|c| c.bytes().to_vec()).collect()
+    }
+}

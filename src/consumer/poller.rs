@@ -290,6 +290,10 @@ impl Poller {
                         .ms("fetch_ms", fetch)
                         .ms("parse_ms", parse),
                 };
+                let event = match self.state.sharded() {
+                    true => event.str("upstream", &self.url),
+                    false => event,
+                };
                 event
                     .str("snapshot_id", id.as_deref().unwrap_or(""))
                     .ms("cycle_ms", cycle)
@@ -369,7 +373,12 @@ impl Poller {
         } else {
             Level::Info
         };
-        Event::new(level, "poll.breaker")
+        let event = Event::new(level, "poll.breaker");
+        let event = match self.state.sharded() {
+            true => event.str("upstream", &self.url),
+            false => event,
+        };
+        event
             .str("from", t.from)
             .str("to", t.to)
             .uint("consecutive_failures", u64::from(failures))

@@ -18,6 +18,7 @@ mod listmetrics;
 mod producer;
 mod props;
 mod resilience;
+mod shards;
 mod stream;
 mod support;
 mod tiny_patches;
