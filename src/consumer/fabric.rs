@@ -233,20 +233,8 @@ impl Fabric {
                     (csnap, ksnap)
                 };
                 let by = present[early].0;
-                let (small, big) = if esnap.rows() <= lsnap.rows() {
-                    (esnap, lsnap)
-                } else {
-                    (lsnap, esnap)
-                };
-                for row in 0..small.rows() {
-                    if let Some(other) = big.row(small.switch_id(row)) {
-                        let late_row = if Arc::ptr_eq(small, lsnap) {
-                            row
-                        } else {
-                            other
-                        };
-                        hidden[late].push((late_row as u32, by));
-                    }
+                for (_, late_row) in shared_ids(esnap, lsnap) {
+                    hidden[late].push((late_row, by));
                 }
             }
         }
@@ -571,6 +559,34 @@ impl Fabric {
             self.served_rows(skip)
         )
     }
+}
+
+/// The rows of `a` and `b` holding the same switch id, as (a's, b's): the
+/// two sorted hash lists merged, equal hashes checked id by id.
+fn shared_ids(a: &Snapshot, b: &Snapshot) -> Vec<(u32, u32)> {
+    let (ha, hb) = (a.id_hashes(), b.id_hashes());
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < ha.len() && j < hb.len() {
+        match ha[i].0.cmp(&hb[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                let h = ha[i].0;
+                let end_a = i + ha[i..].iter().take_while(|x| x.0 == h).count();
+                let end_b = j + hb[j..].iter().take_while(|x| x.0 == h).count();
+                for &(_, ra) in &ha[i..end_a] {
+                    for &(_, rb) in &hb[j..end_b] {
+                        if a.switch_id(ra as usize) == b.switch_id(rb as usize) {
+                            out.push((ra, rb));
+                        }
+                    }
+                }
+                (i, j) = (end_a, end_b);
+            }
+        }
+    }
+    out
 }
 
 /// FNV-1a, 64 bits: a stable hash (std's differs between processes).

@@ -84,6 +84,10 @@ impl State {
         let Some(slot) = self.shards.get(shard) else {
             return;
         };
+        // What composing needs of a new shard is made before the lock.
+        if self.sharded() {
+            snap.id_hashes();
+        }
         let old = slot.snap.store(snap);
         let _composing = self.composing.lock().unwrap_or_else(|p| p.into_inner());
         let snaps: Vec<Option<Arc<Snapshot>>> = self.shards.iter().map(|s| s.snap.load()).collect();

@@ -157,6 +157,10 @@ pub struct Snapshot {
     /// The items and the CSV rows deflated, when first asked for.
     items_gz: gzip::Lazy,
     csv_rows_gz: gzip::Lazy,
+    /// Every id's hash (one key for the whole process) and row, sorted by
+    /// hash: made when first asked for, by a fabric looking for ids two
+    /// shards share (a merge of two sorted lists, not a probe per row).
+    id_hashes: OnceLock<Vec<(u64, u32)>>,
     /// Size of the CSV body this was built from.
     pub csv_bytes: usize,
     /// When the upstream last vouched for this data (fetched it, or
@@ -456,6 +460,7 @@ impl Snapshot {
             csv_rows: OnceLock::new(),
             items_gz: gzip::Lazy::default(),
             csv_rows_gz: gzip::Lazy::default(),
+            id_hashes: OnceLock::new(),
             csv_bytes: body.len(),
         })
     }
@@ -564,6 +569,22 @@ impl Snapshot {
     pub fn csv_rows_gz(&self) -> Option<&gzip::Deflated> {
         self.csv_rows_gz
             .get(|| self.csv_rows().iter().map(|p| p.as_bytes()))
+    }
+
+    /// Every switch id's hash and row, sorted by hash; the hash key is the
+    /// same for every snapshot of the process, so two lists meet where two
+    /// snapshots may share an id (equal hashes; the ids still need
+    /// comparing).
+    pub fn id_hashes(&self) -> &[(u64, u32)] {
+        static KEY: OnceLock<RandomState> = OnceLock::new();
+        self.id_hashes.get_or_init(|| {
+            let key = KEY.get_or_init(RandomState::new);
+            let mut v: Vec<(u64, u32)> = (0..self.rows())
+                .map(|r| (key.hash_one(self.switch_id(r)), r as u32))
+                .collect();
+            v.sort_unstable();
+            v
+        })
     }
 
     /// The items of `rows` laid out for other fields: `layout[c]` is the
