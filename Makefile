@@ -13,7 +13,7 @@ help:
 	@echo "make static  static musl release binaries, with their sizes"
 	@echo "make fuzz    cargo-fuzz every target for FUZZ_SECONDS each (default 60; nightly)"
 	@echo "make chaos   CHAOS_SECONDS (default 60) of producer restarts, faults and bad data under load"
-	@echo "make e2e-prometheus   a real Prometheus scrapes metrics_server; its API shows the series"
+	@echo "make e2e-prometheus   a real Prometheus scrapes metrics_server, and two more over disjoint shards; its API shows the series"
 	@echo "make bench   release build, then wrk against metrics_server and a raw std baseline side by side, and what gzip costs and saves; writes BENCHMARKS.md"
 
 build:

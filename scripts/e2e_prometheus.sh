@@ -11,7 +11,17 @@
 #   - fabric_upstream_up is 1, and up is 1 for both jobs;
 #   - the alerting rules of deploy/prometheus/alerts.yml are loaded and
 #     evaluate without error, FabricPollerDown and FabricMetricsServerAbsent
-#     quiet.
+#     quiet;
+#   - scaling out (README, "Scaling out"; deploy/prometheus/prometheus.yml):
+#     two more metrics_servers over disjoint shards of the same data_server
+#     (num_shards=4: A polls shards 0 and 1, B shards 2 and 3, through
+#     --upstream-urls), scraped as job fabric_sharded (fabric_group a, b):
+#     count(fabric_temperature_celsius) over the job is the fleet size, no
+#     switch_id is in both, the switch ids are sw-000 .. sw-063 and each
+#     group has exactly its shards' (i mod 4); every switch's value equals
+#     the unsharded metrics_server's; fabric_upstream_up is 1 for four
+#     distinct upstream labels, two per group; both answer /ready 200 and
+#     /stats lists their two shards.
 # Installs Debian's `prometheus` package when it is missing. Every wait is
 # bounded; everything started is stopped on exit. Exit 0 = all checks pass.
 #
@@ -42,6 +52,12 @@ start data_server --switches "$switches" --interval-sec 3600
 ds=$addr
 start metrics_server --upstream-url "http://$ds/counters" --poll-ms 200
 ms=$addr
+# Scaling out: one metrics_server per group of shards of the same fleet.
+shard() { echo "http://$ds/counters?num_shards=4&shard=$1"; }
+as=metrics_server_a start metrics_server --upstream-urls "$(shard 0),$(shard 1)" --poll-ms 200
+ms_a=$addr
+as=metrics_server_b start metrics_server --upstream-urls "$(shard 2),$(shard 3)" --poll-ms 200
+ms_b=$addr
 
 # A free loopback port for Prometheus (it cannot report a port 0 it bound).
 prom_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -57,6 +73,10 @@ scrape_configs:
     static_configs: [{targets: ["$ms"]}]
   - job_name: data_server
     static_configs: [{targets: ["$ds"]}]
+  - job_name: fabric_sharded
+    static_configs:
+      - {targets: ["$ms_a"], labels: {fabric_group: a}}
+      - {targets: ["$ms_b"], labels: {fabric_group: b}}
 EOF
 prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/tsdb" \
   --web.listen-address="$prom" --log.level=warn >"$tmp/prometheus.log" 2>&1 &
@@ -76,10 +96,11 @@ for s in r["data"]["result"]:
 # value PROMQL: the value of its only series, or nothing.
 value() { q "$1" 2>/dev/null | awk -F'\t' 'NR == 1 { print $2 }' || true; }
 
-# Wait (30 s at most) for the first scrape with fleet data to land.
+# Wait (30 s at most) for metrics_server's first scrape with fleet data to
+# land (the sharded ones are waited for below).
 deadline=$((SECONDS + 30))
-until [ -n "$(value fabric_temperature_celsius)" ]; do
-  [ $SECONDS -lt $deadline ] || fail "no fabric_temperature_celsius in Prometheus after 30 s"
+until [ -n "$(value 'count(fabric_temperature_celsius{job="metrics_server"})')" ]; do
+  [ $SECONDS -lt $deadline ] || fail "no fabric_temperature_celsius{job=\"metrics_server\"} in Prometheus after 30 s"
   sleep 0.5
 done
 
@@ -140,5 +161,60 @@ done
 check "alerting rules" "$(is "$n == 4 and '$health' == 'ok' and '$firing' == '-'")" \
   "$n rules, health $health, pending or firing: $firing"
 
-echo "e2e_prometheus: $pass passed, $failed failed (prometheus $prom, metrics_server $ms, data_server $ds)"
+# Scaling out. Wait (30 s at most) for both groups' shards to be scraped.
+sharded='job="fabric_sharded"'
+deadline=$((SECONDS + 30))
+until [ "$(value "count(fabric_temperature_celsius{$sharded})")" = "$switches" ] \
+  && [ "$(value "count(fabric_upstream_up{$sharded} == 1)")" = 4 ]; do
+  if [ $SECONDS -ge $deadline ]; then
+    say "the sharded metrics_servers are not all scraped after 30 s (the checks below say what is missing)"
+    break
+  fi
+  sleep 0.5
+done
+v=$(value "count(fabric_temperature_celsius{$sharded})")
+check "sharded: fleet size" "$(is "'$v' == '$switches'")" \
+  "count(fabric_temperature_celsius) ${v:-none} (want $switches)"
+n=$(q "count by (switch_id) (fabric_temperature_celsius{$sharded}) > 1" 2>/dev/null | wc -l || true)
+check "sharded: no switch twice" "$(is "$n == 0")" "$n switch ids in both groups"
+# Which switch ids each group holds: together sw-000 .. sw-063, and A only
+# shards 0, 1 of 4 (index mod 4), B only 2, 3.
+groups=$(q "fabric_temperature_celsius{$sharded}" 2>/dev/null | python3 -c '
+import json, sys
+seen, bad = [], []
+for line in sys.stdin:
+    m = json.loads(line.split("\t")[0])
+    i = int(m["switch_id"].removeprefix("sw-"))
+    seen.append(i)
+    if i % 4 not in {"a": (0, 1), "b": (2, 3)}.get(m.get("fabric_group"), ()):
+        bad.append(m.get("fabric_group", "?") + ":" + m["switch_id"])
+ok = sorted(seen) == list(range('"$switches"')) and not bad
+print(int(ok), "%d ids, %d in the wrong group%s" % (len(seen), len(bad), (" (" + " ".join(bad[:4]) + ")") if bad else ""))' \
+  || echo "0 no answer")
+check "sharded: groups hold their shards" "${groups%% *}" "${groups#* }"
+# The same snapshot (interval 1 h) through shards and whole: every value equal.
+v=$(value "count(fabric_temperature_celsius{$sharded} == ignoring(job, instance, fabric_group) fabric_temperature_celsius{job=\"metrics_server\"})")
+check "sharded = unsharded values" "$(is "'$v' == '$switches'")" "${v:-none} of $switches switches agree"
+v=$(value "count(fabric_upstream_up{$sharded} == 1)")
+d=$(value "count(count by (upstream) (fabric_upstream_up{$sharded}))")
+check "sharded: fabric_upstream_up" "$(is "'$v' == '4' and '$d' == '4'")" \
+  "${v:-none} upstreams up (want 4), ${d:-none} distinct upstream labels (want 4)"
+for g in a b; do
+  want=$([ $g = a ] && echo "0 1" || echo "2 3")
+  got=$(q "fabric_upstream_up{$sharded,fabric_group=\"$g\"}" 2>/dev/null \
+    | sed -n 's/.*"upstream": *"[^"]*shard=\([0-9]*\)".*/\1/p' | sort | xargs || true)
+  check "sharded: group $g upstreams" "$(is "'$got' == '$want'")" "shards ${got:-none} (want $want)"
+done
+# Each sharded metrics_server's own view: ready, and two shards of 16.
+for g in a b; do
+  at=$([ $g = a ] && echo "$ms_a" || echo "$ms_b")
+  ready=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$at/ready" || true)
+  shards=$(curl -sf --max-time 5 "http://$at/stats" \
+    | python3 -c 'import json, sys; print(",".join(str(s["switches"]) for s in json.load(sys.stdin)["shards"]))' \
+    2>/dev/null || true)
+  check "sharded: metrics_server $g" "$(is "'$ready' == '200' and '$shards' == '16,16'")" \
+    "/ready ${ready:-none}, /stats shards' switches ${shards:-none} (want 200, 16,16)"
+done
+
+echo "e2e_prometheus: $pass passed, $failed failed (prometheus $prom, metrics_server $ms, sharded $ms_a $ms_b, data_server $ds)"
 [ "$failed" -eq 0 ]

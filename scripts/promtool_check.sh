@@ -7,8 +7,9 @@
 # second metrics_server polls a static upstream whose CSV has hostile
 # column names (our own family names, promtool's forbidden units, unicode,
 # quotes, names that read alike), and its /metrics goes to promtool too.
-# First, the alerting rules: `promtool check rules` and `promtool test
-# rules` on deploy/prometheus.
+# First, deploy/prometheus: `promtool check rules` and `promtool test
+# rules` on the alerting rules, `promtool check config` on the example
+# prometheus.yml (several metrics_servers, README "Scaling out").
 # Exits 1 if promtool reports anything or the content type is wrong.
 # Installs Debian's `prometheus` package when promtool is missing.
 #
@@ -31,7 +32,10 @@ fi
 if ! out=$(cd "$rules" && promtool test rules alerts_test.yml 2>&1); then
   say "promtool test rules $rules/alerts_test.yml:"; printf '%s\n' "$out" | sed 's/^/  /' >&2; exit 1
 fi
-say "alerting rules: promtool check rules and test rules clean"
+if ! out=$(promtool check config "$rules/prometheus.yml" 2>&1); then
+  say "promtool check config $rules/prometheus.yml:"; printf '%s\n' "$out" | sed 's/^/  /' >&2; exit 1
+fi
+say "deploy/prometheus: promtool check rules, test rules and check config clean"
 
 # The hostile upstream: a static CSV served by python's http.server.
 mkdir "$tmp/upstream"

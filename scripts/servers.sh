@@ -29,22 +29,25 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME ARGS...: runs $bin_dir/NAME on 127.0.0.1:0 with a clean
-# environment (no knob leaks in from this shell) and sets $addr from its
-# NDJSON `startup` line; exits 1 if it does not start.
+# [as=LOG] start NAME ARGS...: runs $bin_dir/NAME on 127.0.0.1:0 with a
+# clean environment (no knob leaks in from this shell) and sets $addr from
+# its NDJSON `startup` line; exits 1 if it does not start. Its output goes
+# to $tmp/LOG.log and .err (LOG defaults to NAME; give each instance of a
+# binary its own).
 start() {
   local name=$1; shift
+  local log=$tmp/${as:-$name}
   env -i "$bin_dir/$name" --host 127.0.0.1 --port 0 "$@" \
-    >"$tmp/$name.log" 2>"$tmp/$name.err" &
+    >"$log.log" 2>"$log.err" &
   pids+=($!)
   local pid=$!
   for _ in $(seq 100); do
-    addr=$(grep -m1 '"event": *"startup"' "$tmp/$name.log" \
+    addr=$(grep -a -m1 '"event": *"startup"' "$log.log" \
       | sed -n 's/.*"addr": *"\([^"]*\)".*/\1/p' || true)
     [ -n "$addr" ] && return 0
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  say "$name did not start:"; cat "$tmp/$name.err" >&2
+  say "${as:-$name} did not start:"; cat "$log.err" >&2
   exit 1
 }
