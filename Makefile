@@ -39,6 +39,7 @@ test: lint
 	# A few seconds of the benchmark harness, so that it cannot rot (no timing is judged).
 	python3 scripts/bench.py --smoke --no-build --bin-dir target/debug
 	python3 scripts/bench_gzip.py --smoke --no-build --bin-dir target/debug
+	python3 scripts/bench_shards.py --smoke --no-build --bin-dir target/debug
 
 fmt:
 	$(CARGO) fmt --all
@@ -66,6 +67,7 @@ e2e-prometheus: build
 bench:
 	python3 scripts/bench.py
 	python3 scripts/bench_gzip.py
+	python3 scripts/bench_shards.py --no-build
 
 clean:
 	$(CARGO) clean

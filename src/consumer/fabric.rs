@@ -163,6 +163,10 @@ pub struct Fabric {
     head_gz: gzip::Lazy,
     fields_gz: gzip::Lazy,
     csv_header_gz: gzip::Lazy,
+    /// With one upstream, everything after the age, and the whole CSV,
+    /// each deflated as one segment (the same bytes as before shards).
+    whole_gz: gzip::Lazy,
+    whole_csv_gz: gzip::Lazy,
 }
 
 impl From<Snapshot> for Fabric {
@@ -357,6 +361,8 @@ impl Fabric {
             head_gz: gzip::Lazy::default(),
             fields_gz: gzip::Lazy::default(),
             csv_header_gz: gzip::Lazy::default(),
+            whole_gz: gzip::Lazy::default(),
+            whole_csv_gz: gzip::Lazy::default(),
         }
     }
 
@@ -485,8 +491,26 @@ impl Fabric {
     /// (the shards' items with their snapshots), the age stored.
     pub fn list_body_gzip(&self, now_ms: u64, skip: &[bool], tail: &str) -> Option<Vec<Chunk>> {
         let head = self.head_gz.get(|| [&self.list_head[..]])?;
-        let fields = self.fields_gz.get(|| [&self.list_fields[..]])?;
         let counts = self.counts(now_ms, skip);
+        // One upstream, nothing left out: the rest is one segment, as it was
+        // before shards. With several, each shard's items are a segment of
+        // their own, deflated once per snapshot of that shard.
+        if self.parts.len() == 1 && tail.is_empty() && !skip.iter().any(|&s| s) {
+            let rest = self.whole_gz.get(|| {
+                std::iter::once(&self.list_fields[..])
+                    .chain(self.parts.iter().enumerate().flat_map(|(i, p)| {
+                        let comma: &[u8] = if i > 0 { b"," } else { b"" };
+                        std::iter::once(comma).chain(p.items().iter().map(|x| x.as_bytes()))
+                    }))
+                    .chain(std::iter::once(&b"]}"[..]))
+            })?;
+            return Some(gzip::member(&[
+                GzPart::Deflated(head),
+                GzPart::Stored(counts.as_bytes()),
+                GzPart::Deflated(rest),
+            ]));
+        }
+        let fields = self.fields_gz.get(|| [&self.list_fields[..]])?;
         let close = format!("]{tail}}}");
         let mut parts = vec![
             GzPart::Deflated(head),
@@ -521,6 +545,14 @@ impl Fabric {
 
     /// [`Fabric::csv_table`] as one gzip member.
     pub fn csv_table_gzip(&self, skip: &[bool]) -> Option<Vec<Chunk>> {
+        // One upstream, nothing left out: one segment, as before shards.
+        if let ([part], false) = (&self.parts[..], skip.iter().any(|&s| s)) {
+            let whole = self.whole_csv_gz.get(|| {
+                std::iter::once(&self.csv_header[..])
+                    .chain(part.csv_rows().iter().map(|p| p.as_bytes()))
+            })?;
+            return Some(gzip::member(&[GzPart::Deflated(whole)]));
+        }
         let header = self.csv_header_gz.get(|| [&self.csv_header[..]])?;
         let mut parts = vec![GzPart::Deflated(header)];
         for part in self.served(skip) {

@@ -18,7 +18,7 @@ pub use poller::Poller;
 pub use routes::Routes;
 pub use snapshot::Snapshot;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::log::{Event, Level};
 use crate::swap::Swap;
@@ -40,6 +40,12 @@ pub struct State {
     /// Held while a fabric is composed, so that two pollers swapping at
     /// once cannot store their compositions out of order.
     composing: Mutex<()>,
+    /// Parses under way, at most one per core: sixteen shards arriving
+    /// together take turns (no slower, the cores are the limit) instead of
+    /// all holding a half-built snapshot beside the old one at once.
+    parsing: Mutex<usize>,
+    parsed: Condvar,
+    max_parsing: usize,
     pub stats: stats::Stats,
     /// The `/metrics` fabric block of the current snapshot.
     pub exposition: metrics::FabricCache,
@@ -67,10 +73,23 @@ impl State {
                 })
                 .collect(),
             composing: Mutex::new(()),
+            parsing: Mutex::new(0),
+            parsed: Condvar::new(),
+            max_parsing: std::thread::available_parallelism().map_or(2, |n| n.get()),
             stats: stats::Stats::new(urls.len().max(1)),
             exposition: Default::default(),
             subscribers: stream::Subscribers::new(max_subscribers),
         }
+    }
+
+    /// Waits for a turn to parse; the turn ends when the permit is dropped.
+    pub fn parse_permit(&self) -> ParsePermit<'_> {
+        let mut n = self.parsing.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= self.max_parsing {
+            n = self.parsed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        ParsePermit(self)
     }
 
     /// True when more than one upstream is composed.
@@ -110,5 +129,16 @@ impl State {
         let replaced = self.store.store(Arc::new(fabric));
         drop(_composing);
         drop((old, prev, replaced));
+    }
+}
+
+/// A turn to parse (see [`State::parse_permit`]).
+pub struct ParsePermit<'a>(&'a State);
+
+impl Drop for ParsePermit<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.parsing.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        self.0.parsed.notify_one();
     }
 }

@@ -219,7 +219,6 @@ impl Poller {
             .read_to_vec()?;
         let fetch = started.elapsed();
 
-        let parsing = Instant::now();
         let origin = Origin {
             id: etag
                 .as_deref()
@@ -231,8 +230,11 @@ impl Poller {
         let limits = Limits {
             max_rows: self.resilience.max_rows,
         };
+        let permit = self.state.parse_permit();
+        let parsing = Instant::now();
         let snap = Snapshot::parse(&body, origin, limits).map_err(PollError::Invalid)?;
         let parse = parsing.elapsed();
+        drop(permit);
         let (rows, bytes) = (snap.rows(), body.len());
         // The body is not kept: let it go before two snapshots overlap.
         drop(body);
