@@ -62,6 +62,12 @@ start metrics_server --upstream-url "http://$ds/counters" --poll-ms 200
 ms=$addr
 as=metrics_server_hostile start metrics_server --upstream-url "http://127.0.0.1:$up/counters" --poll-ms 200
 hostile=$addr
+# Several upstreams: a shard of data_server and the hostile CSV, so the
+# page has an `upstream` label on the poll families and columns one shard
+# lacks (no sample for those switches).
+as=metrics_server_sharded start metrics_server \
+  --upstream-urls "http://$ds/counters?num_shards=2&shard=0,http://127.0.0.1:$up/counters" --poll-ms 200
+sharded=$addr
 
 status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$1$2" || true; }
 ok=
@@ -75,6 +81,11 @@ for _ in $(seq 150); do   # 15 s
   sleep 0.1
 done
 [ -z "$ok" ] || { say "metrics_server got no snapshot of the hostile CSV in 15 s"; tail -5 "$tmp/metrics_server_hostile.log" >&2; exit 1; }
+for _ in $(seq 150); do   # 15 s
+  if [ "$(status "$sharded" /ready)" = 200 ]; then ok=1; break; fi
+  sleep 0.1
+done
+[ -n "$ok" ] || { say "the sharded metrics_server was not ready in 15 s"; tail -5 "$tmp/metrics_server_sharded.log" >&2; exit 1; }
 # Traffic on every endpoint, a few errors among it, and a poll or two more.
 for path in /telemetry/ListMetrics '/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct' \
   '/telemetry/GetMetric?switch_id=nope&metric=cpu_util_pct' /telemetry/GetMetric /stats /health /ready /nope; do
@@ -108,5 +119,6 @@ done <<EOF
 metrics_server $ms
 data_server $ds
 metrics_server_hostile_columns $hostile
+metrics_server_sharded $sharded
 EOF
 exit "$failed"
