@@ -426,6 +426,13 @@ impl Fabric {
 
     /// The values of `row`.
     pub fn cells(&self, row: usize) -> FabricCells<'_> {
+        if self.parts.is_empty() {
+            return FabricCells {
+                cells: Cells::default(),
+                layout: None,
+                width: self.fields.len(),
+            };
+        }
         let (part, r) = self.locate(row);
         FabricCells {
             cells: part.snap.cells(r),

@@ -28,6 +28,8 @@ use crate::swap::Swap;
 pub struct Shard {
     pub url: String,
     pub snap: Swap<Snapshot>,
+    /// The snapshot id a `shard.conflict` was last logged for.
+    conflict_logged: Mutex<String>,
 }
 
 /// What the pollers and the routes share.
@@ -70,6 +72,7 @@ impl State {
                 .map(|u| Shard {
                     url: u.clone(),
                     snap: Swap::new(),
+                    conflict_logged: Mutex::new(String::new()),
                 })
                 .collect(),
             composing: Mutex::new(()),
@@ -112,15 +115,20 @@ impl State {
         let snaps: Vec<Option<Arc<Snapshot>>> = self.shards.iter().map(|s| s.snap.load()).collect();
         let prev = self.store.load();
         let fabric = Fabric::compose(&snaps, prev.as_deref());
-        for part in fabric.parts() {
-            let new = !prev.as_ref().is_some_and(|p| {
-                p.parts()
-                    .iter()
-                    .any(|q| q.shard == part.shard && Arc::ptr_eq(&q.snap, &part.snap))
-            });
-            if new && part.conflicts() > 0 {
+        // Each shard's conflicts are logged once per snapshot of it, when
+        // they appear (its own new data, or an earlier shard's).
+        for part in fabric.parts().iter().filter(|p| p.conflicts() > 0) {
+            let Some(shard) = self.shards.get(part.shard) else {
+                continue;
+            };
+            let mut logged = shard
+                .conflict_logged
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if *logged != part.snap.id() {
+                *logged = part.snap.id().to_string();
                 Event::new(Level::Warn, "shard.conflict")
-                    .str("upstream", &self.shards[part.shard].url)
+                    .str("upstream", &shard.url)
                     .str("snapshot_id", part.snap.id())
                     .uint("conflicts", part.conflicts() as u64)
                     .emit();

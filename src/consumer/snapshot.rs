@@ -305,7 +305,7 @@ fn push_number(out: &mut String, text: &str) -> bool {
 }
 
 /// The values of one row, to read several of them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Cells<'a> {
     numbers: &'a str,
     /// Where the value before the row's first ends.

@@ -114,6 +114,26 @@ fn three_shards_compose_in_order_with_the_union_of_fields() {
         v["items"][0],
         json!({"switch_id":"a0","x":1,"y":2,"z":null})
     );
+    // The first shard starts sending c0: c's unchanged row is now the
+    // conflict, counted and logged for c.
+    a.set(Script::csv(
+        "\"a2\"",
+        "switch_id,x,y\na0,1,2\na1,3,4\nc0,9,9\n",
+    ));
+    let s = eventually("c's conflict", || {
+        let s = get(ms.addr, "/stats").json();
+        (s["shards"][2]["conflicts"] == 1).then_some(s)
+    });
+    assert_eq!(s["snapshot"]["switches"], 4);
+    let v = get(ms.addr, "/telemetry/ListMetrics?switch_id=c0").json();
+    assert_eq!(v["items"][0]["x"], 9, "the earlier shard's c0");
+    let c_url = c.url();
+    eventually("the conflict logged for c", || {
+        ms.logs()
+            .iter()
+            .any(|l| l["event"] == "shard.conflict" && l["upstream"] == c_url.as_str())
+            .then_some(())
+    });
 }
 
 #[test]
