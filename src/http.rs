@@ -13,6 +13,7 @@ use crate::json;
 pub const JSON: &str = "application/json";
 pub const CSV: &str = "text/csv; charset=utf-8";
 pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const HTML: &str = "text/html; charset=utf-8";
 
 /// The methods every endpoint of ours accepts.
 pub const ALLOW_READ: &str = "GET, HEAD";

@@ -24,6 +24,7 @@ pub mod query;
 pub mod ratelimit;
 pub mod request_id;
 pub mod server;
+pub mod sha256;
 pub mod swap;
 pub mod sys;
 

@@ -150,7 +150,7 @@ fn wanted_param(pairs: &[(String, String)], name: &str) -> Option<String> {
 /// store holds (`None` before the first one). Checks well-formedness first.
 pub fn check_consumer(req: &Request, resp: &Response, snap: Option<&Fabric>) -> Result<(), String> {
     check_response(resp, true)?;
-    const PATHS: [&str; 7] = [
+    const PATHS: [&str; 8] = [
         "/telemetry/ListMetrics",
         "/telemetry/GetMetric",
         "/stats",
@@ -158,6 +158,7 @@ pub fn check_consumer(req: &Request, resp: &Response, snap: Option<&Fabric>) -> 
         "/ready",
         "/metrics",
         "/telemetry/stream",
+        "/",
     ];
     if !PATHS.contains(&req.path.as_str()) {
         return status_is(resp, 404, "unknown path");
@@ -178,6 +179,21 @@ pub fn check_consumer(req: &Request, resp: &Response, snap: Option<&Fabric>) -> 
         return json_body(resp).map(drop);
     }
     match req.path.as_str() {
+        "/" => {
+            // The page: HTML under a policy that allows only itself.
+            status_is(resp, 200, "the page")?;
+            ensure!(
+                resp.header_value("Content-Type") == Some("text/html; charset=utf-8"),
+                "page content type {:?}",
+                resp.header_value("Content-Type")
+            );
+            ensure!(
+                resp.header_value("Content-Security-Policy")
+                    .is_some_and(|c| c.starts_with("default-src 'self';")),
+                "page CSP {:?}",
+                resp.header_value("Content-Security-Policy")
+            );
+        }
         "/health" => {
             status_is(resp, 200, "/health")?;
             ensure!(

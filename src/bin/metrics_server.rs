@@ -27,7 +27,8 @@ fn main() -> ExitCode {
     let routes = Arc::new(Routes::new(state.clone(), freshness));
     let access = Access {
         token: cfg.auth_token.take(),
-        open_paths: &["/health", "/ready"],
+        // The page itself asks for the token, then sends it with each call.
+        open_paths: &["/health", "/ready", "/"],
     };
     let server = match lifecycle::serve(SERVICE, (&cfg.host, cfg.port), &cfg.front, access, routes)
     {

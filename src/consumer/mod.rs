@@ -5,6 +5,7 @@ pub mod config;
 pub mod fabric;
 pub mod filter;
 pub mod metrics;
+pub mod page;
 pub mod pieces;
 pub mod poller;
 pub mod routes;

@@ -20,6 +20,7 @@ use super::State;
 use super::fabric::Fabric;
 use super::filter::{Filter, Format};
 use super::metrics;
+use super::page::Page;
 use super::snapshot::Snapshot;
 use super::stream;
 use crate::clock;
@@ -36,6 +37,7 @@ const HEALTH: &str = "/health";
 const READY: &str = "/ready";
 const METRICS: &str = "/metrics";
 const STREAM: &str = "/telemetry/stream";
+const PAGE: &str = "/";
 
 /// How old data may be before the API stops vouching for it.
 #[derive(Debug, Clone, Copy)]
@@ -58,11 +60,17 @@ impl Default for Freshness {
 pub struct Routes {
     state: Arc<State>,
     freshness: Freshness,
+    page: Page,
 }
 
 impl Routes {
     pub fn new(state: Arc<State>, freshness: Freshness) -> Routes {
-        Routes { state, freshness }
+        let page = Page::new(freshness.ready_max_age.as_millis() as u64);
+        Routes {
+            state,
+            freshness,
+            page,
+        }
     }
 
     /// The fabric a data endpoint may answer from at `now`, with the parts
@@ -336,7 +344,7 @@ fn no_snapshot() -> Response {
 impl Handler for Routes {
     fn handle(&self, req: &Request) -> Response {
         let path = req.path.as_str();
-        if ![LIST, GET, STATS, HEALTH, READY, METRICS, STREAM].contains(&path) {
+        if ![LIST, GET, STATS, HEALTH, READY, METRICS, STREAM, PAGE].contains(&path) {
             return Response::unknown_path(path);
         }
         if !req.is_read() {
@@ -354,6 +362,7 @@ impl Handler for Routes {
             STATS => self.stats(),
             READY => self.ready(),
             STREAM => stream::subscribe(&self.state, req),
+            PAGE => self.page.response(),
             METRICS => {
                 let (state, now) = (&self.state, clock::epoch_ms());
                 let mut resp = Response::new(200)

@@ -15,6 +15,7 @@ mod gzip;
 mod head_props;
 mod hostile;
 mod listmetrics;
+mod page;
 mod producer;
 mod props;
 mod resilience;
