@@ -25,7 +25,6 @@ welcome) only checks that the harness runs and prints the table.
 
 import argparse
 import gzip
-import json
 import os
 import re
 import socket
@@ -33,43 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+from benchlib import Server, write_section  # noqa: E402
 BEGIN, END = "<!-- gzip:begin -->", "<!-- gzip:end -->"
-
-
-class Server:
-    """A binary on 127.0.0.1:0; its address read from the startup line."""
-
-    def __init__(self, path: str, args: list[str], log: str):
-        self.log = open(log, "wb")
-        self.proc = subprocess.Popen([path, "--host", "127.0.0.1", "--port", "0", *args],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.log, env={})
-        self.addr = None
-        ready = threading.Event()
-
-        def pump():
-            for line in self.proc.stdout:
-                self.log.write(line)
-                if self.addr is None and b'"startup"' in line:
-                    port = json.loads(line)["addr"].rpartition(":")[2]
-                    self.addr = ("127.0.0.1", int(port))
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(30):
-            self.stop()
-            sys.exit(f"bench_gzip: {path} did not start (log: {log})")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def get(addr, path: str, gz: bool) -> tuple[int, dict, bytes, float]:
@@ -180,13 +148,7 @@ def main() -> int:
                f"not tick during the run); each figure a fresh connection over loopback, read by Python. "
                f"\"first gzip\" includes deflating the snapshot's shared parts (at the level `src/gzip.rs` sets); later gzip "
                f"requests reuse them.\n\n{md}\n{END}")
-    text = open(args.out).read() if os.path.exists(args.out) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_section(args.out, BEGIN, END, section)
     print(f"bench_gzip: wrote {args.out}")
     return 0
 

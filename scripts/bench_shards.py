@@ -32,60 +32,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import bench  # noqa: E402  (wrk runner and its latency accounting)
+from benchlib import Server, write_section  # noqa: E402
 
 BEGIN, END = "<!-- shards:begin -->", "<!-- shards:end -->"
 SHARDS = 16
-
-
-class Server:
-    """A binary on 127.0.0.1:0; every NDJSON line kept for the figures."""
-
-    def __init__(self, path: str, args: list[str], log: str):
-        self.log = open(log, "wb")
-        self.lines: list[dict] = []
-        self.proc = subprocess.Popen([path, "--host", "127.0.0.1", "--port", "0", *args],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.log, env={})
-        self.addr = None
-        ready = threading.Event()
-
-        def pump():
-            for raw in self.proc.stdout:
-                self.log.write(raw)
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    continue
-                self.lines.append(line)
-                if line.get("event") == "startup":
-                    self.addr = "127.0.0.1:" + line["addr"].rpartition(":")[2]
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(60):
-            self.stop()
-            sys.exit(f"bench_shards: {path} did not start (log: {log})")
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def get_json(addr: str, path: str):
@@ -115,7 +71,7 @@ def tick_lags(ds: Server, ms: Server, ticks: int, interval: float) -> tuple[list
         prefix = tick["snapshot_id"] + "-s"
 
         def composed():
-            shards = get_json(ms.addr, "/stats").get("shards") or []
+            shards = get_json(ms.url_addr, "/stats").get("shards") or []
             ids = [s.get("snapshot_id") or "" for s in shards]
             return len(ids) == SHARDS and all(i.startswith(prefix) for i in ids)
 
@@ -154,20 +110,20 @@ def main() -> int:
             f.write(bench.LUA)
         big = Server(ds_bin, ["--switches", str(args.switches), "--interval-sec", str(args.interval)],
                      os.path.join(tmp, "ds-big.log"))
-        urls = ",".join(f"http://{big.addr}/counters?num_shards={SHARDS}&shard={k}" for k in range(SHARDS))
+        urls = ",".join(f"http://{big.url_addr}/counters?num_shards={SHARDS}&shard={k}" for k in range(SHARDS))
         sharded = Server(ms_bin, ["--upstream-urls", urls, "--poll-ms", "200"], os.path.join(tmp, "ms-big.log"))
         small = Server(ds_bin, ["--switches", "64", "--interval-sec", "3600"], os.path.join(tmp, "ds-64.log"))
-        single = Server(ms_bin, ["--upstream-url", f"http://{small.addr}/counters", "--poll-ms", "200"],
+        single = Server(ms_bin, ["--upstream-url", f"http://{small.url_addr}/counters", "--poll-ms", "200"],
                         os.path.join(tmp, "ms-64.log"))
         try:
             for ms in (sharded, single):
-                wait("readiness", lambda: _ok(ms.addr), 120 + args.interval * 3)
+                wait("readiness", lambda: _ok(ms.url_addr), 120 + args.interval * 3)
             lags, rss = tick_lags(big, sharded, args.ticks, args.interval)
             path = "/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct"
             runs = {"sharded": [], "single": []}
             for i in range(args.rounds):
                 for name, ms in (("sharded", sharded), ("single", single)):
-                    r = bench.run_wrk(f"http://{ms.addr}{path}", 100, args.duration, False, lua)
+                    r = bench.run_wrk(f"http://{ms.url_addr}{path}", 100, args.duration, False, lua)
                     runs[name].append(r)
                     print(f"GetMetric c100 {name} #{i + 1}: {r['rps']:.0f} req/s, "
                           f"p99 {r['p99_ms']:.2f} ms, errors {r['errors']}", flush=True)
@@ -199,13 +155,7 @@ def main() -> int:
                f"`python3 scripts/bench_shards.py` on {time.strftime('%Y-%m-%d')}, release build, "
                f"{args.ticks} ticks, GetMetric {args.rounds} x {args.duration} s per side, alternating.\n\n"
                f"{md}\n{END}")
-    text = open(args.out).read() if os.path.exists(args.out) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_section(args.out, BEGIN, END, section)
     print(f"bench_shards: wrote {args.out}")
     return 0
 

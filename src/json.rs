@@ -63,6 +63,17 @@ pub fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Untrusted text for an error message: at most `max` bytes, and `…` when
+/// something was cut.
+pub fn clipped(s: &str, max: usize) -> String {
+    let c = clip(s, max);
+    if c.len() < s.len() {
+        format!("{c}…")
+    } else {
+        c.to_string()
+    }
+}
+
 /// True if `s` is a number literal exactly as JSON (RFC 8259) spells one:
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
 pub fn is_number_literal(s: &str) -> bool {

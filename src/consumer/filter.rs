@@ -131,12 +131,7 @@ impl From<query::Error> for Error {
 
 /// Untrusted text clipped for an error message.
 fn clip(s: &str) -> String {
-    let c = json::clip(s, 128);
-    if c.len() < s.len() {
-        format!("{c}…")
-    } else {
-        c.to_string()
-    }
+    json::clipped(s, 128)
 }
 
 /// The body format an answer is rendered in.

@@ -364,15 +364,7 @@ impl Snapshot {
         }
 
         // Keys are rendered once: `,"name":`.
-        let keys: Vec<String> = fields
-            .iter()
-            .map(|f| {
-                let mut k = String::from(",");
-                json::push_str(&mut k, f);
-                k.push(':');
-                k
-            })
-            .collect();
+        let keys = json_keys(&fields);
         // Lines are rows but for blank lines and quoted line breaks: a close
         // estimate, so nothing below needs to grow. Every value takes at
         // least two bytes of the body, which bounds the guess (blank lines
@@ -596,15 +588,7 @@ impl Snapshot {
         layout: &[Option<u32>],
         rows: impl Iterator<Item = usize>,
     ) -> Vec<Arc<str>> {
-        let keys: Vec<String> = keys
-            .iter()
-            .map(|f| {
-                let mut k = String::from(",");
-                json::push_str(&mut k, f);
-                k.push(':');
-                k
-            })
-            .collect();
+        let keys = json_keys(keys);
         let mut pieces = Pieces::new(PIECE_BYTES);
         for (i, row) in rows.enumerate() {
             let out = pieces.text();
@@ -653,14 +637,22 @@ impl Snapshot {
     }
 }
 
+/// Each field as an item's key: `,"name":`.
+fn json_keys(fields: &[String]) -> Vec<String> {
+    fields
+        .iter()
+        .map(|f| {
+            let mut k = String::from(",");
+            json::push_str(&mut k, f);
+            k.push(':');
+            k
+        })
+        .collect()
+}
+
 /// Untrusted text clipped for an error message.
 fn clip(s: &str) -> String {
-    let c = json::clip(s, 64);
-    if c.len() < s.len() {
-        format!("{c}…")
-    } else {
-        c.to_string()
-    }
+    json::clipped(s, 64)
 }
 
 #[cfg(test)]

@@ -107,12 +107,7 @@ fn number(s: &str) -> Option<u16> {
 
 /// Untrusted text clipped for an error message.
 fn clip(s: &str) -> String {
-    let c = json::clip(s, 128);
-    if c.len() < s.len() {
-        format!("{c}…")
-    } else {
-        c.to_string()
-    }
+    json::clipped(s, 128)
 }
 
 /// The entity tag of shard `sel` of snapshot `id`, unquoted: distinct per

@@ -144,14 +144,7 @@ fn filters_and_pages_in_json() {
 fn top_n_and_value_filters_for_scripts() {
     let up = FakeUpstream::start(Script::csv("\"v4\"", CSV));
     let ms = serving(&up);
-    let ids = |v: &serde_json::Value| -> Vec<String> {
-        v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["switch_id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let ids = item_ids;
     // The three busiest switches, busiest first.
     let v = get(
         ms.addr,

@@ -6,30 +6,9 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// A metrics_server over these upstreams, once every one delivered.
+/// A metrics_server over these upstreams.
 fn composing(urls: &[String], args: &[&str]) -> Proc {
-    let list = urls.join(",");
-    let mut all = vec![
-        "--upstream-urls",
-        list.as_str(),
-        "--poll-ms",
-        "50",
-        "--poll-backoff-max-ms",
-        "200",
-        "--breaker-cooldown-ms",
-        "300",
-    ];
-    all.extend_from_slice(args);
-    spawn(METRICS_SERVER, &all, &[])
-}
-
-fn ids(v: &Value) -> Vec<String> {
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["switch_id"].as_str().unwrap().to_string())
-        .collect()
+    metrics_server_of("--upstream-urls", &urls.join(","), args)
 }
 
 #[test]
@@ -42,7 +21,7 @@ fn three_shards_compose_in_order_with_the_union_of_fields() {
         let v = get(ms.addr, "/telemetry/ListMetrics").json();
         (v["total"] == 4).then_some(v)
     });
-    assert_eq!(ids(&v), ["a0", "a1", "b0", "c0"]);
+    assert_eq!(item_ids(&v), ["a0", "a1", "b0", "c0"]);
     assert_eq!(v["fields"], json!(["x", "y", "z"]));
     assert_eq!(
         v["items"][2],
@@ -64,7 +43,7 @@ fn three_shards_compose_in_order_with_the_union_of_fields() {
     assert_eq!((r.status, r.json()["value"].as_i64()), (200, Some(6)));
     // Filters, sorting and CSV see the composed table.
     let v = get(ms.addr, "/telemetry/ListMetrics?sort=-y&limit=2&fields=y").json();
-    assert_eq!(ids(&v), ["c0", "b0"]);
+    assert_eq!(item_ids(&v), ["c0", "b0"]);
     let csv = get(ms.addr, "/telemetry/ListMetrics?format=csv").text();
     assert_eq!(csv, "switch_id,x,y,z\na0,1,2,\na1,3,4,\nb0,,5,6\nc0,7,8,\n");
     // /stats: a line per shard, the conflict counted for the later one.
@@ -210,7 +189,7 @@ fn sixteen_shards_of_one_producer_are_the_whole_fleet_with_304s_each() {
     });
     assert!(v.get("missing_shards").is_none());
     // Shard order: 0, 16, 32, … then 1, 17, …: every switch exactly once.
-    let got = ids(&v);
+    let got = item_ids(&v);
     let mut sorted = got.clone();
     sorted.sort();
     let want: Vec<String> = (0..100).map(|i| format!("sw-{i:03}")).collect();

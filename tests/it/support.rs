@@ -102,8 +102,14 @@ pub fn data_server(args: &[&str]) -> Proc {
 /// A metrics_server polling `upstream` every 50 ms, backing off at most
 /// 200 ms and with a 300 ms breaker cooldown, unless `args` say otherwise.
 pub fn metrics_server(upstream: &str, args: &[&str]) -> Proc {
+    metrics_server_of("--upstream-url", upstream, args)
+}
+
+/// [`metrics_server`] with its upstream given by `flag` (`--upstream-url`,
+/// or `--upstream-urls` and a comma list).
+pub fn metrics_server_of(flag: &str, upstream: &str, args: &[&str]) -> Proc {
     let mut all = vec![
-        "--upstream-url",
+        flag,
         upstream,
         "--poll-ms",
         "50",
@@ -369,6 +375,19 @@ pub fn parse_reply(mut buf: &[u8]) -> Option<Reply> {
         headers,
         body: buf[end + 4..].to_vec(),
     })
+}
+
+/// The `switch_id` of every item of a `ListMetrics` document, in order.
+pub fn item_ids(v: &Value) -> Vec<String> {
+    v["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["switch_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `GET path` with extra headers, on a fresh connection.
