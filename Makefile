@@ -2,7 +2,7 @@
 CARGO ?= cargo
 MUSL := x86_64-unknown-linux-musl
 
-.PHONY: help build run demo test lint fmt static fuzz chaos e2e-prometheus bench clean
+.PHONY: help build run demo test lint fmt static fuzz chaos e2e-prometheus e2e-browser bench clean
 
 help:
 	@echo "make run     build, then start data_server (:9001) and metrics_server (:8080); Ctrl-C stops both"
@@ -14,6 +14,7 @@ help:
 	@echo "make fuzz    cargo-fuzz every target for FUZZ_SECONDS each (default 60; nightly)"
 	@echo "make chaos   CHAOS_SECONDS (default 60) of producer restarts, faults and bad data under load"
 	@echo "make e2e-prometheus   a real Prometheus scrapes metrics_server, and two more over disjoint shards; its API shows the series"
+	@echo "make e2e-browser      headless Chromium drives the live page (GET /) over 10,000 switches; screenshot in target/e2e/page.png"
 	@echo "make bench   release build, then wrk against metrics_server and a raw std baseline side by side, and what gzip costs and saves; writes BENCHMARKS.md"
 
 build:
@@ -63,6 +64,10 @@ chaos: build
 
 e2e-prometheus: build
 	scripts/e2e_prometheus.sh target/release
+
+# Installs Debian's chromium and chromium-driver if missing.
+e2e-browser: build
+	python3 scripts/e2e_browser.py --bin-dir target/release
 
 bench:
 	python3 scripts/bench.py

@@ -28,6 +28,26 @@ fn the_page_is_served_open_under_a_strict_policy() {
     assert!(html.starts_with("<!doctype html>"), "{html}");
     assert!(html.contains("data-ready-max-age-ms=\"4321\""));
     assert!(!html.contains("s3cret-token-value"));
+    // What scripts/e2e_browser.py reads: the page's figures on <body>, and
+    // where a switch's cell is.
+    for attr in [
+        "data-snapshot-id=",
+        "data-cells=",
+        "data-switches=",
+        "data-redraw-ms=",
+        "data-spark-points=",
+        "data-stream=",
+        "window.fabricPage",
+        "cellCentre(",
+    ] {
+        assert!(html.contains(attr), "{attr}");
+    }
+    // The stream is read with fetch() (EventSource cannot send the token),
+    // the token kept in sessionStorage only; nothing the policy forbids.
+    assert!(html.contains("fetch(\"/telemetry/stream\""));
+    assert!(html.contains("sessionStorage") && !html.contains("localStorage"));
+    assert!(!html.contains("new EventSource"));
+    assert!(!html.contains(" style=") && !html.contains(" onclick="));
     // The data it shows still needs the token.
     assert_eq!(get(ms.addr, "/stats").status, 401);
     let auth = [("Authorization", "Bearer s3cret-token-value")];
