@@ -128,6 +128,7 @@ fn path(rng: &mut fastrand::Rng) -> String {
         "/telemetry/GetMetric",
         "/telemetry/GetMetric",
         "/telemetry/GetMetric",
+        "/telemetry/History",
         "/telemetry/ListMetrics",
         "/stats",
         "/health",
@@ -338,7 +339,8 @@ fn hostile_requests_get_well_formed_answers() {
             panic!("request #{i} (seed {SEED:#x}): {why}\n{req:?}");
         }
         // Tally what the data answers were, to show the generator reaches them.
-        let known = ["/telemetry/GetMetric", "/counters"].contains(&req.path.as_str());
+        let known = ["/telemetry/GetMetric", "/telemetry/History", "/counters"]
+            .contains(&req.path.as_str());
         let status = servers.consumer.handle(&req).status;
         if req.path != "/counters" {
             *seen
@@ -365,6 +367,10 @@ fn hostile_requests_get_well_formed_answers() {
         ("/telemetry/GetMetric", 400, 100),
         ("/telemetry/GetMetric", 404, 100),
         ("/telemetry/GetMetric", 405, 100),
+        ("/telemetry/History", 200, 50),
+        ("/telemetry/History", 304, 5),
+        ("/telemetry/History", 400, 50),
+        ("/telemetry/History", 404, 50),
         ("/counters", 200, 100),
         ("/counters", 304, 100),
         ("/counters", 405, 100),
