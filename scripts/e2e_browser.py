@@ -14,11 +14,10 @@ over plain HTTP, standard library only) and checks that:
   - the snapshot id on the page changes after a producer tick, without a
     reload;
   - clicking sw-000 draws a sparkline with as many points as
-    /telemetry/History returns (skipped, saying so, while that endpoint
-    answers 404);
+    /telemetry/History returns;
   - the prefix box filters the switches (as ListMetrics' switch_prefix does);
   - the status bar says live, the age is green, the upstream chip is there;
-  - no console errors (SEVERE) (bar the History 404s while it is skipped);
+  - no console errors (SEVERE);
   - when metrics_server goes away the page says "reconnecting…", and when it
     is back on the same port the page is live again with new data;
   - with METRICS_AUTH_TOKEN set (a second metrics_server), the page asks for
@@ -277,7 +276,7 @@ def severe(entries):
 
 class Checks:
     def __init__(self):
-        self.passed = self.failed = self.skipped = 0
+        self.passed = self.failed = 0
 
     def check(self, name, ok, detail):
         if ok:
@@ -286,10 +285,6 @@ class Checks:
         else:
             self.failed += 1
             print(f"  FAIL  {name:<30} {detail}", flush=True)
-
-    def skip(self, name, detail):
-        self.skipped += 1
-        print(f"  SKIP  {name:<30} {detail}", flush=True)
 
     def run(self, name, fn):
         """fn() returns (ok, detail); a Failed in it is a failed check."""
@@ -342,13 +337,6 @@ def sparkline(b, ms, checks):
           lambda: b.attr("sparkSwitch") == "sw-000" and b.attr("sparkState") != "none", 10)
     metric = b.js("return document.getElementById('metric').value;")
     q = urllib.parse.urlencode({"switch_id": "sw-000", "metric": metric})
-    status, r = api(ms, "/telemetry/History?" + q)
-    if status == 404:
-        why = r.get("error") if isinstance(r, dict) else r
-        info = b.js("return document.getElementById('sparkInfo').textContent;")
-        checks.skip("sparkline = History",
-                    f"/telemetry/History answers 404 ({why}); the page shows {info!r} (strict once it lands)")
-        return True
     # History grows a point per snapshot: compare while both describe the same one.
     for _ in range(25):
         status, r = api(ms, "/telemetry/History?" + q)
@@ -356,10 +344,9 @@ def sparkline(b, ms, checks):
         page = int(b.attr("sparkPoints") or 0)
         if status == 200 and page == want and want > 0:
             checks.check("sparkline = History", True, f"{page} points on the page, {want} in History ({metric})")
-            return False
+            return
         time.sleep(0.4)
     checks.check("sparkline = History", False, f"page {b.attr('sparkPoints')} points, History {status} {want}")
-    return False
 
 
 def main():
@@ -440,7 +427,7 @@ def main():
             return med < REDRAW_BUDGET_MS, detail
         checks.run(f"redraw < {REDRAW_BUDGET_MS:.0f} ms", redraw)
 
-        history_skipped = sparkline(b, ms, checks)
+        sparkline(b, ms, checks)
 
         def status_bar():
             live = b.js("return document.getElementById('liveText').textContent;")
@@ -471,12 +458,8 @@ def main():
         checks.run("prefix filter", prefix)
 
         def console_clean():
-            entries = severe(b.console())
-            allowed = [e for e in entries if history_skipped and "/telemetry/History" in e.get("message", "")
-                       and "404" in e.get("message", "")]
-            bad = [e["message"] for e in entries if e not in allowed]
-            note = f" ({len(allowed)} History 404s while it is skipped)" if allowed else ""
-            return not bad, (f"no console errors{note}" if not bad else f"{len(bad)}: {bad[:3]}")
+            bad = [e["message"] for e in severe(b.console())]
+            return not bad, ("no console errors" if not bad else f"{len(bad)}: {bad[:3]}")
         checks.run("no console errors", console_clean)
 
         # Reconnect: metrics_server away, then back on the same port.
@@ -537,7 +520,7 @@ def main():
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"e2e_browser: {checks.passed} passed, {checks.failed} failed, {checks.skipped} skipped")
+    print(f"e2e_browser: {checks.passed} passed, {checks.failed} failed")
     return 0 if checks.failed == 0 else 1
 
 

@@ -153,6 +153,7 @@ pub fn check_consumer(req: &Request, resp: &Response, snap: Option<&Fabric>) -> 
     const PATHS: [&str; 8] = [
         "/telemetry/ListMetrics",
         "/telemetry/GetMetric",
+        "/telemetry/History",
         "/stats",
         "/health",
         "/ready",
@@ -171,7 +172,7 @@ pub fn check_consumer(req: &Request, resp: &Response, snap: Option<&Fabric>) -> 
     };
     let known: &[&str] = match req.path.as_str() {
         "/telemetry/ListMetrics" | "/telemetry/stream" => &FILTERS,
-        "/telemetry/GetMetric" => &["switch_id", "metric"],
+        "/telemetry/GetMetric" | "/telemetry/History" => &["switch_id", "metric"],
         _ => &[],
     };
     if !strict_ok(&pairs, known) {
@@ -265,6 +266,7 @@ pub fn check_consumer(req: &Request, resp: &Response, snap: Option<&Fabric>) -> 
                 v["age_ms"]
             );
         }
+        "/telemetry/History" => check_history(req, resp, snap)?,
         _ => check_get_metric(req, resp, snap)?,
     }
     Ok(())
@@ -513,6 +515,74 @@ fn check_get_metric(req: &Request, resp: &Response, snap: Option<&Fabric>) -> Re
         "GetMetric value {text:?} does not read back as {}",
         snap.value(row, col)
     );
+    Ok(())
+}
+
+/// `/telemetry/History` of a state whose history is on: refused as
+/// GetMetric is; else points `[ts_ms, value]`, oldest first, the newest
+/// the snapshot served (its producer time, the value as it spells it).
+fn check_history(req: &Request, resp: &Response, snap: Option<&Fabric>) -> Result<(), String> {
+    let Ok(pairs) = reference_pairs(&req.query) else {
+        return status_is(resp, 400, "a malformed query string");
+    };
+    let (Some(switch_id), Some(metric)) = (
+        wanted_param(&pairs, "switch_id"),
+        wanted_param(&pairs, "metric"),
+    ) else {
+        return status_is(resp, 400, "a missing or empty parameter");
+    };
+    let Some(snap) = snap else {
+        return status_is(resp, 503, "History before the first snapshot");
+    };
+    let row = snap.switch_ids().position(|s| s == switch_id);
+    let col = snap.fields.iter().position(|f| *f == metric);
+    let (Some(row), Some(col)) = (row, col) else {
+        status_is(resp, 404, "an unknown switch or metric")?;
+        return data_headers(resp, snap);
+    };
+    ok_or_not_modified(
+        req,
+        resp,
+        &snap.etag,
+        "History of a known switch and metric",
+    )?;
+    data_headers(resp, snap)?;
+    let v = json_body(resp)?;
+    ensure!(
+        v["switch_id"] == *switch_id && v["metric"] == *metric,
+        "History names the wrong thing: {v}"
+    );
+    let points = v["points"]
+        .as_array()
+        .ok_or(format!("History points: {v}"))?;
+    let mut last_ts = None;
+    for p in points {
+        let ts = p[0].as_u64();
+        ensure!(
+            p.as_array().map(Vec::len) == Some(2) && ts.is_some() && p[1].is_number(),
+            "History point {p}"
+        );
+        ensure!(ts > last_ts, "History points out of order: {v}");
+        last_ts = ts;
+    }
+    let want = snap.number(row, col);
+    if want != "null" {
+        let body = String::from_utf8_lossy(&resp.body_bytes()).into_owned();
+        let text = body
+            .strip_suffix("]]}")
+            .and_then(|b| b.rsplit_once(','))
+            .map(|(_, t)| t)
+            .unwrap_or_default();
+        ensure!(
+            text == want,
+            "History's newest value {text:?} where the snapshot spells {want:?}"
+        );
+        ensure!(
+            last_ts.is_some() && last_ts == snap.producer_ts_ms().or(last_ts),
+            "History's newest time {last_ts:?}, the snapshot's {:?}",
+            snap.producer_ts_ms()
+        );
+    }
     Ok(())
 }
 

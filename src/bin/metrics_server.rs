@@ -19,7 +19,10 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
 
-    let state = Arc::new(State::new(&cfg.upstream_urls, cfg.stream_max_subscribers));
+    let state = Arc::new(
+        State::new(&cfg.upstream_urls, cfg.stream_max_subscribers)
+            .with_history(cfg.history_snapshots),
+    );
     let freshness = Freshness {
         max_stale: cfg.max_stale,
         ready_max_age: cfg.ready_max_age,
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
             "max_stale_ms",
             cfg.max_stale.map_or(0, |d| d.as_millis() as u64),
         )
+        .uint("history_snapshots", cfg.history_snapshots as u64)
         .emit();
     let stop = Stop::new();
     let mut pollers = Vec::with_capacity(cfg.upstream_urls.len());

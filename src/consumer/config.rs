@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::history::MAX_SNAPSHOTS;
 use crate::auth::Token;
 use crate::config::{Error, Knob, Spec, Values};
 use crate::log::Level;
@@ -93,6 +94,12 @@ pub static KNOBS: &[Knob] = &[
         help: "Clients on GET /telemetry/stream at once before 503, 0 to 100000.",
     },
     Knob {
+        env: "HISTORY_SNAPSHOTS",
+        flag: "history-snapshots",
+        default: "60",
+        help: "Snapshots of every switch x metric kept for GET /telemetry/History, 0 (off) to 1440; 4 bytes a value each (100k switches x 8 metrics x 60 = 192 MB).",
+    },
+    Knob {
         env: "METRICS_AUTH_TOKEN",
         flag: "auth-token",
         default: "",
@@ -136,6 +143,8 @@ pub struct Config {
     pub max_stale: Option<Duration>,
     pub ready_max_age: Duration,
     pub stream_max_subscribers: usize,
+    /// Entries of history per shard (`HISTORY_SNAPSHOTS`; 0: off).
+    pub history_snapshots: usize,
     pub log_level: Level,
     pub auth_token: Option<Token>,
     pub upstream_token: Option<Token>,
@@ -163,6 +172,7 @@ impl Config {
             },
             ready_max_age: ms(v.number("READY_MAX_AGE_MS", 1, 86_400_000)?),
             stream_max_subscribers: v.number("STREAM_MAX_SUBSCRIBERS", 0, 100_000)?,
+            history_snapshots: v.number("HISTORY_SNAPSHOTS", 0, MAX_SNAPSHOTS)?,
             log_level: v.level("LOG_LEVEL")?,
             auth_token: v.token("METRICS_AUTH_TOKEN", "METRICS_AUTH_TOKEN_FILE")?,
             upstream_token: v.token("UPSTREAM_AUTH_TOKEN", "UPSTREAM_AUTH_TOKEN_FILE")?,
@@ -315,6 +325,23 @@ mod tests {
             (c.max_stale, c.ready_max_age),
             (None, Duration::from_secs(60))
         );
+        assert_eq!(
+            c.history_snapshots,
+            super::super::history::DEFAULT_SNAPSHOTS
+        );
+    }
+
+    #[test]
+    fn history_snapshots_range() {
+        let n = |v: &str| resolve(&["--history-snapshots", v], &[]).map(|c| c.history_snapshots);
+        assert_eq!(n("0").unwrap(), 0);
+        assert_eq!(n("1440").unwrap(), MAX_SNAPSHOTS);
+        for bad in ["1441", "-1", "x", "1.5"] {
+            let err = n(bad).unwrap_err().to_string();
+            assert!(err.contains("HISTORY_SNAPSHOTS"), "{bad}: {err}");
+        }
+        let c = resolve(&[], &[("HISTORY_SNAPSHOTS", "5")]).unwrap();
+        assert_eq!(c.history_snapshots, 5);
     }
 
     #[test]

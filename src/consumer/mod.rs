@@ -4,6 +4,7 @@ pub mod breaker;
 pub mod config;
 pub mod fabric;
 pub mod filter;
+pub mod history;
 pub mod metrics;
 pub mod page;
 pub mod pieces;
@@ -31,6 +32,8 @@ pub struct Shard {
     pub snap: Swap<Snapshot>,
     /// The snapshot id a `shard.conflict` was last logged for.
     conflict_logged: Mutex<String>,
+    /// Its last `HISTORY_SNAPSHOTS` accepted snapshots' values.
+    pub history: history::Ring,
 }
 
 /// What the pollers and the routes share.
@@ -54,6 +57,8 @@ pub struct State {
     pub exposition: metrics::FabricCache,
     /// Clients on `/telemetry/stream` (`STREAM_MAX_SUBSCRIBERS`).
     pub subscribers: Arc<stream::Subscribers>,
+    /// Entries each shard's history keeps (`HISTORY_SNAPSHOTS`; 0: none).
+    history_snapshots: usize,
 }
 
 impl Default for State {
@@ -74,6 +79,7 @@ impl State {
                     url: u.clone(),
                     snap: Swap::new(),
                     conflict_logged: Mutex::new(String::new()),
+                    history: history::Ring::default(),
                 })
                 .collect(),
             composing: Mutex::new(()),
@@ -83,7 +89,35 @@ impl State {
             stats: stats::Stats::new(urls.len().max(1)),
             exposition: Default::default(),
             subscribers: stream::Subscribers::new(max_subscribers),
+            history_snapshots: history::DEFAULT_SNAPSHOTS,
         }
+    }
+
+    /// The same, keeping `snapshots` entries of history per shard
+    /// (`HISTORY_SNAPSHOTS`; 0 keeps none). The default is
+    /// [`history::DEFAULT_SNAPSHOTS`].
+    pub fn with_history(mut self, snapshots: usize) -> State {
+        self.history_snapshots = snapshots;
+        self
+    }
+
+    /// Entries each shard's history keeps (0: history is off).
+    pub fn history_snapshots(&self) -> usize {
+        self.history_snapshots
+    }
+
+    /// What `/stats` reports of history.
+    pub fn history_figures(&self) -> history::Figures {
+        let mut f = history::Figures {
+            snapshots: self.history_snapshots,
+            ..Default::default()
+        };
+        for shard in &self.shards {
+            let (entries, bytes) = shard.history.figures();
+            f.entries += entries;
+            f.bytes += bytes;
+        }
+        f
     }
 
     /// Waits for a turn to parse; the turn ends when the permit is dropped.
@@ -101,12 +135,23 @@ impl State {
         self.shards.len() > 1
     }
 
-    /// Swaps in `snap` as shard `shard`'s latest, then the fabric composed
-    /// of every shard's. The old ones are dropped after the swaps.
+    /// Records `snap` in shard `shard`'s history, swaps it in as the
+    /// shard's latest, then the fabric composed of every shard's. The old
+    /// ones are dropped after the swaps.
     pub fn publish(&self, shard: usize, snap: Arc<Snapshot>) {
         let Some(slot) = self.shards.get(shard) else {
             return;
         };
+        // Encoded with no shared lock held, and pushed before the fabric
+        // that serves it, so a History answer under that fabric's tag has
+        // its point (see `history`). Only this shard's poller pushes here.
+        if self.history_snapshots > 0 {
+            let prev = slot.history.last();
+            if let Some(entry) = history::Entry::new(&snap, prev.as_deref()) {
+                drop(prev);
+                slot.history.push(entry, self.history_snapshots);
+            }
+        }
         // What composing needs of a new shard is made before the lock.
         if self.sharded() {
             snap.id_hashes();

@@ -1,8 +1,9 @@
 //! metrics_server's routes: `/telemetry/ListMetrics` (its query parameters
-//! are read in `filter`), `/telemetry/GetMetric`, `/stats` and `/health`, as
-//! pure functions of a request and the state.
+//! are read in `filter`), `/telemetry/GetMetric`, `/telemetry/History` (its
+//! points kept in `history`), `/stats` and `/health`, as pure functions of a
+//! request and the state.
 //!
-//! The two data endpoints answer conditional requests: an `If-None-Match`
+//! The data endpoints answer conditional requests: an `If-None-Match`
 //! naming the entity tag the answer would carry (weak comparison, so
 //! `W/"…"` counts; also `*` and a list) turns its 200 into a 304 with the
 //! same headers. Only a 200 becomes a 304: a request that would be refused
@@ -19,6 +20,7 @@ use std::time::Duration;
 use super::State;
 use super::fabric::Fabric;
 use super::filter::{Filter, Format};
+use super::history;
 use super::metrics;
 use super::page::Page;
 use super::snapshot::Snapshot;
@@ -37,6 +39,7 @@ const HEALTH: &str = "/health";
 const READY: &str = "/ready";
 const METRICS: &str = "/metrics";
 const STREAM: &str = "/telemetry/stream";
+const HISTORY: &str = "/telemetry/History";
 const PAGE: &str = "/";
 
 /// How old data may be before the API stops vouching for it.
@@ -226,20 +229,9 @@ impl Routes {
             Ok(p) => p,
             Err(e) => return Response::error(400, &e.to_string()),
         };
-        let param = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.as_ref())
-                .filter(|v| !v.is_empty())
-        };
-        let (Some(switch_id), Some(metric)) = (param("switch_id"), param("metric")) else {
-            let missing = if param("switch_id").is_none() {
-                "switch_id"
-            } else {
-                "metric"
-            };
-            return Response::error(400, &format!("missing query parameter: {missing}"));
+        let (switch_id, metric) = match switch_and_metric(&params) {
+            Ok(both) => both,
+            Err(resp) => return resp,
         };
         let now = clock::epoch_ms();
         let Served { fabric, stale, .. } = match self.fresh(now) {
@@ -289,14 +281,82 @@ impl Routes {
         not_modified_if_current(req, resp, etag)
     }
 
+    /// `/telemetry/History`: the switch's points from its own shard's
+    /// history, refused as GetMetric would be (see `history`).
+    fn history(&self, req: &Request) -> Response {
+        let params = match query::strict(&req.query, &["switch_id", "metric"]) {
+            Ok(p) => p,
+            Err(e) => return Response::error(400, &e.to_string()),
+        };
+        let (switch_id, metric) = match switch_and_metric(&params) {
+            Ok(both) => both,
+            Err(resp) => return resp,
+        };
+        if self.state.history_snapshots() == 0 {
+            return Response::error(404, "history is off (HISTORY_SNAPSHOTS=0)");
+        }
+        let now = clock::epoch_ms();
+        let Served { fabric, stale, .. } = match self.fresh(now) {
+            Ok(served) => served,
+            Err(resp) => return resp,
+        };
+        let etag = &fabric.etag;
+        let Some(row) = fabric.row(switch_id) else {
+            let msg = format!("unknown switch_id: {}", json::clip(switch_id, 128));
+            return data_headers(Response::error(404, &msg), etag, fabric.age_ms(now));
+        };
+        let k = fabric.part_of(row);
+        let part = &fabric.parts()[k];
+        let age = part.snap.age_ms(now);
+        if stale[k] {
+            let max = self.freshness.max_stale.map_or(0, |m| m.as_millis() as u64);
+            let body =
+                format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
+            return data_headers(Response::json(503, body), etag, age);
+        }
+        if fabric.column(metric).is_none() {
+            let msg = format!("unknown metric: {}", json::clip(metric, 128));
+            return data_headers(Response::error(404, &msg), etag, age);
+        }
+        let entries = self
+            .state
+            .shards
+            .get(part.shard)
+            .map(|s| s.history.entries())
+            .unwrap_or_default();
+        let body = history::body(&entries, part.snap.id(), switch_id, metric);
+        let resp = data_headers(Response::json(200, body), etag, age);
+        not_modified_if_current(req, resp, etag)
+    }
+
     fn stats(&self) -> Response {
         let fabric = self.state.store.load();
         let urls: Vec<String> = self.state.shards.iter().map(|s| s.url.clone()).collect();
+        let history = self.state.history_figures();
         let body = self
             .state
             .stats
-            .render(fabric.as_deref(), clock::epoch_ms(), &urls);
+            .render(fabric.as_deref(), clock::epoch_ms(), &urls, history);
         Response::json(200, body)
+    }
+}
+
+/// The `switch_id` and `metric` parameters, both required and non-empty,
+/// or the 400 naming the first one missing.
+fn switch_and_metric<'a>(
+    params: &'a [(&'static str, std::borrow::Cow<'a, str>)],
+) -> Result<(&'a str, &'a str), Response> {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_ref())
+            .filter(|v| !v.is_empty())
+    };
+    match (param("switch_id"), param("metric")) {
+        (Some(switch_id), Some(metric)) => Ok((switch_id, metric)),
+        (None, _) => Err(Response::error(400, "missing query parameter: switch_id")),
+        (Some(_), None) => Err(Response::error(400, "missing query parameter: metric")),
     }
 }
 
@@ -344,14 +404,18 @@ fn no_snapshot() -> Response {
 impl Handler for Routes {
     fn handle(&self, req: &Request) -> Response {
         let path = req.path.as_str();
-        if ![LIST, GET, STATS, HEALTH, READY, METRICS, STREAM, PAGE].contains(&path) {
+        if ![
+            LIST, GET, HISTORY, STATS, HEALTH, READY, METRICS, STREAM, PAGE,
+        ]
+        .contains(&path)
+        {
             return Response::unknown_path(path);
         }
         if !req.is_read() {
             return Response::method_not_allowed(&req.method);
         }
         // Only the data endpoints take parameters, and read their own.
-        if ![LIST, GET, STREAM].contains(&path) {
+        if ![LIST, GET, HISTORY, STREAM].contains(&path) {
             if let Err(e) = query::strict(&req.query, &[]) {
                 return Response::error(400, &e.to_string());
             }
@@ -359,6 +423,7 @@ impl Handler for Routes {
         match path {
             LIST => self.list_metrics(req),
             GET => self.get_metric(req),
+            HISTORY => self.history(req),
             STATS => self.stats(),
             READY => self.ready(),
             STREAM => stream::subscribe(&self.state, req),
@@ -444,6 +509,163 @@ mod tests {
         ));
         let text = String::from_utf8(resp.body_bytes()).unwrap();
         assert!(text.contains("\"value\":0,"), "{text}");
+    }
+
+    /// A state of `urls.len()` shards keeping `keep` snapshots of history.
+    fn history_state(shards: usize, keep: usize) -> Arc<State> {
+        let urls: Vec<String> = (0..shards).map(|i| format!("http://u{i}/c")).collect();
+        Arc::new(State::new(&urls, 4).with_history(keep))
+    }
+
+    fn publish(state: &State, shard: usize, id: &str, ts: u64, csv: &str) {
+        let origin = Origin {
+            id: id.into(),
+            producer_ts_ms: Some(ts),
+            fetched_ms: clock::epoch_ms(),
+        };
+        let snap = Snapshot::parse(csv.as_bytes(), origin, Limits { max_rows: 100 }).unwrap();
+        state.publish(shard, Arc::new(snap));
+    }
+
+    #[test]
+    fn history_answers_the_points_oldest_first_with_get_metrics_errors() {
+        let state = history_state(1, 3);
+        let r = Routes::new(state.clone(), Freshness::default());
+        let target = "/telemetry/History?switch_id=sw-000&metric=a";
+        assert_eq!(r.handle(&Request::get(target)).status, 503);
+        let now = clock::epoch_ms();
+        for (i, v) in ["1.50", "-0", "1e3", "121.5", "7"].iter().enumerate() {
+            let csv = format!("switch_id,a,b\nsw-000,{v},0\nsw-001,{i},1\n");
+            publish(&state, 0, &format!("s{i}"), now - 5_000 + i as u64, &csv);
+        }
+        let ok = r.handle(&Request::get(target));
+        assert_eq!(ok.status, 200);
+        let text = String::from_utf8(ok.body_bytes()).unwrap();
+        let (t0, t1, t2) = (now - 4_998, now - 4_997, now - 4_996);
+        assert_eq!(
+            text,
+            format!(
+                "{{\"switch_id\":\"sw-000\",\"metric\":\"a\",\"points\":[[{t0},1e3],[{t1},121.5],[{t2},7]]}}"
+            )
+        );
+        assert_eq!(ok.header_value("etag"), Some("\"s4\""));
+        assert_eq!(ok.header_value("cache-control"), Some("no-cache"));
+        let age: u64 = ok.header_value("x-data-age-ms").unwrap().parse().unwrap();
+        assert!(age >= 4_996, "{age}");
+        for inm in ["\"s4\"", "W/\"s4\"", "*"] {
+            let resp = r.handle(&Request::get(target).with_header("If-None-Match", inm));
+            assert_304_of(&resp, &ok, inm);
+        }
+        let resp = r.handle(&Request::get(target).with_header("If-None-Match", "\"s3\""));
+        assert_eq!(resp.status, 200);
+        for (q, status, msg) in [
+            ("", 400, "missing query parameter: switch_id"),
+            ("switch_id=sw-000", 400, "missing query parameter: metric"),
+            (
+                "switch_id=sw-000&metric=",
+                400,
+                "missing query parameter: metric",
+            ),
+            (
+                "switch_id=%zz&metric=a",
+                400,
+                "malformed query string: bad %-escape",
+            ),
+            (
+                "switch_id=sw-000&metric=a&limit=1",
+                400,
+                "unknown query parameter: limit (want one of switch_id, metric)",
+            ),
+            (
+                "switch_id=sw-000&metric=a&metric=b",
+                400,
+                "repeated query parameter: metric",
+            ),
+            (
+                "switch_id=sw-999&metric=a",
+                404,
+                "unknown switch_id: sw-999",
+            ),
+            ("switch_id=sw-000&metric=nope", 404, "unknown metric: nope"),
+        ] {
+            let resp = r.handle(
+                &Request::get(&format!("/telemetry/History?{q}")).with_header("If-None-Match", "*"),
+            );
+            assert_eq!(
+                (resp.status, body(&resp)["error"].as_str()),
+                (status, Some(msg)),
+                "{q}"
+            );
+            // 404s are data answers, naming the snapshot.
+            let tagged = resp.header_value("etag").is_some();
+            assert_eq!(tagged, status == 404, "{q}");
+        }
+        // Stale: 503, as GetMetric.
+        let strict = Freshness {
+            max_stale: Some(Duration::from_millis(500)),
+            ..Freshness::default()
+        };
+        let resp = Routes::new(state, strict).handle(&Request::get(target));
+        assert_eq!(
+            (resp.status, body(&resp)["error"].as_str()),
+            (503, Some("data stale"))
+        );
+    }
+
+    #[test]
+    fn history_off_keeps_nothing_and_says_so() {
+        let state = history_state(1, 0);
+        publish(&state, 0, "s0", clock::epoch_ms(), "switch_id,a\nx,1\n");
+        assert_eq!(state.history_figures(), Default::default());
+        let r = Routes::new(state, Freshness::default());
+        let resp = r.handle(&Request::get("/telemetry/History?switch_id=x&metric=a"));
+        assert_eq!(resp.status, 404);
+        assert_eq!(body(&resp)["error"], "history is off (HISTORY_SNAPSHOTS=0)");
+        let resp = r.handle(&Request::get("/telemetry/History?switch_id=x"));
+        assert_eq!(resp.status, 400);
+        let v = body(&r.handle(&Request::get("/stats")));
+        assert_eq!(
+            v["history"],
+            serde_json::json!({"snapshots":0,"entries":0,"bytes":0})
+        );
+    }
+
+    #[test]
+    fn a_switchs_history_follows_its_own_shard() {
+        let state = history_state(2, 10);
+        let now = clock::epoch_ms();
+        // Shard 0 ticks three times, shard 1 once; both send `dup`, which
+        // is shard 0's.
+        publish(&state, 1, "b0", now - 100, "switch_id,m\nb,10\ndup,99\n");
+        for i in 0..3u64 {
+            let csv = format!("switch_id,m\na,{i}\ndup,{i}.5\n");
+            publish(&state, 0, &format!("a{i}"), now - 50 + i, &csv);
+        }
+        assert_eq!(state.shards[0].history.entries().len(), 3);
+        assert_eq!(state.shards[1].history.entries().len(), 1);
+        let f = state.history_figures();
+        assert_eq!((f.snapshots, f.entries), (10, 4));
+        assert!(f.bytes > 0);
+        let r = Routes::new(state.clone(), Freshness::default());
+        let points = |sw: &str| {
+            let resp = r.handle(&Request::get(&format!(
+                "/telemetry/History?switch_id={sw}&metric=m"
+            )));
+            assert_eq!(resp.status, 200, "{sw}");
+            assert_eq!(
+                resp.header_value("etag"),
+                Some(state.store.load().unwrap().etag.as_str())
+            );
+            body(&resp)["points"].clone()
+        };
+        assert_eq!(points("b"), serde_json::json!([[now - 100, 10]]));
+        assert_eq!(points("a").as_array().unwrap().len(), 3);
+        assert_eq!(
+            points("dup"),
+            serde_json::json!([[now - 50, 0.5], [now - 49, 1.5], [now - 48, 2.5]])
+        );
+        let v = body(&r.handle(&Request::get("/stats")));
+        assert_eq!(v["history"]["entries"], 4);
     }
 
     #[test]

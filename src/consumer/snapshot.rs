@@ -180,20 +180,26 @@ impl fmt::Debug for Snapshot {
 }
 
 /// Every switch id, concatenated: one allocation instead of one per row.
-#[derive(Default)]
-struct Ids {
+/// (`history` keeps copies of these, compared whole, with their index.)
+#[derive(Default, Clone, PartialEq)]
+pub(super) struct Ids {
     text: String,
     /// Where each id ends in `text`.
     ends: Vec<u32>,
 }
 
 impl Ids {
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.ends.len()
     }
 
+    /// Heap bytes held.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * size_of::<u32>()
+    }
+
     /// The id of `row` ("" past the end).
-    fn get(&self, row: usize) -> &str {
+    pub(super) fn get(&self, row: usize) -> &str {
         let Some(&end) = self.ends.get(row) else {
             return "";
         };
@@ -220,7 +226,7 @@ impl Ids {
 /// ids, where a `HashMap<Box<str>, u32>` would cost some 60 bytes a row.
 /// Keyed with a random SipHash like `HashMap`, so upstream ids cannot be
 /// chosen to collide.
-struct Index {
+pub(super) struct Index {
     slots: Vec<u32>,
     hasher: RandomState,
 }
@@ -230,7 +236,7 @@ impl Index {
     /// earlier row has. Built in one tight pass once the rows are read, so
     /// the processor overlaps the cache misses of many inserts (inserting
     /// row by row while parsing made them a sixth of the parse at 100k).
-    fn build(ids: &Ids) -> Result<Index, usize> {
+    pub(super) fn build(ids: &Ids) -> Result<Index, usize> {
         let mut index = Index {
             slots: vec![0; (ids.len().max(8) * 2).next_power_of_two()],
             hasher: RandomState::new(),
@@ -257,8 +263,13 @@ impl Index {
         }
     }
 
+    /// Heap bytes held.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * size_of::<u32>()
+    }
+
     /// The row holding `id`, if any.
-    fn find(&self, ids: &Ids, id: &str) -> Option<usize> {
+    pub(super) fn find(&self, ids: &Ids, id: &str) -> Option<usize> {
         match self.probe(ids, id) {
             Err(slot) => Some(self.slots[slot] as usize - 1),
             Ok(_) => None,
@@ -489,6 +500,11 @@ impl Snapshot {
     /// The switch id of `row` ("" past the last row).
     pub fn switch_id(&self, row: usize) -> &str {
         self.ids.get(row)
+    }
+
+    /// The switch ids as they are held (for `history`, which copies them).
+    pub(super) fn ids(&self) -> &Ids {
+        &self.ids
     }
 
     /// Every switch id, in upstream row order.

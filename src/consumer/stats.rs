@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::fabric::Fabric;
+use super::history;
 use super::poller::KINDS;
 use crate::percentile::SortedRing;
 use crate::prometheus::Histogram;
@@ -26,9 +27,10 @@ pub const TRACKED: [&str; 2] = ["/telemetry/GetMetric", "/telemetry/ListMetrics"
 
 /// Every endpoint counted for `/metrics` (tracked ones first); any other
 /// path counts as `other`, so that label stays bounded.
-pub const ENDPOINTS: [&str; 7] = [
+pub const ENDPOINTS: [&str; 8] = [
     "/telemetry/GetMetric",
     "/telemetry/ListMetrics",
+    "/telemetry/History",
     "/stats",
     "/health",
     "/ready",
@@ -236,10 +238,15 @@ impl Stats {
         PollFigures::total(&self.polls())
     }
 
-    /// The `/stats` body.
     /// The `/stats` body; with several upstreams (`urls`), a `shards`
-    /// member says how each one is doing.
-    pub fn render(&self, snapshot: Option<&Fabric>, now_ms: u64, urls: &[String]) -> String {
+    /// member says how each one is doing. `history` is what history holds.
+    pub fn render(
+        &self,
+        snapshot: Option<&Fabric>,
+        now_ms: u64,
+        urls: &[String],
+        history: history::Figures,
+    ) -> String {
         let mut endpoints = serde_json::Map::new();
         let rings: Vec<SortedRing> = {
             let mut folded = self.traffic.lock().unwrap_or_else(|p| p.into_inner());
@@ -281,6 +288,11 @@ impl Stats {
                 "last_error": poll.last_error,
                 "last_error_at": poll.last_error_ms.map(crate::clock::rfc3339_ms),
                 "last_success_at": poll.last_success_ms.map(crate::clock::rfc3339_ms),
+            },
+            "history": {
+                "snapshots": history.snapshots,
+                "entries": history.entries,
+                "bytes": history.bytes,
             },
             "snapshot": snapshot.map(|s| json!({
                 "snapshot_id": s.id(),
@@ -342,7 +354,8 @@ mod tests {
             stats.record_request("/telemetry/GetMetric", 200, Duration::from_micros(us * 10));
         }
         stats.record_request("/health", 200, Duration::from_secs(1));
-        let v: Value = serde_json::from_str(&stats.render(None, 0, &[])).unwrap();
+        let v: Value =
+            serde_json::from_str(&stats.render(None, 0, &[], Default::default())).unwrap();
         let gm = &v["endpoints"]["/telemetry/GetMetric"];
         assert_eq!(gm["p50_ms"], 0.5);
         assert_eq!(gm["p95_ms"], 0.95);
@@ -373,7 +386,8 @@ mod tests {
             p.breaker = "open";
             p.backoff = Duration::from_millis(1234);
         });
-        let v: Value = serde_json::from_str(&stats.render(None, 0, &[])).unwrap();
+        let v: Value =
+            serde_json::from_str(&stats.render(None, 0, &[], Default::default())).unwrap();
         assert_eq!(v["poll_retry_count"], 3);
         assert_eq!(v["poll_last_cycle_ms"], 1.5);
         assert_eq!(v["poll"]["last_error"], "connect: refused");

@@ -13,6 +13,7 @@ mod front_shedding;
 mod grafana;
 mod gzip;
 mod head_props;
+mod history;
 mod hostile;
 mod listmetrics;
 mod page;

@@ -124,13 +124,22 @@ fn method(rng: &mut fastrand::Rng) -> String {
 }
 
 fn path(rng: &mut fastrand::Rng) -> String {
+    // GetMetric 6/16, History 2/16, ListMetrics 2/16, /counters 4/16.
     const PATHS: &[&str] = &[
         "/telemetry/GetMetric",
         "/telemetry/GetMetric",
         "/telemetry/GetMetric",
+        "/telemetry/GetMetric",
+        "/telemetry/GetMetric",
+        "/telemetry/GetMetric",
+        "/telemetry/History",
+        "/telemetry/History",
+        "/telemetry/ListMetrics",
         "/telemetry/ListMetrics",
         "/stats",
         "/health",
+        "/counters",
+        "/counters",
         "/counters",
         "/counters",
     ];
@@ -338,7 +347,8 @@ fn hostile_requests_get_well_formed_answers() {
             panic!("request #{i} (seed {SEED:#x}): {why}\n{req:?}");
         }
         // Tally what the data answers were, to show the generator reaches them.
-        let known = ["/telemetry/GetMetric", "/counters"].contains(&req.path.as_str());
+        let known = ["/telemetry/GetMetric", "/telemetry/History", "/counters"]
+            .contains(&req.path.as_str());
         let status = servers.consumer.handle(&req).status;
         if req.path != "/counters" {
             *seen
@@ -365,6 +375,10 @@ fn hostile_requests_get_well_formed_answers() {
         ("/telemetry/GetMetric", 400, 100),
         ("/telemetry/GetMetric", 404, 100),
         ("/telemetry/GetMetric", 405, 100),
+        ("/telemetry/History", 200, 30),
+        ("/telemetry/History", 304, 3),
+        ("/telemetry/History", 400, 50),
+        ("/telemetry/History", 404, 30),
         ("/counters", 200, 100),
         ("/counters", 304, 100),
         ("/counters", 405, 100),
@@ -559,4 +573,22 @@ fn the_checks_refuse_malformed_answers() {
     assert!(checks::check_consumer(&req, &wrong, Some(&snap)).is_err());
     let right = servers.consumer.handle(&req);
     assert_eq!(checks::check_consumer(&req, &right, Some(&snap)), Ok(()));
+    // History: the newest point must be the snapshot's, spelled as it is.
+    let req = Request::get("/telemetry/History?switch_id=sw-001&metric=bandwidth_gbps");
+    let right = servers.consumer.handle(&req);
+    assert_eq!(checks::check_consumer(&req, &right, Some(&snap)), Ok(()));
+    let text = String::from_utf8(right.body_bytes()).unwrap();
+    assert!(text.ends_with(",118.30]]}"), "{text}");
+    for body in [
+        text.replace(",118.30]", ",118.3]"),
+        text.replace("[[", "[[1,").replace(",118.30]", "]"),
+        "{\"switch_id\":\"sw-001\",\"metric\":\"bandwidth_gbps\",\"points\":[]}".into(),
+    ] {
+        let mut wrong = Response::json(200, body);
+        wrong.headers = right.headers.clone();
+        assert!(
+            checks::check_consumer(&req, &wrong, Some(&snap)).is_err(),
+            "{wrong:?}"
+        );
+    }
 }
