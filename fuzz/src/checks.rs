@@ -150,7 +150,7 @@ fn wanted_param(pairs: &[(String, String)], name: &str) -> Option<String> {
 /// store holds (`None` before the first one). Checks well-formedness first.
 pub fn check_consumer(req: &Request, resp: &Response, snap: Option<&Fabric>) -> Result<(), String> {
     check_response(resp, true)?;
-    const PATHS: [&str; 8] = [
+    const PATHS: [&str; 9] = [
         "/telemetry/ListMetrics",
         "/telemetry/GetMetric",
         "/telemetry/History",
