@@ -16,7 +16,8 @@ over plain HTTP, standard library only) and checks that:
   - clicking sw-000 draws a sparkline with as many points as
     /telemetry/History returns;
   - the prefix box filters the switches (as ListMetrics' switch_prefix does);
-  - the status bar says live, the age is green, the upstream chip is there;
+  - the status bar says live, the age is green, the upstream chip is there,
+    and over two shards a chip for each;
   - no console errors (SEVERE);
   - when metrics_server goes away the page says "reconnecting…", and when it
     is back on the same port the page is live again with new data;
@@ -477,6 +478,22 @@ def main():
             b.console()   # the failed requests while it was away are expected
             return True, f"{state!r}, then live again ({before} -> {after})"
         checks.run("stream reconnects", reconnect)
+
+        # Shards: the same fleet as two shards; the status bar has a chip each.
+        _, ms_sharded = start_server(
+            procs, args.bin_dir, "metrics_server",
+            ["--upstream-urls", f"http://{ds}/counters?num_shards=2&shard=0,"
+                                f"http://{ds}/counters?num_shards=2&shard=1", "--poll-ms", "200"],
+            log="metrics_server_sharded")
+
+        def shard_chips():
+            b.go(f"http://{ms_sharded}/")
+            until("the sharded fleet", lambda: b.attr("switches") == str(args.switches), 30)
+            chips = until("a chip per shard", lambda: (lambda c: len(c) == 2 and c)(b.js(
+                "return Array.from(document.querySelectorAll('#shards .chip'), c => c.textContent);")), 10)
+            ok = all(" 0/2 " in c or " 1/2 " in c for c in chips) and all("closed" in c for c in chips)
+            return ok, f"{chips}"
+        checks.run("status bar: a chip per shard", shard_chips)
         b.quit()
         browsers.remove(b)
 

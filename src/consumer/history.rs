@@ -31,8 +31,8 @@
 //!
 //! Memory: 4 bytes × switches × metrics per entry, plus the ids when they
 //! change. At 100,000 switches × 8 metrics × 60 entries (the default) that
-//! is 192 MB of values and 2.3 MB of ids and index, under the 200 MB the
-//! issue allows; `/stats` reports the figure (`history.bytes`). The knob
+//! is 192 MB of values and 2.3 MB of ids and index, under the 200 MB it
+//! must fit in; `/stats` reports the figure (`history.bytes`). The knob
 //! stops at 1440 (a day of one-minute polls): memory grows linearly with
 //! it, so 64 switches × 8 × 1440 is 3 MB but 100k switches need 60 or
 //! fewer to stay under 200 MB.
