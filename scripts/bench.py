@@ -1184,8 +1184,21 @@ Written by `make bench` (`scripts/bench.py`; its docstring explains the method).
     if problems:
         text += "\n## Problems\n\n" + "\n".join(f"- {p}" for p in problems) + "\n"
     text += f"\n## Every run\n\n```\n{runs_listing(scenarios, bursts)}\n```\n"
+    text += kept_sections(path)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def kept_sections(path) -> str:
+    """Every `<!-- NAME:begin -->` … `<!-- NAME:end -->` section of the file
+    this run replaces: other scripts' figures (scripts/bench_gzip.py,
+    scripts/bench_shards.py) and notes, which this run must not erase."""
+    try:
+        old = open(path, encoding="utf-8").read()
+    except OSError:
+        return ""
+    found = re.findall(r"(<!-- ([\w.-]+):begin -->.*?<!-- \2:end -->)", old, re.S)
+    return "".join(f"\n{section}\n" for section, _ in found)
 
 
 # --------------------------------------------------------------------------
