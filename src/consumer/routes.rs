@@ -101,31 +101,34 @@ impl Routes {
                 format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
             return Err(data_headers(Response::json(503, body), &fabric.etag, age));
         }
-        // Shards missing from the answer: stale ones, and those that have
-        // sent nothing yet. Named only when there are several.
-        let mut missing = String::new();
-        if self.state.sharded() {
-            let mut list = Vec::new();
-            for (i, shard) in self.state.shards.iter().enumerate() {
-                let why = match fabric.parts().iter().position(|p| p.shard == i) {
-                    None => "no snapshot yet",
-                    Some(k) if stale[k] => "data stale",
-                    Some(_) => continue,
-                };
-                let mut item = String::from("{\"upstream\":");
-                json::push_str(&mut item, &shard.url);
-                let _ = write!(item, ",\"error\":\"{why}\"}}");
-                list.push(item);
-            }
-            if !list.is_empty() {
-                missing = format!(",\"missing_shards\":[{}]", list.join(","));
-            }
+        Ok(Served { fabric, stale })
+    }
+
+    /// The `"missing_shards"` member of a ListMetrics answer made of
+    /// `served`: the stale shards and those that have sent nothing yet;
+    /// empty when none is missing (and always with one upstream).
+    fn missing_shards(&self, served: &Served) -> String {
+        if !self.state.sharded() {
+            return String::new();
         }
-        Ok(Served {
-            fabric,
-            stale,
-            missing,
-        })
+        let parts = served.fabric.parts();
+        let missing = self
+            .state
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, shard)| {
+                let why = match parts.iter().position(|p| p.shard == i) {
+                    None => "no snapshot yet",
+                    Some(k) if served.stale[k] => "data stale",
+                    Some(_) => return None,
+                };
+                Some((shard.url.as_str(), why))
+            });
+        match upstream_errors(missing) {
+            list if list == "[]" => String::new(),
+            list => format!(",\"missing_shards\":{list}"),
+        }
     }
 
     fn ready(&self) -> Response {
@@ -142,22 +145,16 @@ impl Routes {
             Some(_) => None,
         };
         if self.state.sharded() {
-            let mut not_ready = Vec::new();
-            for (i, shard) in self.state.shards.iter().enumerate() {
-                if let Some(reason) = why(i, shard.snap.load()) {
-                    let mut item = String::from("{\"upstream\":");
-                    json::push_str(&mut item, &shard.url);
-                    let _ = write!(item, ",\"error\":\"{reason}\"}}");
-                    not_ready.push(item);
-                }
-            }
+            let not_ready: Vec<(&str, &str)> = (self.state.shards.iter().enumerate())
+                .filter_map(|(i, shard)| Some((shard.url.as_str(), why(i, shard.snap.load())?)))
+                .collect();
             let age = self.state.store.load().map_or(0, |f| f.age_ms(now));
             if not_ready.is_empty() {
                 return Response::json(200, format!("{{\"ready\":true,\"age_ms\":{age}}}"));
             }
             let body = format!(
-                "{{\"ready\":false,\"shards_not_ready\":[{}],\"age_ms\":{age},\"max_age_ms\":{max}}}",
-                not_ready.join(",")
+                "{{\"ready\":false,\"shards_not_ready\":{},\"age_ms\":{age},\"max_age_ms\":{max}}}",
+                upstream_errors(not_ready.into_iter())
             );
             return Response::json(503, body);
         }
@@ -182,14 +179,12 @@ impl Routes {
             Err(e) => return Response::error(400, &e.to_string()),
         };
         let now = clock::epoch_ms();
-        let Served {
-            fabric,
-            stale,
-            missing,
-        } = match self.fresh(now) {
+        let served = match self.fresh(now) {
             Ok(served) => served,
             Err(resp) => return resp,
         };
+        let missing = self.missing_shards(&served);
+        let Served { fabric, stale } = served;
         let whole = filter.is_whole_table();
         let mut resp = if whole && filter.format == Format::Json {
             Response::json_chunks(200, fabric.list_body(now, &stale, &missing))
@@ -360,13 +355,28 @@ fn switch_and_metric<'a>(
     }
 }
 
-/// A fabric a data answer may be made of: which parts are too old to
-/// serve, and the `"missing_shards"` member naming the shards left out
-/// (empty when none is).
+/// A fabric a data answer may be made of, and which of its parts are too
+/// old to serve.
 struct Served {
     fabric: Arc<Fabric>,
     stale: Vec<bool>,
-    missing: String,
+}
+
+/// `[{"upstream":"…","error":"…"},…]`: shards and what is wrong with each.
+fn upstream_errors<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::from("[");
+    for (i, (url, why)) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"upstream\":");
+        json::push_str(&mut out, url);
+        out.push_str(",\"error\":");
+        json::push_str(&mut out, why);
+        out.push('}');
+    }
+    out.push(']');
+    out
 }
 
 /// The headers every data answer carries: which snapshot (as the entity tag
