@@ -229,28 +229,17 @@ impl Routes {
             Err(resp) => return resp,
         };
         let now = clock::epoch_ms();
-        let Served { fabric, stale, .. } = match self.fresh(now) {
-            Ok(served) => served,
+        let Cell {
+            fabric,
+            row,
+            col,
+            age,
+            ..
+        } = match self.cell(switch_id, metric, now) {
+            Ok(cell) => cell,
             Err(resp) => return resp,
         };
         let etag = &fabric.etag;
-        let Some(row) = fabric.row(switch_id) else {
-            let msg = format!("unknown switch_id: {}", json::clip(switch_id, 128));
-            return data_headers(Response::error(404, &msg), etag, fabric.age_ms(now));
-        };
-        // The switch's own shard says how old its numbers are.
-        let part = fabric.part_of(row);
-        let age = fabric.parts()[part].snap.age_ms(now);
-        if stale[part] {
-            let max = self.freshness.max_stale.map_or(0, |m| m.as_millis() as u64);
-            let body =
-                format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
-            return data_headers(Response::json(503, body), etag, age);
-        }
-        let Some(col) = fabric.column(metric) else {
-            let msg = format!("unknown metric: {}", json::clip(metric, 128));
-            return data_headers(Response::error(404, &msg), etag, age);
-        };
         let value = fabric.number(row, col);
         if value == "null" {
             let msg = format!(
@@ -291,28 +280,14 @@ impl Routes {
             return Response::error(404, "history is off (HISTORY_SNAPSHOTS=0)");
         }
         let now = clock::epoch_ms();
-        let Served { fabric, stale, .. } = match self.fresh(now) {
-            Ok(served) => served,
+        let Cell {
+            fabric, part, age, ..
+        } = match self.cell(switch_id, metric, now) {
+            Ok(cell) => cell,
             Err(resp) => return resp,
         };
         let etag = &fabric.etag;
-        let Some(row) = fabric.row(switch_id) else {
-            let msg = format!("unknown switch_id: {}", json::clip(switch_id, 128));
-            return data_headers(Response::error(404, &msg), etag, fabric.age_ms(now));
-        };
-        let k = fabric.part_of(row);
-        let part = &fabric.parts()[k];
-        let age = part.snap.age_ms(now);
-        if stale[k] {
-            let max = self.freshness.max_stale.map_or(0, |m| m.as_millis() as u64);
-            let body =
-                format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
-            return data_headers(Response::json(503, body), etag, age);
-        }
-        if fabric.column(metric).is_none() {
-            let msg = format!("unknown metric: {}", json::clip(metric, 128));
-            return data_headers(Response::error(404, &msg), etag, age);
-        }
+        let part = &fabric.parts()[part];
         let entries = self
             .state
             .shards
@@ -322,6 +297,41 @@ impl Routes {
         let body = history::body(&entries, part.snap.id(), switch_id, metric);
         let resp = data_headers(Response::json(200, body), etag, age);
         not_modified_if_current(req, resp, etag)
+    }
+
+    /// Where `switch_id` × `metric` is in the fabric served at `now`, or
+    /// the answer that says why it cannot be read: 503 (no snapshot yet,
+    /// or the switch's shard is stale) or 404 (unknown switch or metric).
+    fn cell(&self, switch_id: &str, metric: &str, now: u64) -> Result<Cell, Response> {
+        let Served { fabric, stale } = self.fresh(now)?;
+        let Some(row) = fabric.row(switch_id) else {
+            let msg = format!("unknown switch_id: {}", json::clip(switch_id, 128));
+            return Err(data_headers(
+                Response::error(404, &msg),
+                &fabric.etag,
+                fabric.age_ms(now),
+            ));
+        };
+        // The switch's own shard says how old its numbers are.
+        let part = fabric.part_of(row);
+        let age = fabric.parts()[part].snap.age_ms(now);
+        if stale[part] {
+            let max = self.freshness.max_stale.map_or(0, |m| m.as_millis() as u64);
+            let body =
+                format!("{{\"error\":\"data stale\",\"age_ms\":{age},\"max_stale_ms\":{max}}}");
+            return Err(data_headers(Response::json(503, body), &fabric.etag, age));
+        }
+        let Some(col) = fabric.column(metric) else {
+            let msg = format!("unknown metric: {}", json::clip(metric, 128));
+            return Err(data_headers(Response::error(404, &msg), &fabric.etag, age));
+        };
+        Ok(Cell {
+            fabric,
+            row,
+            col,
+            part,
+            age,
+        })
     }
 
     fn stats(&self) -> Response {
@@ -353,6 +363,16 @@ fn switch_and_metric<'a>(
         (None, _) => Err(Response::error(400, "missing query parameter: switch_id")),
         (Some(_), None) => Err(Response::error(400, "missing query parameter: metric")),
     }
+}
+
+/// A switch × metric of the fabric served: its row, column, part (shard)
+/// and that part's age.
+struct Cell {
+    fabric: Arc<Fabric>,
+    row: usize,
+    col: usize,
+    part: usize,
+    age: u64,
 }
 
 /// A fabric a data answer may be made of, and which of its parts are too
