@@ -45,9 +45,11 @@ test: lint
 fmt:
 	$(CARGO) fmt --all
 
+# ring (rustls's crypto) has C and assembly: built with musl's gcc wrapper.
 static:
 	rustup target add $(MUSL)
-	$(CARGO) build --release --locked --bins --target $(MUSL) --target-dir target
+	@command -v musl-gcc >/dev/null || { echo "make static needs musl-gcc: apt-get install musl-tools" >&2; exit 1; }
+	CC_x86_64_unknown_linux_musl=musl-gcc $(CARGO) build --release --locked --bins --target $(MUSL) --target-dir target
 	@for b in data_server metrics_server; do \
 	  f=target/$(MUSL)/release/$$b; \
 	  printf '%-16s %8s bytes  %s, %s\n' $$b $$(stat -c %s $$f) "$$(file -b $$f 2>/dev/null | cut -d, -f1-2)" \

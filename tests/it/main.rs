@@ -17,6 +17,7 @@ mod history;
 mod hostile;
 mod listmetrics;
 mod page;
+mod pki;
 mod producer;
 mod props;
 mod resilience;

@@ -103,15 +103,42 @@ fn client_key(ip: IpAddr) -> IpAddr {
 const TURNING_AWAY_MAX: usize = 64;
 static TURNING_AWAY: AtomicUsize = AtomicUsize::new(0);
 
+/// A connection being turned away: its socket, or a TLS session on it.
+pub(crate) trait Farewell: Read + Write + Send {
+    /// Sets the read and the write timeout.
+    fn set_timeouts(&mut self, timeout: Duration) -> std::io::Result<()>;
+    /// Ends what we send (with TLS, after a close_notify).
+    fn close_write(&mut self);
+}
+
+impl Farewell for Connection {
+    fn set_timeouts(&mut self, timeout: Duration) -> std::io::Result<()> {
+        self.set_write_timeout(Some(timeout))?;
+        self.set_read_timeout(Some(timeout))
+    }
+
+    fn close_write(&mut self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+/// Starts TLS on a connection being turned away (the handshake happens
+/// on the turn-away thread, within its second).
+pub(crate) type Secure =
+    Box<dyn FnOnce(Connection) -> std::io::Result<Box<dyn Farewell>> + Send>;
+
 /// Answers a connection over a cap with 503 and closes it, off the accept
 /// thread. The client's request is read and dropped for up to a second
 /// first: closing with it unread would reset the connection, and the reset
-/// could destroy the answer before the client reads it.
+/// could destroy the answer before the client reads it. On a TLS listener
+/// (`secure`) the answer goes through a handshake on that thread; when too
+/// many are being turned away already, a TLS connection is just closed.
 pub(crate) fn turn_away(
     sock: Connection,
     peer: Option<SocketAddr>,
     why: &'static str,
     limits: &Limits,
+    secure: Option<Secure>,
 ) {
     let answer = Refusal {
         status: 503,
@@ -122,16 +149,27 @@ pub(crate) fn turn_away(
     .render(limits);
     if TURNING_AWAY.fetch_add(1, Ordering::AcqRel) >= TURNING_AWAY_MAX {
         TURNING_AWAY.fetch_sub(1, Ordering::AcqRel);
-        let mut sock = sock;
-        let _ = sock.set_write_timeout(Some(Duration::from_millis(1)));
-        let _ = sock.write_all(&answer);
+        if secure.is_none() {
+            let mut sock = sock;
+            let _ = sock.set_write_timeout(Some(Duration::from_millis(1)));
+            let _ = sock.write_all(&answer);
+        }
         return;
     }
+    // A TLS handshake needs more stack than a plain write.
+    let stack = if secure.is_some() { 256 } else { 64 } * 1024;
     let spawned = thread::Builder::new()
         .name("tiny-http-turn-away".into())
-        .stack_size(64 * 1024)
+        .stack_size(stack)
         .spawn(move || {
-            linger(sock, &answer);
+            match secure {
+                None => linger(Box::new(sock), &answer),
+                Some(secure) => {
+                    if let Ok(stream) = secure(sock) {
+                        linger(stream, &answer);
+                    }
+                }
+            }
             TURNING_AWAY.fetch_sub(1, Ordering::AcqRel);
         });
     if spawned.is_err() {
@@ -141,14 +179,14 @@ pub(crate) fn turn_away(
 
 /// Writes `answer`, then reads and drops what the client sends for up to
 /// a second (or until it closes).
-fn linger(mut sock: Connection, answer: &[u8]) {
-    let _ = sock.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = sock.write_all(answer);
-    let _ = sock.shutdown(Shutdown::Write);
+fn linger(mut sock: Box<dyn Farewell>, answer: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(1);
+    let _ = sock.set_timeouts(Duration::from_secs(1));
+    let _ = sock.write_all(answer).and_then(|()| sock.flush());
+    sock.close_write();
     let mut scratch = [0u8; 4096];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        if sock.set_read_timeout(Some(left)).is_err() {
+        if left.is_zero() || sock.set_timeouts(left).is_err() {
             break;
         }
         match sock.read(&mut scratch) {

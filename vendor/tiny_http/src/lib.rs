@@ -130,6 +130,11 @@ mod ssl;
 mod test;
 mod util;
 
+#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+type SslContext = ();
+#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+type SslContext = crate::ssl::SslContextImpl;
+
 /// The main class of this library.
 ///
 /// Destroying this object will immediately close the listening socket and the reading
@@ -274,32 +279,33 @@ impl Server {
         Self::start(listener.into(), ssl_config, limits, Some(Arc::new(handler)))
     }
 
+    /// Like [`Server::serve_inline`], over TLS with an application's own
+    /// rustls configuration (its certificate resolver can rotate
+    /// certificates while the server runs). The handshake happens on the
+    /// connection's pool thread, within `limits.head_timeout` (else
+    /// `idle_timeout`) of the accept.
+    #[cfg(feature = "ssl-rustls")]
+    pub fn serve_inline_tls<L: Into<Listener>>(
+        listener: L,
+        tls: Arc<rustls::ServerConfig>,
+        limits: Limits,
+        handler: impl Fn(Request) + Send + Sync + 'static,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let tls = crate::ssl::SslContextImpl::new(tls);
+        Self::launch(listener.into(), Some(tls), limits, Some(Arc::new(handler)))
+    }
+
     fn start(
         listener: Listener,
         ssl_config: Option<SslConfig>,
         limits: Limits,
         inline: Option<Arc<dyn Fn(Request) + Send + Sync>>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let limits = Arc::new(limits);
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
         // building the SSL capabilities
         #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
         compile_error!(
             "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
         );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
         let ssl: Option<SslContext> = {
             match ssl_config {
                 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -314,6 +320,25 @@ impl Server {
                 ),
                 None => None,
             }
+        };
+        Self::launch(listener, ssl, limits, inline)
+    }
+
+    fn launch(
+        listener: Listener,
+        ssl: Option<SslContext>,
+        limits: Limits,
+        inline: Option<Arc<dyn Fn(Request) + Send + Sync>>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let limits = Arc::new(limits);
+        // building the "close" variable
+        let close_trigger = Arc::new(AtomicBool::new(false));
+
+        // building the TcpListener
+        let (server, local_addr) = {
+            let local_addr = listener.local_addr()?;
+            log::debug!("Server listening on {}", local_addr);
+            (listener, local_addr)
         };
 
         // creating a task where server.accept() is continuously called
@@ -339,7 +364,11 @@ impl Server {
                         let ticket = match gate.enter(peer) {
                             Ok(ticket) => ticket,
                             Err(why) => {
-                                gate::turn_away(sock, peer, why, &inside_limits);
+                                #[cfg(feature = "ssl-rustls")]
+                                let secure = ssl.as_ref().map(|ssl| ssl.farewell(&inside_limits));
+                                #[cfg(not(feature = "ssl-rustls"))]
+                                let secure = None;
+                                gate::turn_away(sock, peer, why, &inside_limits, secure);
                                 continue;
                             }
                         };
@@ -354,7 +383,7 @@ impl Server {
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
                                 // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
+                                let sock = match ssl.accept(sock, &inside_limits) {
                                     Ok(s) => s,
                                     Err(_) => continue,
                                 };

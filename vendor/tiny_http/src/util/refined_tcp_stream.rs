@@ -28,6 +28,9 @@ impl Stream {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
+            Stream::Https(ssl_stream) => ssl_stream.try_clone().map(Stream::Https),
+            #[cfg(feature = "ssl-openssl")]
             Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
         }
     }
@@ -48,10 +51,12 @@ impl Stream {
         }
     }
 
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
+            Stream::Https(ssl_stream) => ssl_stream.set_read_timeout(timeout),
+            #[cfg(feature = "ssl-openssl")]
             Stream::Https(_) => Ok(()),
         }
     }
