@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::log::{self, Event, Level};
@@ -76,18 +76,20 @@ pub fn serve(
     limits: &Limits,
     access: Access,
     handler: Arc<dyn Handler>,
+    tls: Option<Arc<crate::server::tls::Certs>>,
 ) -> Result<Server, ExitCode> {
     let listener = std::net::TcpListener::bind((host, port))
         .map_err(|e| fatal(service, &format!("cannot listen on {host}:{port}: {e}")))?;
     // Best effort: a smaller backlog only slows a burst of new clients.
     let _ = crate::sys::set_listen_backlog(&listener, 4096);
     let front = Front::new(limits.clone(), access);
-    Server::start(listener, front, handler)
+    Server::start(listener, front, handler, tls)
         .map_err(|e| fatal(service, &format!("cannot start the server: {e}")))
 }
 
 /// Waits for SIGINT/SIGTERM, then stops the background thread (through
-/// `stop`) and the server, logs `shutdown` and returns success.
+/// `stop`) and the server, logs `shutdown` and returns success. Each
+/// SIGHUP meanwhile re-reads the TLS certificate.
 pub fn run_until_signal(
     service: &str,
     mut signal: Signal,
@@ -95,7 +97,12 @@ pub fn run_until_signal(
     stop: Stop,
     background: Vec<JoinHandle<()>>,
 ) -> ExitCode {
-    let signal_name = signal.wait();
+    let signal_name = loop {
+        match signal.wait() {
+            Caught::Stop(name) => break name,
+            Caught::Reload => server.reload(),
+        }
+    };
     stop.stop();
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     let busy = server.stop(SHUTDOWN_GRACE);
@@ -125,22 +132,32 @@ pub fn fatal(service: &str, msg: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// SIGINT and SIGTERM, caught from the moment this is created (create it
-/// first thing in `main`, before a signal could kill the process).
+/// SIGINT, SIGTERM and SIGHUP, caught from the moment this is created
+/// (create it first thing in `main`, before a signal could kill the
+/// process).
 pub struct Signal(Signals);
+
+/// What a caught signal asks for.
+pub enum Caught {
+    /// SIGINT or SIGTERM (its name): stop.
+    Stop(&'static str),
+    /// SIGHUP: re-read the certificate.
+    Reload,
+}
 
 impl Signal {
     pub fn register() -> std::io::Result<Signal> {
-        Signals::new([SIGINT, SIGTERM]).map(Signal)
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).map(Signal)
     }
 
-    /// Blocks until SIGINT or SIGTERM arrives; returns its name.
-    pub fn wait(&mut self) -> &'static str {
+    /// Blocks until one of the signals arrives.
+    pub fn wait(&mut self) -> Caught {
         loop {
-            for sig in self.0.wait() {
+            if let Some(sig) = self.0.wait().next() {
                 match sig {
-                    SIGINT => return "SIGINT",
-                    SIGTERM => return "SIGTERM",
+                    SIGINT => return Caught::Stop("SIGINT"),
+                    SIGTERM => return Caught::Stop("SIGTERM"),
+                    SIGHUP => return Caught::Reload,
                     _ => {}
                 }
             }

@@ -26,8 +26,14 @@ fn main() -> ExitCode {
         token: cfg.auth_token.take(),
         open_paths: &["/health"],
     };
-    let server = match lifecycle::serve(SERVICE, (&cfg.host, cfg.port), &cfg.front, access, routes)
-    {
+    let server = match lifecycle::serve(
+        SERVICE,
+        (&cfg.host, cfg.port),
+        &cfg.front,
+        access,
+        routes,
+        cfg.tls.clone(),
+    ) {
         Ok(s) => s,
         Err(code) => return code,
     };

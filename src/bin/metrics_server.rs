@@ -33,8 +33,14 @@ fn main() -> ExitCode {
         // The page itself asks for the token, then sends it with each call.
         open_paths: &["/health", "/ready", "/"],
     };
-    let server = match lifecycle::serve(SERVICE, (&cfg.host, cfg.port), &cfg.front, access, routes)
-    {
+    let server = match lifecycle::serve(
+        SERVICE,
+        (&cfg.host, cfg.port),
+        &cfg.front,
+        access,
+        routes,
+        cfg.tls.clone(),
+    ) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -149,6 +149,8 @@ pub struct Config {
     pub auth_token: Option<Token>,
     pub upstream_token: Option<Token>,
     pub front: Limits,
+    /// The listener's certificate, when it speaks TLS.
+    pub tls: Option<std::sync::Arc<crate::server::tls::Certs>>,
 }
 
 impl Config {
@@ -177,6 +179,7 @@ impl Config {
             auth_token: v.token("METRICS_AUTH_TOKEN", "METRICS_AUTH_TOKEN_FILE")?,
             upstream_token: v.token("UPSTREAM_AUTH_TOKEN", "UPSTREAM_AUTH_TOKEN_FILE")?,
             front: Limits::from_values(v)?,
+            tls: crate::server::tls::from_values(v)?,
         })
     }
 }
@@ -293,7 +296,11 @@ fn authority_ok(authority: &str) -> Result<(), String> {
 pub const SPEC: Spec<Config> = Spec {
     bin: "metrics_server",
     about: "Polls a data_server's CSV and serves the latest good snapshot as a JSON API.",
-    knobs: &[KNOBS, crate::server::front::KNOBS],
+    knobs: &[
+        KNOBS,
+        crate::server::front::KNOBS,
+        crate::server::tls::KNOBS,
+    ],
     build: Config::build,
 };
 

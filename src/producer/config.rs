@@ -83,6 +83,8 @@ pub struct Config {
     pub log_level: Level,
     pub auth_token: Option<Token>,
     pub front: Limits,
+    /// The listener's certificate, when it speaks TLS.
+    pub tls: Option<std::sync::Arc<crate::server::tls::Certs>>,
 }
 
 impl Config {
@@ -98,6 +100,7 @@ impl Config {
             log_level: v.level("LOG_LEVEL")?,
             auth_token: v.token("DATA_AUTH_TOKEN", "DATA_AUTH_TOKEN_FILE")?,
             front: Limits::from_values(v)?,
+            tls: crate::server::tls::from_values(v)?,
         })
     }
 }
@@ -105,7 +108,11 @@ impl Config {
 pub const SPEC: Spec<Config> = Spec {
     bin: "data_server",
     about: "Simulates a switch fabric and serves its latest counters as CSV at GET /counters.",
-    knobs: &[KNOBS, crate::server::front::KNOBS],
+    knobs: &[
+        KNOBS,
+        crate::server::front::KNOBS,
+        crate::server::tls::KNOBS,
+    ],
     build: Config::build,
 };
 

@@ -8,6 +8,7 @@
 //! a big one or a stream holds only its own connection.
 
 pub mod front;
+pub mod tls;
 pub mod wire;
 
 use std::io;
@@ -62,14 +63,18 @@ pub struct Server {
     max_connections: usize,
     /// The open-file limit set for `MAX_CONNECTIONS`, or why it was not.
     fd_limit: Result<u64, String>,
+    /// The certificate served, when the listener speaks TLS.
+    tls: Option<Arc<tls::Certs>>,
 }
 
 impl Server {
-    /// Serves `listener`, each request through `front` to `handler`.
+    /// Serves `listener`, each request through `front` to `handler`; over
+    /// TLS with the certificate of `tls` when given.
     pub fn start(
         listener: TcpListener,
         front: Front,
         handler: Arc<dyn Handler>,
+        tls: Option<Arc<tls::Certs>>,
     ) -> io::Result<Server> {
         let addr = listener.local_addr()?;
         let limits = front.limits().clone();
@@ -94,15 +99,22 @@ impl Server {
             ..tiny_http::Limits::default()
         };
         let serving = shared.clone();
-        let http =
-            tiny_http::Server::serve_inline(listener, None, bounds, move |rq| serving.serve(rq))
-                .map_err(|e| io::Error::other(e.to_string()))?;
+        let serve = move |rq| serving.serve(rq);
+        let http = match &tls {
+            None => tiny_http::Server::serve_inline(listener, None, bounds, serve),
+            Some(certs) => {
+                let config = certs.server_config().map_err(io::Error::other)?;
+                tiny_http::Server::serve_inline_tls(listener, config, bounds, serve)
+            }
+        }
+        .map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Server {
             shared,
             http,
             addr,
             max_connections,
             fd_limit,
+            tls,
         })
     }
 
@@ -113,7 +125,7 @@ impl Server {
             Ok(n) => n.to_string(),
             Err(e) => format!("unchanged: {e}"),
         };
-        event
+        let event = event
             .str("addr", &self.addr.to_string())
             .uint("max_connections", self.max_connections as u64)
             .uint(
@@ -125,7 +137,31 @@ impl Server {
             .uint("keepalive_requests", u64::from(limits.keepalive_requests))
             .float("rate_limit_rps", limits.rate_rps)
             .uint("max_inflight", limits.max_inflight as u64)
-            .bool("auth", self.shared.front.requires_token())
+            .bool("auth", self.shared.front.requires_token());
+        match &self.tls {
+            None => event.bool("tls", false),
+            Some(certs) => {
+                let about = certs.about();
+                event
+                    .bool("tls", true)
+                    .str("tls_serial", &about.serial)
+                    .str("tls_not_after", &about.not_after)
+            }
+        }
+    }
+
+    /// Re-reads the TLS certificate and key (on SIGHUP): see
+    /// [`tls::Certs::reload`]. Without TLS there is nothing to do; that is
+    /// logged too.
+    pub fn reload(&self) {
+        match &self.tls {
+            Some(certs) => {
+                let _ = certs.reload();
+            }
+            None => Event::new(Level::Info, "reload")
+                .str("result", "nothing to reload: TLS is off")
+                .emit(),
+        }
     }
 
     /// The address actually bound.

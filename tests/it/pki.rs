@@ -207,11 +207,14 @@ pub fn client_config(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // Every connection a full handshake: a resumed session reports the
+    // certificate of the session it resumed, not the one served now.
+    config.resumption = rustls::client::Resumption::disabled();
     std::sync::Arc::new(config)
 }
 

@@ -124,8 +124,7 @@ impl Farewell for Connection {
 
 /// Starts TLS on a connection being turned away (the handshake happens
 /// on the turn-away thread, within its second).
-pub(crate) type Secure =
-    Box<dyn FnOnce(Connection) -> std::io::Result<Box<dyn Farewell>> + Send>;
+pub(crate) type Secure = Box<dyn FnOnce(Connection) -> std::io::Result<Box<dyn Farewell>> + Send>;
 
 /// Answers a connection over a cap with 503 and closes it, off the accept
 /// thread. The client's request is read and dropped for up to a second

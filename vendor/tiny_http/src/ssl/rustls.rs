@@ -78,7 +78,10 @@ impl Session {
         }
         self.pending.drain(..at);
         if self.pending.len() > MAX_PENDING {
-            return Err(io::Error::new(ErrorKind::InvalidData, "TLS records pile up unread"));
+            return Err(io::Error::new(
+                ErrorKind::InvalidData,
+                "TLS records pile up unread",
+            ));
         }
         Ok(())
     }
@@ -158,7 +161,9 @@ impl RustlsStream {
                     }
                 }
                 session.send(&mut self.sock)?;
-                let left = self.read_timeout.map(|t| t.saturating_sub(started.elapsed()));
+                let left = self
+                    .read_timeout
+                    .map(|t| t.saturating_sub(started.elapsed()));
                 let left = match (handshaking, session.handshake_by) {
                     (true, Some(by)) => {
                         let by = by.saturating_duration_since(Instant::now());
