@@ -21,7 +21,12 @@
 #     group has exactly its shards' (i mod 4); every switch's value equals
 #     the unsharded metrics_server's; fabric_upstream_up is 1 for four
 #     distinct upstream labels, two per group; both answer /ready 200 and
-#     /stats lists their two shards.
+#     /stats lists their two shards;
+#   - TLS (README, "TLS"): a data_server and a metrics_server that speak
+#     only HTTPS, with a CA and certificate made here by `openssl`; the
+#     metrics_server polls the data_server over HTTPS (--upstream-ca-file)
+#     and Prometheus scrapes it with `scheme: https` and `tls_config.ca_file`
+#     (job metrics_server_tls): up is 1, a series per switch, its upstream up.
 # Installs Debian's `prometheus` package when it is missing. Every wait is
 # bounded; everything started is stopped on exit. Exit 0 = all checks pass.
 #
@@ -59,6 +64,22 @@ ms_a=$addr
 as=metrics_server_b start metrics_server --upstream-urls "$(shard 2),$(shard 3)" --poll-ms 200
 ms_b=$addr
 
+# TLS: a lab CA and one certificate for 127.0.0.1, as the README shows.
+pki=$tmp/pki
+mkdir -p "$pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=e2e-ca -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -keyout "$pki/server.key" -out "$pki/server.pem" 2>/dev/null \
+  || fail "openssl could not make the test certificates"
+tls=(--tls-cert-file "$pki/server.pem" --tls-key-file "$pki/server.key")
+as=data_server_tls start data_server --switches "$switches" --interval-sec 3600 "${tls[@]}"
+ds_tls=$addr
+as=metrics_server_tls start metrics_server --upstream-url "https://$ds_tls/counters" \
+  --upstream-ca-file "$pki/ca.pem" --poll-ms 200 "${tls[@]}"
+ms_tls=$addr
+
 # A free loopback port for Prometheus (it cannot report a port 0 it bound).
 prom_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 prom=127.0.0.1:$prom_port
@@ -77,6 +98,10 @@ scrape_configs:
     static_configs:
       - {targets: ["$ms_a"], labels: {fabric_group: a}}
       - {targets: ["$ms_b"], labels: {fabric_group: b}}
+  - job_name: metrics_server_tls
+    scheme: https
+    tls_config: {ca_file: "$pki/ca.pem"}
+    static_configs: [{targets: ["$ms_tls"]}]
 EOF
 prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/tsdb" \
   --web.listen-address="$prom" --log.level=warn >"$tmp/prometheus.log" 2>&1 &
@@ -216,5 +241,21 @@ for g in a b; do
     "/ready ${ready:-none}, /stats shards' switches ${shards:-none} (want 200, 16,16)"
 done
 
-echo "e2e_prometheus: $pass passed, $failed failed (prometheus $prom, metrics_server $ms, sharded $ms_a $ms_b, data_server $ds)"
+# TLS: scraped over HTTPS, fed over HTTPS. Wait (30 s at most).
+tlsjob='job="metrics_server_tls"'
+deadline=$((SECONDS + 30))
+until [ "$(value "count(fabric_temperature_celsius{$tlsjob})")" = "$switches" ]; do
+  [ $SECONDS -lt $deadline ] || { say "metrics_server_tls is not scraped after 30 s"; break; }
+  sleep 0.5
+done
+v=$(value "up{$tlsjob}")
+check "tls: up (scheme https)" "$(is "'$v' == '1'")" "${v:-none}"
+v=$(value "count(fabric_temperature_celsius{$tlsjob})")
+check "tls: series" "$(is "'$v' == '$switches'")" "${v:-none} (want $switches)"
+v=$(value "fabric_upstream_up{$tlsjob}")
+check "tls: upstream over https" "$(is "'$v' == '1'")" "${v:-none}"
+plain=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$ms_tls/health" || true)
+check "tls: plain HTTP refused" "$(is "'$plain' == '400'")" "http:// answered ${plain:-nothing} (want 400)"
+
+echo "e2e_prometheus: $pass passed, $failed failed (prometheus $prom, metrics_server $ms, sharded $ms_a $ms_b, tls $ms_tls, data_server $ds)"
 [ "$failed" -eq 0 ]
