@@ -25,3 +25,4 @@ mod shards;
 mod stream;
 mod support;
 mod tiny_patches;
+mod upstream_tls;
