@@ -164,12 +164,24 @@ pub fn failure(e: &ureq::Error) -> Option<String> {
 }
 
 /// A rustls error in words: its own (`invalid peer certificate:
-/// UnknownIssuer`), but for bytes that are not TLS at all, which is what a
-/// plain-HTTP server answers.
+/// UnknownIssuer`), but for bytes that are not TLS at all (what a
+/// plain-HTTP server answers), and webpki's reasons, which rustls wraps as
+/// `Other(OtherError(…))`; the one a lab setup meets first, a CA
+/// certificate served as the server's own (`openssl req -x509` makes
+/// `CA:TRUE` unless told otherwise), gets a hint.
 fn describe(e: &rustls::Error) -> String {
+    use rustls::{CertificateError, InvalidMessage};
     match e {
-        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+        rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType) => {
             "upstream does not speak TLS (a plain http:// server?)".into()
+        }
+        rustls::Error::InvalidCertificate(CertificateError::Other(why)) => {
+            match why.to_string().as_str() {
+                "CaUsedAsEndEntity" => "invalid peer certificate: CaUsedAsEndEntity \
+                    (the upstream presents a CA certificate as its own; it needs one with CA:FALSE)"
+                    .into(),
+                why => format!("invalid peer certificate: {why}"),
+            }
         }
         other => other.to_string(),
     }
@@ -243,6 +255,39 @@ mod tests {
                 rustls::pki_types::pem::Error::NoItemsFound
             ))
             .is_some_and(|r| r.starts_with("PEM: "))
+        );
+    }
+
+    /// An error that reads as webpki's of that name.
+    #[derive(Debug)]
+    struct Webpki(&'static str);
+
+    impl fmt::Display for Webpki {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Webpki {}
+
+    fn webpki(name: &'static str) -> ureq::Error {
+        let other = rustls::OtherError(Arc::new(Webpki(name)));
+        ureq::Error::Rustls(rustls::Error::InvalidCertificate(CertificateError::Other(
+            other,
+        )))
+    }
+
+    #[test]
+    fn webpki_reasons_are_unwrapped() {
+        assert_eq!(
+            failure(&webpki("UnsupportedCertVersion")).as_deref(),
+            Some("invalid peer certificate: UnsupportedCertVersion")
+        );
+        let hint = failure(&webpki("CaUsedAsEndEntity")).unwrap();
+        assert!(
+            hint.starts_with("invalid peer certificate: CaUsedAsEndEntity (")
+                && hint.contains("CA:FALSE"),
+            "{hint}"
         );
     }
 

@@ -160,6 +160,28 @@ fn an_untrusted_certificate_is_a_tls_error_and_polling_goes_on() {
 }
 
 #[test]
+fn a_ca_certificate_served_as_the_leaf_is_named() {
+    // What `openssl req -x509` makes unless told CA:FALSE: trusted as the
+    // root, refused as the server's own certificate.
+    let pki = Pki::new("lab");
+    let ca_as_leaf = Pair {
+        cert: pki.ca.clone(),
+        key: pki.dir.join("ca.key"),
+    };
+    let up = tls_upstream(&ca_as_leaf, csv());
+    let ms = metrics_server(&up.url(), &["--upstream-ca-file", path(&pki.ca)]);
+    let e = ms.wait_log(|v| v["event"] == "poll.error");
+    assert_eq!(e["kind"], "tls", "{e}");
+    assert!(
+        e["reason"].as_str().is_some_and(|r| {
+            r.starts_with("tls: invalid peer certificate: CaUsedAsEndEntity (")
+                && r.contains("CA:FALSE")
+        }),
+        "{e}"
+    );
+}
+
+#[test]
 fn insecure_skip_verify_accepts_any_certificate_and_says_so() {
     let unknown = Pki::new("unknown-ca");
     let up = tls_upstream(&unknown.server("up", "03"), csv());
