@@ -1,5 +1,7 @@
 //! Bearer-token authentication: one shared secret that a client sends as
-//! `Authorization: Bearer <token>` and a server checks.
+//! `Authorization: Bearer <token>` and a server checks. Also [`Basic`]: the
+//! HTTP Basic credentials metrics_server's poller may send upstream (UFM's
+//! REST wants them), with the base64 they are sent in.
 //!
 //! The token comes from a literal value or from a file (so it need not sit in
 //! the process's environment or command line). It is kept out of everything
@@ -50,21 +52,22 @@ pub fn load(value: Option<&str>, file: Option<&str>) -> Result<Option<Token>, St
         }
         (Some(v), None) => validate(v.as_bytes(), "auth token").map(Some),
         (None, Some(path)) => {
-            let bytes = read_capped(path)?;
+            let bytes = read_capped(path, "auth token file")?;
             let trimmed = trim_end_ascii_whitespace(&bytes);
             validate(trimmed, &format!("auth token file {path}")).map(Some)
         }
     }
 }
 
-/// Reads at most [`MAX_LEN`] + 1 bytes of `path` (one more than a token may
-/// hold, so an over-long file is noticed without reading all of it).
-fn read_capped(path: &str) -> Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| format!("auth token file {path}: {e}"))?;
+/// Reads at most [`MAX_LEN`] + 1 bytes of `path` (one more than a secret may
+/// hold, so an over-long file is noticed without reading all of it). Errors
+/// start with `what` and the path.
+fn read_capped(path: &str, what: &str) -> Result<Vec<u8>, String> {
+    let file = File::open(path).map_err(|e| format!("{what} {path}: {e}"))?;
     let mut bytes = Vec::new();
     file.take(MAX_LEN as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("auth token file {path}: {e}"))?;
+        .map_err(|e| format!("{what} {path}: {e}"))?;
     Ok(bytes)
 }
 
@@ -135,6 +138,104 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff = black_box(diff | (x ^ y));
     }
     diff == 0
+}
+
+/// HTTP Basic credentials a client sends (RFC 7617), kept as the
+/// `Authorization` value they make. Like [`Token`], its `Debug` prints
+/// nothing of it and no error from [`Basic::new`] quotes the password.
+#[derive(Clone)]
+pub struct Basic {
+    // `Basic <base64(user:password)>`: the secret itself, encoded.
+    header: String,
+}
+
+impl fmt::Debug for Basic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Basic(<redacted>)")
+    }
+}
+
+impl Basic {
+    /// Credentials of `user` (no `:` nor control characters, at most
+    /// [`MAX_LEN`] bytes) and `password` (no control characters, not empty,
+    /// at most [`MAX_LEN`] bytes; any other bytes, sent as they are). An
+    /// error says which of the two is wrong, and never quotes the password.
+    pub fn new(user: &str, password: &[u8]) -> Result<Basic, BasicError> {
+        if user.is_empty() || user.len() > MAX_LEN {
+            return Err(BasicError::User(format!("1 to {MAX_LEN} bytes")));
+        }
+        if user.contains(':') || user.chars().any(char::is_control) {
+            return Err(BasicError::User("no ':' nor control characters".into()));
+        }
+        if password.is_empty() {
+            return Err(BasicError::Password("is empty".into()));
+        }
+        if password.len() > MAX_LEN {
+            return Err(BasicError::Password(format!("longer than {MAX_LEN} bytes")));
+        }
+        if password.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            return Err(BasicError::Password(
+                "may not hold control characters".into(),
+            ));
+        }
+        let mut pair = Vec::with_capacity(user.len() + 1 + password.len());
+        pair.extend_from_slice(user.as_bytes());
+        pair.push(b':');
+        pair.extend_from_slice(password);
+        Ok(Basic {
+            header: format!("Basic {}", base64(&pair)),
+        })
+    }
+
+    /// `Basic <base64(user:password)>`: the `Authorization` value to send.
+    pub fn header_value(&self) -> String {
+        self.header.clone()
+    }
+}
+
+/// What is wrong with [`Basic`] credentials, in a few words.
+#[derive(Debug, PartialEq)]
+pub enum BasicError {
+    /// The user name (which may be shown).
+    User(String),
+    /// The password (whose value never is).
+    Password(String),
+}
+
+/// Reads a password file for [`Basic::new`]: at most [`MAX_LEN`] + 1
+/// bytes, one trailing newline (`\n` or `\r\n`) dropped, nothing else
+/// trimmed. Errors name the path, never the content.
+pub fn read_password(path: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = read_capped(path, "password file")?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    Ok(bytes)
+}
+
+/// Standard base64 with padding (RFC 4648, section 4).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        // Up to three bytes as one 24-bit number, cut into four sextets;
+        // a short chunk's missing sextets are '=' padding.
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The 401 answer for a request without a valid token.
@@ -320,6 +421,91 @@ mod tests {
         for (a, b) in cases {
             assert_eq!(constant_time_eq(a, b), a == b, "{a:?} {b:?}");
         }
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
+        }
+        // Every sextet value, '+' and '/' included.
+        assert_eq!(base64(&[0xfb, 0xff, 0xbf]), "+/+/");
+        assert_eq!(base64(&[0, 0x10, 0x83]), "ABCD");
+    }
+
+    #[test]
+    fn basic_is_user_colon_password_in_base64() {
+        // RFC 7617's example.
+        let b = Basic::new("Aladdin", b"open sesame").unwrap();
+        assert_eq!(b.header_value(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        // The password may hold ':' and non-ASCII bytes; the user, UTF-8.
+        let b = Basic::new("t\u{e9}st", "a:b\u{e9}".as_bytes()).unwrap();
+        assert_eq!(
+            b.header_value(),
+            format!("Basic {}", base64("t\u{e9}st:a:b\u{e9}".as_bytes()))
+        );
+    }
+
+    #[test]
+    fn basic_refuses_bad_users_and_passwords_without_quoting_them() {
+        for bad in ["", "a:b", "a\tb", "a\nb", "a\u{7f}"] {
+            let err = Basic::new(bad, b"pw").unwrap_err();
+            assert!(matches!(err, BasicError::User(_)), "{bad:?}: {err:?}");
+        }
+        assert!(Basic::new(&"u".repeat(MAX_LEN + 1), b"pw").is_err());
+        for bad in [
+            &b""[..],
+            b"hunter2\n",
+            b"hunter2\r",
+            b"hun\0ter2",
+            b"\x7fhunter2",
+        ] {
+            let BasicError::Password(why) = Basic::new("u", bad).unwrap_err() else {
+                panic!("{bad:?}: not a password error");
+            };
+            assert!(!why.contains("hunter2"), "{why}");
+        }
+        assert!(Basic::new("u", &[b'a'; MAX_LEN]).is_ok());
+        assert!(Basic::new("u", &[b'a'; MAX_LEN + 1]).is_err());
+    }
+
+    #[test]
+    fn basic_debug_does_not_print_the_credentials() {
+        let b = Basic::new("admin", b"topsecretvalue").unwrap();
+        let shown = format!("{b:?} {:?}", Some(&b));
+        assert!(
+            !shown.contains("admin") && !shown.contains("dG9wc2VjcmV0"),
+            "{shown}"
+        );
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+
+    #[test]
+    fn password_files_lose_one_trailing_newline() {
+        for (content, want) in [
+            (&b"pw\n"[..], &b"pw"[..]),
+            (b"pw\r\n", b"pw"),
+            (b"pw", b"pw"),
+            (b"pw\n\n", b"pw\n"),
+            (b" pw \n", b" pw "),
+            (b"\n", b""),
+        ] {
+            let f = TempFile::with("pw", content);
+            assert_eq!(read_password(f.path()).unwrap(), want, "{content:?}");
+        }
+        let err = read_password("/nonexistent/fabric-pw").unwrap_err();
+        assert!(
+            err.starts_with("password file /nonexistent/fabric-pw:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -356,6 +356,17 @@ impl Values {
         }
     }
 
+    /// Parses a yes/no knob: `true`, `false`, `1`, `0`, `yes`, `no`, `on`
+    /// or `off`, in any case.
+    pub fn bool(&self, env: &str) -> Result<bool, Error> {
+        let (_, raw) = self.slot(env);
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(self.invalid(env, "true or false")),
+        }
+    }
+
     /// Parses a log level knob.
     pub fn level(&self, env: &str) -> Result<crate::log::Level, Error> {
         let (_, raw) = self.slot(env);
@@ -385,14 +396,19 @@ impl Values {
             } else {
                 env
             };
-            let (k, _) = self.slot(knob);
-            // The value is a secret: never echo it.
-            Error::Invalid {
-                knob: format!("{} (--{})", k.env, k.flag),
-                value: "…".into(),
-                expected: why,
-            }
+            self.invalid_secret(knob, why)
         })
+    }
+
+    /// Like [`Values::invalid`], for a knob that holds or leads to a
+    /// secret: the value is never echoed (`"…"` stands for it).
+    pub fn invalid_secret(&self, env: &str, expected: impl Into<String>) -> Error {
+        let (k, _) = self.slot(env);
+        Error::Invalid {
+            knob: format!("{} (--{})", k.env, k.flag),
+            value: "…".into(),
+            expected: expected.into(),
+        }
     }
 
     /// True if the value came from a flag or the environment, not the default.

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC, routes::Freshness};
+use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC, poller, routes::Freshness};
 use fabric_telemetry::lifecycle::{self, Stop};
 use fabric_telemetry::server::front::Access;
 
@@ -21,7 +21,8 @@ fn main() -> ExitCode {
 
     let state = Arc::new(
         State::new(&cfg.upstream_urls, cfg.stream_max_subscribers)
-            .with_history(cfg.history_snapshots),
+            .with_history(cfg.history_snapshots)
+            .with_upstream_tls(cfg.upstream.tls.clone()),
     );
     let freshness = Freshness {
         max_stale: cfg.max_stale,
@@ -64,7 +65,21 @@ fn main() -> ExitCode {
             cfg.max_stale.map_or(0, |d| d.as_millis() as u64),
         )
         .uint("history_snapshots", cfg.history_snapshots as u64)
+        .str("upstream_tls_roots", cfg.upstream.tls.roots())
+        .str(
+            "upstream_ca_file",
+            cfg.upstream
+                .tls
+                .ca_file
+                .as_ref()
+                .map_or("", |f| f.path.as_str()),
+        )
+        .str(
+            "upstream_auth",
+            cfg.upstream.auth.as_ref().map_or("none", |a| a.scheme()),
+        )
         .emit();
+    poller::warn_at_start(&cfg.upstream_urls, &cfg.upstream);
     let stop = Stop::new();
     let mut pollers = Vec::with_capacity(cfg.upstream_urls.len());
     for shard in 0..cfg.upstream_urls.len() {
@@ -72,7 +87,7 @@ fn main() -> ExitCode {
             shard,
             cfg.poll,
             cfg.resilience.clone(),
-            cfg.upstream_token.clone(),
+            &cfg.upstream,
             state.clone(),
         );
         match poller.spawn(stop.clone()) {

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use super::history::MAX_SNAPSHOTS;
-use crate::auth::Token;
+use super::tls::{CaFile, UpstreamTls};
+use crate::auth::{Basic, BasicError, Token};
 use crate::config::{Error, Knob, Spec, Values};
 use crate::log::Level;
 use crate::server::front::Limits;
@@ -25,7 +26,7 @@ pub static KNOBS: &[Knob] = &[
         env: "UPSTREAM_URL",
         flag: "upstream-url",
         default: "http://127.0.0.1:9001/counters",
-        help: "The data_server /counters URL to poll (http:// only).",
+        help: "The data_server /counters URL to poll (http:// or https://).",
     },
     Knob {
         env: "UPSTREAM_URLS",
@@ -124,6 +125,30 @@ pub static KNOBS: &[Knob] = &[
         help: "File holding that token instead.",
     },
     Knob {
+        env: "UPSTREAM_CA_FILE",
+        flag: "upstream-ca-file",
+        default: "",
+        help: "PEM file of the CA certificates https:// upstreams are checked against (unset: the Mozilla roots built in).",
+    },
+    Knob {
+        env: "UPSTREAM_INSECURE_SKIP_VERIFY",
+        flag: "upstream-insecure-skip-verify",
+        default: "false",
+        help: "true: accept any certificate from https:// upstreams (lab setups only; a WARN at start and in /stats).",
+    },
+    Knob {
+        env: "UPSTREAM_BASIC_AUTH_USER",
+        flag: "upstream-basic-auth-user",
+        default: "",
+        help: "User of the HTTP Basic credentials the poller sends upstream (no ':'); with UPSTREAM_BASIC_AUTH_PASSWORD_FILE.",
+    },
+    Knob {
+        env: "UPSTREAM_BASIC_AUTH_PASSWORD_FILE",
+        flag: "upstream-basic-auth-password-file",
+        default: "",
+        help: "File holding that user's password, read once at start (one trailing newline ignored).",
+    },
+    Knob {
         env: "LOG_LEVEL",
         flag: "log-level",
         default: "INFO",
@@ -147,7 +172,8 @@ pub struct Config {
     pub history_snapshots: usize,
     pub log_level: Level,
     pub auth_token: Option<Token>,
-    pub upstream_token: Option<Token>,
+    /// How the pollers reach their upstreams: TLS and credentials.
+    pub upstream: UpstreamClient,
     pub front: Limits,
     /// The listener's certificate, when it speaks TLS.
     pub tls: Option<std::sync::Arc<crate::server::tls::Certs>>,
@@ -177,7 +203,10 @@ impl Config {
             history_snapshots: v.number("HISTORY_SNAPSHOTS", 0, MAX_SNAPSHOTS)?,
             log_level: v.level("LOG_LEVEL")?,
             auth_token: v.token("METRICS_AUTH_TOKEN", "METRICS_AUTH_TOKEN_FILE")?,
-            upstream_token: v.token("UPSTREAM_AUTH_TOKEN", "UPSTREAM_AUTH_TOKEN_FILE")?,
+            upstream: UpstreamClient {
+                tls: upstream_tls(v)?,
+                auth: upstream_auth(v)?,
+            },
             front: Limits::from_values(v)?,
             tls: crate::server::tls::from_values(v)?,
         })
@@ -213,6 +242,104 @@ impl Default for Resilience {
     }
 }
 
+/// How the pollers reach their upstreams.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamClient {
+    /// The roots `https://` upstreams are checked against, or none.
+    pub tls: UpstreamTls,
+    /// Credentials sent with every poll, if any.
+    pub auth: Option<UpstreamAuth>,
+}
+
+/// Credentials the poller sends upstream: one `Authorization` header.
+#[derive(Debug, Clone)]
+pub enum UpstreamAuth {
+    /// `UPSTREAM_AUTH_TOKEN` (data_server's `DATA_AUTH_TOKEN`).
+    Bearer(Token),
+    /// `UPSTREAM_BASIC_AUTH_USER` and `_PASSWORD_FILE` (UFM's REST).
+    Basic(Basic),
+}
+
+impl UpstreamAuth {
+    /// `bearer` or `basic`: what the startup line says (never the secret).
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            UpstreamAuth::Bearer(_) => "bearer",
+            UpstreamAuth::Basic(_) => "basic",
+        }
+    }
+
+    /// The `Authorization` value to send. A secret: never log it.
+    pub fn header_value(&self) -> String {
+        match self {
+            UpstreamAuth::Bearer(t) => t.header_value(),
+            UpstreamAuth::Basic(b) => b.header_value(),
+        }
+    }
+}
+
+/// `UPSTREAM_CA_FILE`, read and checked now, and
+/// `UPSTREAM_INSECURE_SKIP_VERIFY`; not both, which would contradict.
+fn upstream_tls(v: &Values) -> Result<UpstreamTls, Error> {
+    let insecure_skip_verify = v.bool("UPSTREAM_INSECURE_SKIP_VERIFY")?;
+    let Some(path) = v.get("UPSTREAM_CA_FILE") else {
+        return Ok(UpstreamTls {
+            ca_file: None,
+            insecure_skip_verify,
+        });
+    };
+    if insecure_skip_verify {
+        return Err(v.invalid(
+            "UPSTREAM_INSECURE_SKIP_VERIFY",
+            "false with UPSTREAM_CA_FILE set (trust that CA, or skip verification, not both)",
+        ));
+    }
+    let ca_file = CaFile::load(path).map_err(|why| v.invalid("UPSTREAM_CA_FILE", why))?;
+    Ok(UpstreamTls {
+        ca_file: Some(ca_file),
+        insecure_skip_verify,
+    })
+}
+
+/// The bearer token (`UPSTREAM_AUTH_TOKEN` or its file) or the Basic
+/// credentials (`UPSTREAM_BASIC_AUTH_USER` and `_PASSWORD_FILE`, both or
+/// neither), not both: each is an `Authorization` header.
+fn upstream_auth(v: &Values) -> Result<Option<UpstreamAuth>, Error> {
+    let token = v.token("UPSTREAM_AUTH_TOKEN", "UPSTREAM_AUTH_TOKEN_FILE")?;
+    let basic = basic_auth(v)?;
+    match (token, basic) {
+        (Some(_), Some(_)) => Err(v.invalid(
+            "UPSTREAM_BASIC_AUTH_USER",
+            "unset while UPSTREAM_AUTH_TOKEN is set (one Authorization header: a token or Basic credentials)",
+        )),
+        (Some(t), None) => Ok(Some(UpstreamAuth::Bearer(t))),
+        (None, Some(b)) => Ok(Some(UpstreamAuth::Basic(b))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `UPSTREAM_BASIC_AUTH_USER` with the password its file holds. The
+/// password is never echoed: an error names the file's knob and says why.
+fn basic_auth(v: &Values) -> Result<Option<Basic>, Error> {
+    const USER: &str = "UPSTREAM_BASIC_AUTH_USER";
+    const FILE: &str = "UPSTREAM_BASIC_AUTH_PASSWORD_FILE";
+    let (user, path) = match (v.get(USER), v.get(FILE)) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(v.invalid(FILE, format!("a password file, as {USER} is set")));
+        }
+        (None, Some(_)) => {
+            return Err(v.invalid(USER, format!("a user name, as {FILE} is set")));
+        }
+        (Some(user), Some(path)) => (user, path),
+    };
+    let password = crate::auth::read_password(path).map_err(|why| v.invalid_secret(FILE, why))?;
+    Basic::new(user, &password).map(Some).map_err(|e| match e {
+        BasicError::User(why) => v.invalid(USER, why),
+        BasicError::Password(why) => v.invalid_secret(FILE, format!("password file {path}: {why}")),
+    })
+}
+
 /// The most upstreams one metrics_server composes.
 pub const MAX_UPSTREAMS: usize = 256;
 
@@ -241,11 +368,14 @@ fn upstream_urls(v: &Values) -> Result<Vec<String>, Error> {
     Ok(urls)
 }
 
-/// An `http://host[:port]/path` URL; TLS is not built in.
+/// An `http://` or `https://host[:port]/path` URL.
 fn upstream_url(v: &Values, knob: &str, url: &str) -> Result<String, Error> {
     let url = url.trim().to_string();
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(v.invalid(knob, "http:// URLs (this build has no TLS)"));
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err(v.invalid(knob, "http:// or https:// URLs"));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     authority_ok(authority)
@@ -254,7 +384,7 @@ fn upstream_url(v: &Values, knob: &str, url: &str) -> Result<String, Error> {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
-        .map_err(|why| v.invalid(knob, format!("http://host[:port]/path URLs ({why})")))?;
+        .map_err(|why| v.invalid(knob, format!("http(s)://host[:port]/path URLs ({why})")))?;
     Ok(url)
 }
 
@@ -383,7 +513,9 @@ mod tests {
             ("POLL_MS", "1.5"),
             ("POLL_MS", "soon"),
             ("METRICS_PORT", "http"),
-            ("UPSTREAM_URL", "https://example.com/counters"),
+            ("UPSTREAM_URL", "ftp://example.com/counters"),
+            ("UPSTREAM_URL", "https://"),
+            ("UPSTREAM_URL", "https://user:pw@example.com/counters"),
             ("UPSTREAM_URL", "127.0.0.1:9001/counters"),
             ("UPSTREAM_URL", "http:///counters"),
             ("UPSTREAM_URL", "http://a b/"),
@@ -402,12 +534,226 @@ mod tests {
             ("UPSTREAM_MAX_BYTES", "10"),
             ("UPSTREAM_TIMEOUT_MS", "0"),
             ("UPSTREAM_URLS", "http://a/c,"),
-            ("UPSTREAM_URLS", "http://a/c,https://b/c"),
+            ("UPSTREAM_URLS", "http://a/c,ftp://b/c"),
+            ("UPSTREAM_INSECURE_SKIP_VERIFY", "maybe"),
             ("UPSTREAM_URLS", ",http://a/c"),
         ] {
             let err = resolve(&[], &[(k, v)]).unwrap_err().to_string();
             assert!(err.contains(k), "{k}={v}: {err}");
         }
+    }
+
+    /// A file in the temp directory, removed on drop.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn with(name: &str, content: &[u8]) -> TempFile {
+            let path = std::env::temp_dir().join(format!(
+                "fabric-consumer-config-{}-{}-{name}",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            std::fs::write(&path, content).unwrap();
+            TempFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    const CA_PEM: &[u8] = super::super::tls::TEST_CA_PEM.as_bytes();
+
+    /// The one-line error resolving `env` gives.
+    fn error(env: &[(&str, &str)]) -> String {
+        let err = resolve(&[], env).unwrap_err().to_string();
+        assert!(!err.contains('\n'), "{err}");
+        err
+    }
+
+    #[test]
+    fn https_upstreams_are_accepted() {
+        let c = resolve(
+            &[],
+            &[(
+                "UPSTREAM_URLS",
+                "https://ufm.example.net/counters,http://10.0.0.7:9001/c",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.upstream_urls,
+            ["https://ufm.example.net/counters", "http://10.0.0.7:9001/c"]
+        );
+        let c = resolve(&["--upstream-url", "https://[::1]:8443/c"], &[]).unwrap();
+        assert_eq!(c.upstream_urls, ["https://[::1]:8443/c"]);
+    }
+
+    #[test]
+    fn tls_defaults_to_the_bundled_roots() {
+        let c = resolve(&[], &[]).unwrap();
+        assert!(c.upstream.tls.ca_file.is_none());
+        assert!(!c.upstream.tls.insecure_skip_verify);
+        assert_eq!(c.upstream.tls.roots(), "bundled");
+        assert!(c.upstream.auth.is_none());
+    }
+
+    #[test]
+    fn ca_file_is_read_at_start() {
+        let ca = TempFile::with("ca.pem", CA_PEM);
+        let c = resolve(&["--upstream-ca-file", ca.path()], &[]).unwrap();
+        let file = c.upstream.tls.ca_file.as_ref().unwrap();
+        assert_eq!((file.path.as_str(), file.len()), (ca.path(), 1));
+        assert_eq!(c.upstream.tls.roots(), "file");
+        for (content, why) in [
+            (&b""[..], "at least one CERTIFICATE"),
+            (b"not pem at all\n", "at least one CERTIFICATE"),
+            (
+                b"-----BEGIN CERTIFICATE-----\n%%%%\n-----END CERTIFICATE-----\n",
+                "PEM: ",
+            ),
+        ] {
+            let f = TempFile::with("bad.pem", content);
+            let err = error(&[("UPSTREAM_CA_FILE", f.path())]);
+            assert!(
+                err.starts_with("invalid UPSTREAM_CA_FILE (--upstream-ca-file)")
+                    && err.contains(why),
+                "{err}"
+            );
+        }
+        let err = error(&[("UPSTREAM_CA_FILE", "/nonexistent/ca.pem")]);
+        assert!(
+            err.contains("UPSTREAM_CA_FILE") && err.contains("a readable PEM file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn insecure_skip_verify_is_a_bool_and_contradicts_a_ca_file() {
+        for (v, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("false", false),
+            ("0", false),
+        ] {
+            let c = resolve(&["--upstream-insecure-skip-verify", v], &[]).unwrap();
+            assert_eq!(c.upstream.tls.insecure_skip_verify, want, "{v}");
+        }
+        let c = resolve(&[], &[("UPSTREAM_INSECURE_SKIP_VERIFY", "true")]).unwrap();
+        assert_eq!(c.upstream.tls.roots(), "none");
+        let err = error(&[("UPSTREAM_INSECURE_SKIP_VERIFY", "yes please")]);
+        assert!(
+            err.contains("UPSTREAM_INSECURE_SKIP_VERIFY") && err.contains("true or false"),
+            "{err}"
+        );
+        let ca = TempFile::with("ca.pem", CA_PEM);
+        let err = error(&[
+            ("UPSTREAM_CA_FILE", ca.path()),
+            ("UPSTREAM_INSECURE_SKIP_VERIFY", "true"),
+        ]);
+        assert!(
+            err.starts_with("invalid UPSTREAM_INSECURE_SKIP_VERIFY")
+                && err.contains("UPSTREAM_CA_FILE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn basic_auth_wants_both_user_and_password_file() {
+        let pw = TempFile::with("pw", b"s3cr3t-pw\n");
+        let c = resolve(
+            &["--upstream-basic-auth-user", "ufm"],
+            &[("UPSTREAM_BASIC_AUTH_PASSWORD_FILE", pw.path())],
+        )
+        .unwrap();
+        let auth = c.upstream.auth.as_ref().unwrap();
+        assert_eq!(auth.scheme(), "basic");
+        assert_eq!(
+            auth.header_value(),
+            format!("Basic {}", crate::auth::base64(b"ufm:s3cr3t-pw"))
+        );
+        // Nothing of the secret in Debug.
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains(&crate::auth::base64(b"ufm:s3cr3t-pw")),
+            "{shown}"
+        );
+        let err = error(&[("UPSTREAM_BASIC_AUTH_USER", "ufm")]);
+        assert!(
+            err.starts_with("invalid UPSTREAM_BASIC_AUTH_PASSWORD_FILE"),
+            "{err}"
+        );
+        let err = error(&[("UPSTREAM_BASIC_AUTH_PASSWORD_FILE", pw.path())]);
+        assert!(err.starts_with("invalid UPSTREAM_BASIC_AUTH_USER"), "{err}");
+    }
+
+    #[test]
+    fn basic_auth_user_and_password_are_checked() {
+        let pw = TempFile::with("pw", b"s3cr3t-pw\n");
+        for user in ["a:b", "a\tb", "a\u{1b}[31m"] {
+            let err = error(&[
+                ("UPSTREAM_BASIC_AUTH_USER", user),
+                ("UPSTREAM_BASIC_AUTH_PASSWORD_FILE", pw.path()),
+            ]);
+            assert!(
+                err.starts_with("invalid UPSTREAM_BASIC_AUTH_USER"),
+                "{user:?}: {err}"
+            );
+        }
+        for (content, why) in [
+            (&b"\n"[..], "is empty"),
+            (b"", "is empty"),
+            (b"s3cr3t-pw\n\n", "control characters"),
+            (b"s3cr3t\tpw", "control characters"),
+        ] {
+            let f = TempFile::with("pw", content);
+            let err = error(&[
+                ("UPSTREAM_BASIC_AUTH_USER", "ufm"),
+                ("UPSTREAM_BASIC_AUTH_PASSWORD_FILE", f.path()),
+            ]);
+            assert!(
+                err.starts_with("invalid UPSTREAM_BASIC_AUTH_PASSWORD_FILE") && err.contains(why),
+                "{content:?}: {err}"
+            );
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+        let err = error(&[
+            ("UPSTREAM_BASIC_AUTH_USER", "ufm"),
+            ("UPSTREAM_BASIC_AUTH_PASSWORD_FILE", "/nonexistent/pw"),
+        ]);
+        assert!(
+            err.starts_with("invalid UPSTREAM_BASIC_AUTH_PASSWORD_FILE")
+                && err.contains("/nonexistent/pw"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_kind_of_upstream_credentials() {
+        let pw = TempFile::with("pw", b"pw");
+        let err = error(&[
+            ("UPSTREAM_AUTH_TOKEN", "tok"),
+            ("UPSTREAM_BASIC_AUTH_USER", "ufm"),
+            ("UPSTREAM_BASIC_AUTH_PASSWORD_FILE", pw.path()),
+        ]);
+        assert!(
+            err.starts_with("invalid UPSTREAM_BASIC_AUTH_USER")
+                && err.contains("UPSTREAM_AUTH_TOKEN"),
+            "{err}"
+        );
+        let c = resolve(&[], &[("UPSTREAM_AUTH_TOKEN", "tok")]).unwrap();
+        let auth = c.upstream.auth.unwrap();
+        assert_eq!(
+            (auth.scheme(), auth.header_value().as_str()),
+            ("bearer", "Bearer tok")
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod routes;
 pub mod snapshot;
 pub mod stats;
 pub mod stream;
+pub mod tls;
 
 pub use config::Config;
 pub use fabric::Fabric;
@@ -59,6 +60,8 @@ pub struct State {
     pub subscribers: Arc<stream::Subscribers>,
     /// Entries each shard's history keeps (`HISTORY_SNAPSHOTS`; 0: none).
     history_snapshots: usize,
+    /// How `https://` upstreams are checked, for `/stats`.
+    upstream_tls: tls::UpstreamTls,
 }
 
 impl Default for State {
@@ -90,6 +93,7 @@ impl State {
             exposition: Default::default(),
             subscribers: stream::Subscribers::new(max_subscribers),
             history_snapshots: history::DEFAULT_SNAPSHOTS,
+            upstream_tls: Default::default(),
         }
     }
 
@@ -99,6 +103,17 @@ impl State {
     pub fn with_history(mut self, snapshots: usize) -> State {
         self.history_snapshots = snapshots;
         self
+    }
+
+    /// The same, reporting `tls` in `/stats` (what the pollers were given).
+    pub fn with_upstream_tls(mut self, tls: tls::UpstreamTls) -> State {
+        self.upstream_tls = tls;
+        self
+    }
+
+    /// How `https://` upstreams are checked.
+    pub fn upstream_tls(&self) -> &tls::UpstreamTls {
+        &self.upstream_tls
     }
 
     /// Entries each shard's history keeps (0: history is off).

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::State;
 use super::breaker::{Breaker, Transition, backoff};
-use super::config::Resilience;
+use super::config::{Resilience, UpstreamAuth, UpstreamClient};
 use super::snapshot::{self, Limits, Origin, Snapshot};
-use crate::auth::Token;
+use super::tls;
 use crate::clock;
 use crate::json;
 use crate::lifecycle::Stop;
@@ -38,16 +38,20 @@ pub enum PollError {
     Invalid(snapshot::Error),
     /// Any other transport failure (a reset mid-body, a protocol error).
     Transport(String),
+    /// The TLS handshake or a TLS record failed: an untrusted, expired or
+    /// misnamed certificate, or an upstream that does not speak TLS.
+    Tls(String),
 }
 
 /// Every [`PollError::kind`], in `/stats` order.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "connect",
     "timeout",
     "http_status",
     "body_too_large",
     "invalid_csv",
     "transport",
+    "tls",
 ];
 
 impl PollError {
@@ -60,6 +64,7 @@ impl PollError {
             PollError::TooLarge(_) => "body_too_large",
             PollError::Invalid(_) => "invalid_csv",
             PollError::Transport(_) => "transport",
+            PollError::Tls(_) => "tls",
         }
     }
 }
@@ -69,11 +74,16 @@ impl fmt::Display for PollError {
         match self {
             PollError::Connect(e) => write!(f, "connect: {e}"),
             PollError::Timeout => write!(f, "timeout: no complete answer in time"),
+            PollError::Status(s @ 300..=399) => write!(
+                f,
+                "http: upstream answered {s} (redirects are not followed: poll the target URL)"
+            ),
             PollError::Status(s) => write!(f, "http: upstream answered {s}"),
             PollError::UnexpectedNotModified => write!(f, "http: 304 before any snapshot"),
             PollError::TooLarge(n) => write!(f, "body: larger than {n} bytes"),
             PollError::Invalid(e) => write!(f, "{e}"),
             PollError::Transport(e) => write!(f, "transport: {e}"),
+            PollError::Tls(e) => write!(f, "tls: {e}"),
         }
     }
 }
@@ -83,6 +93,9 @@ impl std::error::Error for PollError {}
 impl From<ureq::Error> for PollError {
     fn from(e: ureq::Error) -> PollError {
         use std::io::ErrorKind as K;
+        if let Some(reason) = tls::failure(&e) {
+            return PollError::Tls(reason);
+        }
         match e {
             ureq::Error::Timeout(_) => PollError::Timeout,
             ureq::Error::HostNotFound => PollError::Connect("host not found".into()),
@@ -99,6 +112,19 @@ impl From<ureq::Error> for PollError {
             other => PollError::Transport(other.to_string()),
         }
     }
+}
+
+/// A request to `url` that failed, as a [`PollError`]. An answer whose head
+/// does not parse as HTTP, from an `http://` URL, is most likely a TLS
+/// server's alert: the reason says so (the kind stays `transport`).
+fn call_error(e: ureq::Error, url: &str) -> PollError {
+    let text = e.to_string();
+    if url.starts_with("http://") && text.starts_with("protocol: http parse fail") {
+        return PollError::Transport(format!(
+            "{text} (not HTTP: if the upstream speaks TLS, poll its https:// URL)"
+        ));
+    }
+    e.into()
 }
 
 /// What a successful poll did.
@@ -125,22 +151,30 @@ pub struct Poller {
     state: Arc<State>,
     /// The `ETag` of the snapshot we hold, exactly as received.
     etag: Option<String>,
-    /// `Authorization` to send upstream, if it wants a token.
+    /// `Authorization` to send upstream, if it wants a token or Basic
+    /// credentials. A secret: it goes into the request and nowhere else.
     authorization: Option<String>,
 }
 
 impl Poller {
-    /// A poller of upstream `shard` of `state` (its URL is there).
+    /// A poller of upstream `shard` of `state` (its URL is there), reaching
+    /// it as `client` says (TLS roots, credentials).
+    ///
+    /// Redirects are not followed: a 3xx is a failed poll naming it, so
+    /// credentials only ever go to the configured URL, and an `https://`
+    /// upstream cannot send the poller to plain `http://`.
     pub fn new(
         shard: usize,
         period: Duration,
         resilience: Resilience,
-        token: Option<Token>,
+        client: &UpstreamClient,
         state: Arc<State>,
     ) -> Poller {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(resilience.timeout))
             .http_status_as_error(false)
+            .max_redirects(0)
+            .tls_config(client.tls.config())
             .user_agent(format!("fabric-telemetry/{}", crate::VERSION))
             .build()
             .into();
@@ -156,7 +190,7 @@ impl Poller {
             resilience,
             state,
             etag: None,
-            authorization: token.map(|t| t.header_value()),
+            authorization: client.auth.as_ref().map(|a| a.header_value()),
         }
     }
 
@@ -170,7 +204,7 @@ impl Poller {
         if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth);
         }
-        let mut response = request.call()?;
+        let mut response = request.call().map_err(|e| call_error(e, &self.url))?;
         match response.status().as_u16() {
             200 => {}
             304 => {
@@ -392,6 +426,42 @@ impl Poller {
     }
 }
 
+/// The WARN lines a risky upstream setup earns at start, naming the
+/// upstreams concerned: `upstream.insecure` when certificates go unchecked
+/// (`UPSTREAM_INSECURE_SKIP_VERIFY`), `upstream.cleartext_credentials`
+/// when Basic credentials would cross plain `http://`. Never the secret.
+pub fn warn_at_start(urls: &[String], client: &UpstreamClient) {
+    let of_scheme = |scheme: &str| {
+        urls.iter()
+            .filter(|u| u.starts_with(scheme))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if client.tls.insecure_skip_verify {
+        Event::new(Level::Warn, "upstream.insecure")
+            .str("upstreams", &of_scheme("https://"))
+            .str(
+                "reason",
+                "UPSTREAM_INSECURE_SKIP_VERIFY: any certificate is accepted, so anyone on the path can pose as the upstream",
+            )
+            .emit();
+    }
+    if let Some(auth @ UpstreamAuth::Basic(_)) = &client.auth {
+        let plain = of_scheme("http://");
+        if !plain.is_empty() {
+            Event::new(Level::Warn, "upstream.cleartext_credentials")
+                .str("upstreams", &plain)
+                .str("auth", auth.scheme())
+                .str(
+                    "reason",
+                    "Basic credentials are sent unencrypted to http:// upstreams (use https://)",
+                )
+                .emit();
+        }
+    }
+}
+
 /// The snapshot id an `ETag` names: without `W/` and quotes. `None` if it
 /// is empty or holds characters we could not echo in our own `ETag`.
 pub fn snapshot_id(etag: &str) -> Option<String> {
@@ -479,5 +549,33 @@ mod tests {
             PollError::from(ureq::Error::BodyExceedsLimit(9)).kind(),
             "body_too_large"
         );
+        assert_eq!(
+            PollError::Status(302).to_string(),
+            "http: upstream answered 302 (redirects are not followed: poll the target URL)"
+        );
+    }
+
+    #[test]
+    fn tls_failures_are_their_own_kind() {
+        use std::io::{Error, ErrorKind};
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // The handshake's failure, as ureq returns it.
+        let e = PollError::from(ureq::Error::Io(Error::new(ErrorKind::InvalidData, unknown)));
+        assert_eq!(e.kind(), "tls");
+        assert_eq!(
+            e.to_string(),
+            "tls: invalid peer certificate: UnknownIssuer"
+        );
+        let e = PollError::from(ureq::Error::Rustls(rustls::Error::NoCertificatesPresented));
+        assert_eq!(
+            (e.kind(), e.to_string().as_str()),
+            ("tls", "tls: peer sent no certificates")
+        );
+        let e = PollError::from(ureq::Error::Tls("Rustls invalid dns name error"));
+        assert_eq!(e.kind(), "tls");
+        // InvalidData that is not rustls' stays a transport failure.
+        let e = PollError::from(ureq::Error::Io(Error::new(ErrorKind::InvalidData, "x")));
+        assert_eq!(e.kind(), "transport");
+        assert!(KINDS.contains(&"tls"));
     }
 }

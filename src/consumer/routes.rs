@@ -338,10 +338,13 @@ impl Routes {
         let fabric = self.state.store.load();
         let urls: Vec<String> = self.state.shards.iter().map(|s| s.url.clone()).collect();
         let history = self.state.history_figures();
-        let body = self
-            .state
-            .stats
-            .render(fabric.as_deref(), clock::epoch_ms(), &urls, history);
+        let body = self.state.stats.render(
+            fabric.as_deref(),
+            clock::epoch_ms(),
+            &urls,
+            history,
+            self.state.upstream_tls(),
+        );
         Response::json(200, body)
     }
 }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::fabric::Fabric;
 use super::history;
 use super::poller::KINDS;
+use super::tls::UpstreamTls;
 use crate::percentile::SortedRing;
 use crate::prometheus::Histogram;
 
@@ -239,13 +240,15 @@ impl Stats {
     }
 
     /// The `/stats` body; with several upstreams (`urls`), a `shards`
-    /// member says how each one is doing. `history` is what history holds.
+    /// member says how each one is doing. `history` is what history holds,
+    /// `tls` how `https://` upstreams are checked.
     pub fn render(
         &self,
         snapshot: Option<&Fabric>,
         now_ms: u64,
         urls: &[String],
         history: history::Figures,
+        tls: &UpstreamTls,
     ) -> String {
         let mut endpoints = serde_json::Map::new();
         let rings: Vec<SortedRing> = {
@@ -289,6 +292,7 @@ impl Stats {
                 "last_error_at": poll.last_error_ms.map(crate::clock::rfc3339_ms),
                 "last_success_at": poll.last_success_ms.map(crate::clock::rfc3339_ms),
             },
+            "upstream_tls": tls.to_json(),
             "history": {
                 "snapshots": history.snapshots,
                 "entries": history.entries,
@@ -354,8 +358,14 @@ mod tests {
             stats.record_request("/telemetry/GetMetric", 200, Duration::from_micros(us * 10));
         }
         stats.record_request("/health", 200, Duration::from_secs(1));
-        let v: Value =
-            serde_json::from_str(&stats.render(None, 0, &[], Default::default())).unwrap();
+        let v: Value = serde_json::from_str(&stats.render(
+            None,
+            0,
+            &[],
+            Default::default(),
+            &Default::default(),
+        ))
+        .unwrap();
         let gm = &v["endpoints"]["/telemetry/GetMetric"];
         assert_eq!(gm["p50_ms"], 0.5);
         assert_eq!(gm["p95_ms"], 0.95);
@@ -386,8 +396,14 @@ mod tests {
             p.breaker = "open";
             p.backoff = Duration::from_millis(1234);
         });
-        let v: Value =
-            serde_json::from_str(&stats.render(None, 0, &[], Default::default())).unwrap();
+        let v: Value = serde_json::from_str(&stats.render(
+            None,
+            0,
+            &[],
+            Default::default(),
+            &Default::default(),
+        ))
+        .unwrap();
         assert_eq!(v["poll_retry_count"], 3);
         assert_eq!(v["poll_last_cycle_ms"], 1.5);
         assert_eq!(v["poll"]["last_error"], "connect: refused");
@@ -396,6 +412,13 @@ mod tests {
         assert_eq!(v["poll"]["errors_by_kind"]["connect"], 2);
         assert_eq!(v["poll"]["errors_by_kind"]["invalid_csv"], 1);
         assert_eq!(v["poll"]["errors_by_kind"]["timeout"], 0);
+        assert_eq!(v["poll"]["errors_by_kind"]["tls"], 0);
+        assert_eq!(
+            v["poll"]["errors_by_kind"].as_object().map(|o| o.len()),
+            Some(KINDS.len())
+        );
+        assert_eq!(v["upstream_tls"]["roots"], "bundled");
+        assert_eq!(v["upstream_tls"]["insecure_skip_verify"], false);
         assert_eq!(v["poll"]["breaker"], "open");
         assert_eq!(v["poll"]["backoff_ms"], 1234);
     }

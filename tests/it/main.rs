@@ -26,3 +26,4 @@ mod stream;
 mod support;
 mod tiny_patches;
 mod tls;
+mod upstream_tls;

@@ -452,10 +452,22 @@ impl Script {
 /// Header lists of the requests a fake upstream received.
 type Seen = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
+/// A connection a fake upstream answers on: the socket itself, or a TLS
+/// session over it.
+pub trait Conn: Read + Write + Send {}
+
+impl<T: Read + Write + Send> Conn for T {}
+
+/// Turns an accepted socket into the connection the fake speaks over
+/// (`None` drops it: a TLS handshake that failed).
+pub type Wrap = Arc<dyn Fn(TcpStream) -> Option<Box<dyn Conn>> + Send + Sync>;
+
 /// A scriptable upstream on 127.0.0.1:0 that records the requests it gets.
 /// Answers 304 when `If-None-Match` equals the script's ETag verbatim.
 pub struct FakeUpstream {
     pub addr: SocketAddr,
+    /// `http`, or `https` when it speaks TLS.
+    scheme: &'static str,
     script: Arc<Mutex<Script>>,
     seen: Seen,
     arrivals: Arc<Mutex<Vec<Instant>>>,
@@ -464,7 +476,14 @@ pub struct FakeUpstream {
 }
 
 impl FakeUpstream {
+    /// A plain-HTTP fake.
     pub fn start(script: Script) -> FakeUpstream {
+        FakeUpstream::start_with("http", script, Arc::new(|s| Some(Box::new(s))))
+    }
+
+    /// A fake that speaks over what `wrap` makes of each socket, with
+    /// `scheme` in its URL.
+    pub fn start_with(scheme: &'static str, script: Script, wrap: Wrap) -> FakeUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(script));
@@ -482,12 +501,14 @@ impl FakeUpstream {
                     let Ok(conn) = conn else { continue };
                     arrivals.lock().unwrap().push(Instant::now());
                     let (script, seen, stop) = (script.clone(), seen.clone(), stop.clone());
-                    std::thread::spawn(move || serve_one(conn, &script, &seen, &stop));
+                    let wrap = wrap.clone();
+                    std::thread::spawn(move || serve_one(conn, &wrap, &script, &seen, &stop));
                 }
             })
         };
         FakeUpstream {
             addr,
+            scheme,
             script,
             seen,
             arrivals,
@@ -497,7 +518,7 @@ impl FakeUpstream {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/counters", self.addr)
+        format!("{}://{}/counters", self.scheme, self.addr)
     }
 
     pub fn set(&self, script: Script) {
@@ -524,8 +545,10 @@ impl FakeUpstream {
     }
 }
 
-fn serve_one(mut conn: TcpStream, script: &Mutex<Script>, seen: &Seen, stop: &AtomicBool) {
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+fn serve_one(sock: TcpStream, wrap: &Wrap, script: &Mutex<Script>, seen: &Seen, stop: &AtomicBool) {
+    sock.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let raw = sock.try_clone();
+    let Some(mut conn) = wrap(sock) else { return };
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -566,7 +589,10 @@ fn serve_one(mut conn: TcpStream, script: &Mutex<Script>, seen: &Seen, stop: &At
     out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     let _ = conn.write_all(out.as_bytes());
     let _ = conn.write_all(body);
-    let _ = conn.shutdown(Shutdown::Both);
+    let _ = conn.flush();
+    if let Ok(raw) = raw {
+        let _ = raw.shutdown(Shutdown::Both);
+    }
 }
 
 impl Drop for FakeUpstream {
