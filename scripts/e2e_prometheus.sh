@@ -70,7 +70,7 @@ mkdir -p "$pki"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj /CN=e2e-ca -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
   -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -keyout "$pki/server.key" -out "$pki/server.pem" 2>/dev/null \
   || fail "openssl could not make the test certificates"
 tls=(--tls-cert-file "$pki/server.pem" --tls-key-file "$pki/server.key")

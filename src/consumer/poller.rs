@@ -28,8 +28,9 @@ pub enum PollError {
     Connect(String),
     /// No complete answer within `UPSTREAM_TIMEOUT_MS`.
     Timeout,
-    /// An answer other than 200 or 304.
-    Status(u16),
+    /// An answer other than 200 or 304, with what its body said (the
+    /// `error` of a JSON body, or its first line; cleaned and clipped).
+    Status(u16, Option<String>),
     /// A 304 although we hold no snapshot it could refer to.
     UnexpectedNotModified,
     /// A body larger than `UPSTREAM_MAX_BYTES`.
@@ -60,7 +61,7 @@ impl PollError {
         match self {
             PollError::Connect(_) => "connect",
             PollError::Timeout => "timeout",
-            PollError::Status(_) | PollError::UnexpectedNotModified => "http_status",
+            PollError::Status(..) | PollError::UnexpectedNotModified => "http_status",
             PollError::TooLarge(_) => "body_too_large",
             PollError::Invalid(_) => "invalid_csv",
             PollError::Transport(_) => "transport",
@@ -74,11 +75,14 @@ impl fmt::Display for PollError {
         match self {
             PollError::Connect(e) => write!(f, "connect: {e}"),
             PollError::Timeout => write!(f, "timeout: no complete answer in time"),
-            PollError::Status(s @ 300..=399) => write!(
+            PollError::Status(s @ 300..=399, _) => write!(
                 f,
                 "http: upstream answered {s} (redirects are not followed: poll the target URL)"
             ),
-            PollError::Status(s) => write!(f, "http: upstream answered {s}"),
+            PollError::Status(s, None) => write!(f, "http: upstream answered {s}"),
+            PollError::Status(s, Some(said)) => {
+                write!(f, "http: upstream answered {s}: {said}")
+            }
             PollError::UnexpectedNotModified => write!(f, "http: 304 before any snapshot"),
             PollError::TooLarge(n) => write!(f, "body: larger than {n} bytes"),
             PollError::Invalid(e) => write!(f, "{e}"),
@@ -125,6 +129,29 @@ fn call_error(e: ureq::Error, url: &str) -> PollError {
         ));
     }
     e.into()
+}
+
+/// The most an error answer's body is read for [`said`].
+const SAID_MAX_BYTES: u64 = 1024;
+
+/// What an error answer's body says, for the log: the `error` member of a
+/// JSON body (ours, and most APIs'), else its first line; at most 160
+/// bytes of printable text. Upstream text is untrusted.
+fn said(response: &mut ureq::http::Response<ureq::Body>) -> Option<String> {
+    let mut body = Vec::new();
+    let reader = response.body_mut().as_reader();
+    std::io::Read::read_to_end(&mut std::io::Read::take(reader, SAID_MAX_BYTES), &mut body).ok()?;
+    let text = String::from_utf8_lossy(&body);
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| text.lines().next().unwrap_or("").to_string());
+    let clean: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = clean.trim();
+    (!clean.is_empty()).then(|| json::clipped(clean, 160))
 }
 
 /// What a successful poll did.
@@ -235,7 +262,7 @@ impl Poller {
                 current.confirm(clock::epoch_ms());
                 return Ok(Outcome::NotModified);
             }
-            other => return Err(PollError::Status(other)),
+            other => return Err(PollError::Status(other, said(&mut response))),
         }
         let header = |name: &str| {
             response
@@ -542,15 +569,19 @@ mod tests {
         assert_eq!(e.kind(), "connect");
         assert!(e.to_string().starts_with("connect: "));
         assert_eq!(
-            PollError::Status(503).to_string(),
+            PollError::Status(503, None).to_string(),
             "http: upstream answered 503"
+        );
+        assert_eq!(
+            PollError::Status(401, Some("missing bearer token".into())).to_string(),
+            "http: upstream answered 401: missing bearer token"
         );
         assert_eq!(
             PollError::from(ureq::Error::BodyExceedsLimit(9)).kind(),
             "body_too_large"
         );
         assert_eq!(
-            PollError::Status(302).to_string(),
+            PollError::Status(302, None).to_string(),
             "http: upstream answered 302 (redirects are not followed: poll the target URL)"
         );
     }

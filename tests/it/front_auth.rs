@@ -76,7 +76,10 @@ fn data_server_token_and_the_pollers_token() {
     let upstream = format!("http://{}/counters", ds.addr);
     // Without the token the poller is refused, and says so.
     let bare = metrics_server(&upstream, &[]);
-    bare.wait_log(|v| v["event"] == "poll.error" && v["reason"] == "http: upstream answered 401");
+    bare.wait_log(|v| {
+        v["event"] == "poll.error"
+            && v["reason"] == "http: upstream answered 401: missing or invalid bearer token"
+    });
     // With it, data flows.
     let ms = spawn(
         METRICS_SERVER,

@@ -428,3 +428,61 @@ fn bad_tls_knobs_exit_2_with_one_line_naming_the_knob() {
         }
     }
 }
+
+#[test]
+fn metrics_server_polls_a_tls_data_server_and_fails_cleanly_on_a_wrong_ca() {
+    let pki = Pki::new("upstream");
+    let pair = pki.server("producer", "5A01");
+    let ds = tls_server(DATA_SERVER, &pair, &["--interval-sec", "0.2"], &[]);
+    let upstream = https(ds.addr, "/counters");
+    let ca = pki.ca.to_str().unwrap();
+
+    // Trusting the CA: served, as over plain HTTP.
+    let ms = metrics_server(&upstream, &["--upstream-ca-file", ca]);
+    let v = eventually("a value polled over HTTPS", || {
+        let r = get(
+            ms.addr,
+            "/telemetry/GetMetric?switch_id=sw-003&metric=cpu_util_pct",
+        );
+        (r.status == 200).then(|| r.json())
+    });
+    assert!(v["value"].is_number(), "{v}");
+    // Conditional polls work over TLS too: 304s follow.
+    eventually("a 304 over HTTPS", || {
+        let s = get(ms.addr, "/stats").json();
+        (s["poll"]["not_modified_304"].as_u64() > Some(0)).then_some(())
+    });
+
+    // Another CA: every poll fails as kind tls, naming the reason, and the
+    // server goes on answering.
+    let other = Pki::new("other-ca");
+    let mut wrong = metrics_server(
+        &upstream,
+        &["--upstream-ca-file", other.ca.to_str().unwrap()],
+    );
+    let line = wrong.wait_log(|v| v["event"] == "poll.error");
+    assert_eq!(line["kind"], "tls", "{line}");
+    assert!(
+        line["reason"].as_str().unwrap().contains("UnknownIssuer"),
+        "{line}"
+    );
+    eventually("tls errors counted", || {
+        let s = get(wrong.addr, "/stats").json();
+        (s["poll"]["errors_by_kind"]["tls"].as_u64() >= Some(2)).then_some(())
+    });
+    assert_eq!(get(wrong.addr, "/ready").status, 503);
+    assert!(wrong.is_running());
+
+    // The bundled Mozilla roots do not know a lab CA either.
+    let bundled = metrics_server(&upstream, &[]);
+    let line = bundled.wait_log(|v| v["event"] == "poll.error");
+    assert_eq!(line["kind"], "tls", "{line}");
+
+    // http:// to the TLS port: the producer's 400 says why.
+    let plain = metrics_server(&format!("http://{}/counters", ds.addr), &[]);
+    let line = plain.wait_log(|v| v["event"] == "poll.error");
+    assert_eq!(
+        line["reason"], "http: upstream answered 400: plain HTTP sent to an HTTPS port",
+        "{line}"
+    );
+}
