@@ -83,6 +83,9 @@ pub fn serve(
     // Best effort: a smaller backlog only slows a burst of new clients.
     let _ = crate::sys::set_listen_backlog(&listener, 4096);
     let front = Front::new(limits.clone(), access);
+    if let Some(certs) = &tls {
+        certs.warn_if_expiring(crate::clock::epoch_ms() / 1000);
+    }
     Server::start(listener, front, handler, tls)
         .map_err(|e| fatal(service, &format!("cannot start the server: {e}")))
 }

@@ -19,6 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::clock;
 use crate::config::{Error, Knob, Values};
 use crate::log::{Event, Level};
 
@@ -101,7 +102,12 @@ pub struct About {
     pub serial: String,
     /// When it expires, RFC 3339.
     pub not_after: String,
+    /// The same, in seconds since the epoch.
+    pub not_after_secs: Option<i64>,
 }
+
+/// A certificate this close to its end is warned about (`tls.expiring`).
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -137,6 +143,7 @@ impl Pair {
         let about = about(leaf).unwrap_or_else(|| About {
             serial: "unknown".into(),
             not_after: "unknown".into(),
+            not_after_secs: None,
         });
         let pem = Zeroed(read_pem(&files.key, key_knob)?);
         let key = PrivateKeyDer::from_pem_slice(&pem.0).map_err(|_| PairError {
@@ -221,6 +228,7 @@ impl Certs {
                     .str("not_after", &about.not_after)
                     .str("previous_serial", &before.serial)
                     .emit();
+                self.warn_if_expiring(clock::epoch_ms() / 1000);
                 Ok(about)
             }
             Err(e) => {
@@ -232,6 +240,27 @@ impl Certs {
                 Err(e)
             }
         }
+    }
+
+    /// Logs a WARN when the certificate served has expired (`tls.expired`:
+    /// clients will refuse it) or will within [`EXPIRY_WARNING_DAYS`]
+    /// (`tls.expiring`). Called at start and after each reload.
+    pub fn warn_if_expiring(&self, now_secs: u64) {
+        let about = self.about();
+        let Some(left) = about.not_after_secs.map(|end| end - now_secs as i64) else {
+            return;
+        };
+        let event = if left <= 0 {
+            Event::new(Level::Warn, "tls.expired")
+        } else if left < EXPIRY_WARNING_DAYS * 86_400 {
+            Event::new(Level::Warn, "tls.expiring").uint("days_left", (left / 86_400) as u64)
+        } else {
+            return;
+        };
+        event
+            .str("serial", &about.serial)
+            .str("not_after", &about.not_after)
+            .emit();
     }
 
     /// The rustls configuration of a listener serving these certificates.
@@ -270,9 +299,11 @@ fn about(der: &[u8]) -> Option<About> {
     };
     let (_, _, rest) = tlv(validity)?; // notBefore
     let (tag, time, _) = tlv(rest)?;
+    let (not_after, not_after_secs) = asn1_time(tag, time)?;
     Some(About {
         serial,
-        not_after: asn1_time(tag, time)?,
+        not_after,
+        not_after_secs: Some(not_after_secs),
     })
 }
 
@@ -309,8 +340,8 @@ fn hex_serial(bytes: &[u8]) -> String {
 }
 
 /// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as
-/// RFC 3339.
-fn asn1_time(tag: u8, bytes: &[u8]) -> Option<String> {
+/// RFC 3339, and as seconds since the epoch.
+fn asn1_time(tag: u8, bytes: &[u8]) -> Option<(String, i64)> {
     let text = std::str::from_utf8(bytes).ok()?;
     let digits = text.strip_suffix('Z')?;
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -325,15 +356,16 @@ fn asn1_time(tag: u8, bytes: &[u8]) -> Option<String> {
         (0x18, 14) => digits.to_string(),
         _ => return None,
     };
-    Some(format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &full[..4],
-        &full[4..6],
-        &full[6..8],
-        &full[8..10],
-        &full[10..12],
-        &full[12..14]
-    ))
+    let field = |range: std::ops::Range<usize>| full[range].parse::<u32>().ok();
+    let (y, mo, d) = (field(0..4)?, field(4..6)?, field(6..8)?);
+    let (h, mi, s) = (field(8..10)?, field(10..12)?, field(12..14)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let days = clock::days_from_civil(i64::from(y), mo, d);
+    let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + s);
+    let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
+    Some((text, secs))
 }
 
 #[cfg(test)]
@@ -358,18 +390,27 @@ mod tests {
         assert_eq!(hex_serial(&[0x00, 0xab, 0x01]), "AB01");
         assert_eq!(hex_serial(&[0x00]), "00");
         assert_eq!(hex_serial(&[0x1f]), "1F");
+        let text = |tag, b: &[u8]| asn1_time(tag, b).map(|(t, _)| t);
         assert_eq!(
-            asn1_time(0x17, b"261202103000Z").as_deref(),
+            text(0x17, b"261202103000Z").as_deref(),
             Some("2026-12-02T10:30:00Z")
         );
         assert_eq!(
-            asn1_time(0x17, b"991231235959Z").as_deref(),
+            text(0x17, b"991231235959Z").as_deref(),
             Some("1999-12-31T23:59:59Z")
         );
         assert_eq!(
-            asn1_time(0x18, b"20510101000000Z").as_deref(),
+            text(0x18, b"20510101000000Z").as_deref(),
             Some("2051-01-01T00:00:00Z")
         );
+        // date -u -d 2026-12-02T10:30:00Z +%s
+        assert_eq!(
+            asn1_time(0x17, b"261202103000Z").map(|(_, s)| s),
+            Some(1_796_207_400)
+        );
+        assert_eq!(asn1_time(0x17, b"700101000000Z").map(|(_, s)| s), Some(0));
+        assert_eq!(asn1_time(0x17, b"261302103000Z"), None, "month 13");
+        assert_eq!(asn1_time(0x17, b"261202253000Z"), None, "hour 25");
         assert_eq!(asn1_time(0x17, b"2612021030Z"), None);
         assert_eq!(asn1_time(0x17, b"26120210300aZ"), None);
         assert_eq!(asn1_time(0x18, b"261202103000Z"), None);

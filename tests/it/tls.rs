@@ -53,6 +53,12 @@ fn counters_and_get_metric_over_https_with_the_ca() {
         startup["tls_not_after"].as_str().unwrap().ends_with('Z'),
         "{startup}"
     );
+    // The test's certificates last two days: the server says so.
+    let expiring = ds.wait_log(|v| v["event"] == "tls.expiring");
+    assert_eq!(expiring["level"], "WARN");
+    let days_left = expiring["days_left"].as_u64();
+    assert!(matches!(days_left, Some(1 | 2)), "{expiring}");
+    assert_eq!(expiring["not_after"], startup["tls_not_after"]);
 
     let (status, body) = pki::get(ds.addr, &client, "/counters", &[]).unwrap();
     assert_eq!(status, 200, "{body}");
