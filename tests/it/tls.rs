@@ -492,3 +492,40 @@ fn metrics_server_polls_a_tls_data_server_and_fails_cleanly_on_a_wrong_ca() {
         "{line}"
     );
 }
+
+#[test]
+fn garbage_handshakes_are_refused_and_the_server_carries_on() {
+    let pki = Pki::new("garbage");
+    let pair = pki.server("server", "0777");
+    let ds = tls_server(DATA_SERVER, &pair, &["--idle-timeout-ms", "2000"], &[]);
+    let client = pki::client_config(&pki.ca);
+    let mut rng = fastrand::Rng::with_seed(14);
+    let mut cases: Vec<Vec<u8>> = vec![
+        // A handshake record claiming 64 KiB.
+        vec![0x16, 0x03, 0x01, 0xff, 0xff, 0x01],
+        // A record of an unknown type, one of application data too early,
+        // an alert, and a ClientHello of zeros.
+        vec![0x42, 0x03, 0x03, 0x00, 0x01, 0x00],
+        vec![0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5],
+        vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28],
+        [&[0x16, 0x03, 0x01, 0x00, 0x40][..], &[0u8; 0x40][..]].concat(),
+    ];
+    for _ in 0..100 {
+        let len = rng.usize(1..600);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+        bytes[0] = 0x16;
+        cases.push(bytes);
+    }
+    for bytes in &cases {
+        let mut s = connect(ds.addr);
+        let _ = s.write_all(bytes);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let t = Instant::now();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+        // Refused at once, or (a record cut short) at the handshake deadline.
+        assert!(t.elapsed() < Duration::from_secs(4), "{bytes:02x?}");
+    }
+    assert_eq!(pki::get(ds.addr, &client, "/health", &[]).unwrap().0, 200);
+    eventually("threads back", || (ds.threads() < 40).then_some(()));
+}
