@@ -247,34 +247,8 @@ pub fn unauthorized() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::path::PathBuf;
 
-    /// A file in the temp directory, removed on drop.
-    struct TempFile(PathBuf);
-
-    impl TempFile {
-        fn with(name: &str, content: &[u8]) -> TempFile {
-            let path = std::env::temp_dir().join(format!(
-                "fabric-auth-{}-{}-{name}",
-                std::process::id(),
-                fastrand::u64(..)
-            ));
-            let mut f = File::create(&path).unwrap();
-            f.write_all(content).unwrap();
-            TempFile(path)
-        }
-
-        fn path(&self) -> &str {
-            self.0.to_str().unwrap()
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+    use crate::testutil::TempFile;
 
     fn token(s: &str) -> Token {
         load(Some(s), None).unwrap().unwrap()

@@ -27,6 +27,8 @@ pub mod server;
 pub mod sha256;
 pub mod swap;
 pub mod sys;
+#[cfg(test)]
+mod testutil;
 
 pub mod consumer;
 pub mod producer;

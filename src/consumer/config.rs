@@ -543,30 +543,7 @@ mod tests {
         }
     }
 
-    /// A file in the temp directory, removed on drop.
-    struct TempFile(std::path::PathBuf);
-
-    impl TempFile {
-        fn with(name: &str, content: &[u8]) -> TempFile {
-            let path = std::env::temp_dir().join(format!(
-                "fabric-consumer-config-{}-{}-{name}",
-                std::process::id(),
-                fastrand::u64(..)
-            ));
-            std::fs::write(&path, content).unwrap();
-            TempFile(path)
-        }
-
-        fn path(&self) -> &str {
-            self.0.to_str().unwrap()
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+    use crate::testutil::TempFile;
 
     const CA_PEM: &[u8] = super::super::tls::TEST_CA_PEM.as_bytes();
 

@@ -351,6 +351,12 @@ mod tests {
         assert_eq!(t.ring.len(), WINDOW);
     }
 
+    /// `/stats` of `stats` with no snapshot, history or upstream settings.
+    fn rendered(stats: &Stats) -> Value {
+        let text = stats.render(None, 0, &[], Default::default(), &Default::default());
+        serde_json::from_str(&text).unwrap()
+    }
+
     #[test]
     fn reports_sub_millisecond_percentiles_per_endpoint() {
         let stats = Stats::new(1);
@@ -358,14 +364,7 @@ mod tests {
             stats.record_request("/telemetry/GetMetric", 200, Duration::from_micros(us * 10));
         }
         stats.record_request("/health", 200, Duration::from_secs(1));
-        let v: Value = serde_json::from_str(&stats.render(
-            None,
-            0,
-            &[],
-            Default::default(),
-            &Default::default(),
-        ))
-        .unwrap();
+        let v = rendered(&stats);
         let gm = &v["endpoints"]["/telemetry/GetMetric"];
         assert_eq!(gm["p50_ms"], 0.5);
         assert_eq!(gm["p95_ms"], 0.95);
@@ -396,14 +395,7 @@ mod tests {
             p.breaker = "open";
             p.backoff = Duration::from_millis(1234);
         });
-        let v: Value = serde_json::from_str(&stats.render(
-            None,
-            0,
-            &[],
-            Default::default(),
-            &Default::default(),
-        ))
-        .unwrap();
+        let v = rendered(&stats);
         assert_eq!(v["poll_retry_count"], 3);
         assert_eq!(v["poll_last_cycle_ms"], 1.5);
         assert_eq!(v["poll"]["last_error"], "connect: refused");

@@ -123,24 +123,7 @@ impl Pki {
             "-subj",
             &format!("/CN={name}"),
         ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            path(&csr),
-            "-CA",
-            path(&self.ca),
-            "-CAkey",
-            path(&self.ca_key),
-            "-set_serial",
-            &format!("0x{serial}"),
-            "-days",
-            "2",
-            "-extfile",
-            path(&ext),
-            "-out",
-            path(&cert),
-        ]);
+        self.sign(&csr, &ext, serial, &cert);
         Pair { cert, key }
     }
 
@@ -163,11 +146,18 @@ impl Pki {
             "-subj",
             &format!("/CN={name}"),
         ]);
+        self.sign(&csr, &ext, serial, &cert);
+        Pair { cert, key }
+    }
+
+    /// Signs `csr` with the CA, with the extensions of `ext` and this
+    /// serial (hex), into `cert`; valid for two days.
+    fn sign(&self, csr: &Path, ext: &Path, serial: &str, cert: &Path) {
         openssl(&[
             "x509",
             "-req",
             "-in",
-            path(&csr),
+            path(csr),
             "-CA",
             path(&self.ca),
             "-CAkey",
@@ -177,11 +167,10 @@ impl Pki {
             "-days",
             "2",
             "-extfile",
-            path(&ext),
+            path(ext),
             "-out",
-            path(&cert),
+            path(cert),
         ]);
-        Pair { cert, key }
     }
 
     /// A file in this PKI's directory with these bytes.
