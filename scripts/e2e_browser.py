@@ -24,7 +24,11 @@ over plain HTTP, standard library only) and checks that:
   - with METRICS_AUTH_TOKEN set (a second metrics_server), the page asks for
     the token, takes it from the form, then shows data; the token is in
     sessionStorage only, never in the URL or the server's log; the only
-    console errors are the 401s before it was given.
+    console errors are the 401s before it was given;
+  - over HTTPS (a third metrics_server with TLS_CERT_FILE, a certificate
+    made here by `openssl`, accepted as the test's), the page shows the
+    fleet, goes live and follows new snapshots over the stream, without
+    console errors.
 
 Saves a screenshot to target/e2e/page.png. Installs Debian's chromium and
 chromium-driver when /usr/bin/chromium or /usr/bin/chromedriver is missing.
@@ -190,10 +194,12 @@ def until(what, fn, timeout, step=0.2):
 class Browser:
     """One chromedriver session on headless Chromium."""
 
-    def __init__(self, driver, profile):
+    def __init__(self, driver, profile, accept_insecure_certs=False):
         self.driver = driver
         caps = {
             "browserName": "chrome",
+            # For the TLS check: a certificate made by the test, for 127.0.0.1.
+            "acceptInsecureCerts": accept_insecure_certs,
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
@@ -527,6 +533,33 @@ def main():
                         f"token in sessionStorage only" if ok else
                         f"stored {stored}, in url {TOKEN in url}, in log {leaked}, errors before {not_401[:2]}, after {[e['message'] for e in after][:2]}")
         checks.run("token flow (auth on)", token_flow)
+        b.quit()
+        browsers.remove(b)
+
+        # ------------------------------------------------------ over HTTPS
+        cert, key = os.path.join(tmp, "tls.pem"), os.path.join(tmp, "tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=e2e",
+                        "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-addext", "basicConstraints=critical,CA:FALSE",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        _, ms_tls = start_server(procs, args.bin_dir, "metrics_server",
+                                 ["--upstream-url", f"http://{ds}/counters", "--poll-ms", "200",
+                                  "--tls-cert-file", cert, "--tls-key-file", key],
+                                 log="metrics_server_tls")
+        b = Browser(driver, os.path.join(tmp, "profile3"), accept_insecure_certs=True)
+        browsers.append(b)
+
+        def over_https():
+            b.go(f"https://{ms_tls}/")
+            until("the fleet over HTTPS", lambda: b.attr("switches") == str(args.switches), 30)
+            until("live over HTTPS", lambda: b.attr("stream") == "live", 15)
+            first = b.attr("snapshotId")
+            until("a new snapshot over the stream", lambda: b.attr("snapshotId") not in (first, None, ""), 15)
+            proto = b.js("return location.protocol;")
+            bad = [e["message"] for e in severe(b.console())]
+            return proto == "https:" and not bad, f"{proto}, live, snapshots streamed, console errors: {bad[:2] or 'none'}"
+        checks.run("page over HTTPS (TLS_CERT_FILE)", over_https)
     except Failed as e:
         checks.check("setup", False, str(e))
         for name in ("data_server", "metrics_server", "chromedriver"):
