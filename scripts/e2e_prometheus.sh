@@ -183,7 +183,7 @@ while :; do
   [ "$health" = ok ] && [ "$firing" = - ] || [ $SECONDS -ge $deadline ] && break
   sleep 0.5
 done
-check "alerting rules" "$(is "$n == 4 and '$health' == 'ok' and '$firing' == '-'")" \
+check "alerting rules" "$(is "$n == 5 and '$health' == 'ok' and '$firing' == '-'")" \
   "$n rules, health $health, pending or firing: $firing"
 
 # Scaling out. Wait (30 s at most) for both groups' shards to be scraped.

@@ -7,6 +7,8 @@
 # second metrics_server polls a static upstream whose CSV has hostile
 # column names (our own family names, promtool's forbidden units, unicode,
 # quotes, names that read alike), and its /metrics goes to promtool too.
+# A data_server and a metrics_server with TLS (a certificate made here by
+# openssl) add the certificate-expiry family, fetched over HTTPS.
 # First, deploy/prometheus: `promtool check rules` and `promtool test
 # rules` on the alerting rules, `promtool check config` on the example
 # prometheus.yml (several metrics_servers, README "Scaling out").
@@ -68,6 +70,14 @@ hostile=$addr
 as=metrics_server_sharded start metrics_server \
   --upstream-urls "http://$ds/counters?num_shards=2&shard=0,http://127.0.0.1:$up/counters" --poll-ms 200
 sharded=$addr
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=promtool -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+  -keyout "$tmp/tls.key" -out "$tmp/tls.pem" 2>/dev/null
+tls=(--tls-cert-file "$tmp/tls.pem" --tls-key-file "$tmp/tls.key")
+as=data_server_tls start data_server --switches 8 --interval-sec 1 "${tls[@]}"
+ds_tls=$addr
+as=metrics_server_tls start metrics_server --upstream-url "http://$ds/counters" --poll-ms 200 "${tls[@]}"
+ms_tls=$addr
 
 status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$1$2" || true; }
 ok=
@@ -96,8 +106,8 @@ status "$ds" /nope >/dev/null
 sleep 1
 
 failed=0
-while read -r name at; do
-  if ! curl -sf --max-time 5 -D "$tmp/$name.head" -o "$tmp/$name.prom" "http://$at/metrics"; then
+while read -r name base; do
+  if ! curl -sf --max-time 5 --cacert "$tmp/tls.pem" -D "$tmp/$name.head" -o "$tmp/$name.prom" "$base/metrics"; then
     say "$name: GET /metrics failed"; failed=1; continue
   fi
   ct=$(tr -d '\r' <"$tmp/$name.head" | sed -n 's/^[Cc]ontent-[Tt]ype: *//p' | tail -1)
@@ -116,9 +126,16 @@ while read -r name at; do
     say "$name: promtool check metrics clean ($families families, $samples samples)"
   fi
 done <<EOF
-metrics_server $ms
-data_server $ds
-metrics_server_hostile_columns $hostile
-metrics_server_sharded $sharded
+metrics_server http://$ms
+data_server http://$ds
+metrics_server_hostile_columns http://$hostile
+metrics_server_sharded http://$sharded
+data_server_tls https://$ds_tls
+metrics_server_tls https://$ms_tls
 EOF
+for name in data_server_tls metrics_server_tls; do
+  if ! grep -q '^fabric_tls_cert_not_after_timestamp_seconds{serial="' "$tmp/$name.prom"; then
+    say "$name: no fabric_tls_cert_not_after_timestamp_seconds sample"; failed=1
+  fi
+done
 exit "$failed"

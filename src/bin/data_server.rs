@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         fail_pct: cfg.fault_500_pct,
         slow: cfg.fault_slow,
     };
+    if let Some(certs) = &cfg.tls {
+        generator.stats().serve_tls(certs.clone());
+    }
     let routes = Arc::new(Routes::new(generator.cell(), faults, generator.stats()));
     let access = Access {
         token: cfg.auth_token.take(),

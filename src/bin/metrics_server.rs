@@ -22,7 +22,8 @@ fn main() -> ExitCode {
     let state = Arc::new(
         State::new(&cfg.upstream_urls, cfg.stream_max_subscribers)
             .with_history(cfg.history_snapshots)
-            .with_upstream_tls(cfg.upstream.tls.clone()),
+            .with_upstream_tls(cfg.upstream.tls.clone())
+            .with_listener_tls(cfg.tls.clone()),
     );
     let freshness = Freshness {
         max_stale: cfg.max_stale,

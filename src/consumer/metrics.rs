@@ -136,9 +136,9 @@ impl FabricCache {
 /// servers': a column family never starts with one (rule 2 of the module
 /// doc). A new family of ours must start with one of these; a test holds
 /// both servers to it.
-pub const OWN_WORDS: [&str; 10] = [
-    "build", "breaker", "http", "poll", "polls", "producer", "snapshot", "upstream", "uptime",
-    ESCAPE,
+pub const OWN_WORDS: [&str; 11] = [
+    "build", "breaker", "http", "poll", "polls", "producer", "snapshot", "tls", "upstream",
+    "uptime", ESCAPE,
 ];
 
 /// The word put before a column's words to keep it out of our namespace.
@@ -553,6 +553,9 @@ fn own_health(state: &State, snap: Option<&Fabric>, now_ms: u64) -> String {
         &[],
         state.stats.uptime().as_secs_f64(),
     );
+    if let Some(certs) = &state.listener_tls {
+        certs.expose(&mut exp);
+    }
     exp.finish()
 }
 

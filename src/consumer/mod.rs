@@ -62,6 +62,9 @@ pub struct State {
     history_snapshots: usize,
     /// How `https://` upstreams are checked, for `/stats`.
     upstream_tls: tls::UpstreamTls,
+    /// The listener's certificate, when it speaks TLS (its expiry, for
+    /// `/metrics`).
+    pub listener_tls: Option<Arc<crate::server::tls::Certs>>,
 }
 
 impl Default for State {
@@ -94,6 +97,7 @@ impl State {
             subscribers: stream::Subscribers::new(max_subscribers),
             history_snapshots: history::DEFAULT_SNAPSHOTS,
             upstream_tls: Default::default(),
+            listener_tls: None,
         }
     }
 
@@ -108,6 +112,12 @@ impl State {
     /// The same, reporting `tls` in `/stats` (what the pollers were given).
     pub fn with_upstream_tls(mut self, tls: tls::UpstreamTls) -> State {
         self.upstream_tls = tls;
+        self
+    }
+
+    /// The listener speaks TLS with `certs`.
+    pub fn with_listener_tls(mut self, certs: Option<Arc<crate::server::tls::Certs>>) -> State {
+        self.listener_tls = certs;
         self
     }
 

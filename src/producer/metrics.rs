@@ -2,8 +2,8 @@
 //! how `/counters` was answered (faults included).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::prometheus::Exposition;
@@ -17,6 +17,8 @@ pub struct ProducerStats {
     counters_by_status: Mutex<BTreeMap<u16, u64>>,
     faults_500: AtomicU64,
     faults_slow: AtomicU64,
+    /// The listener's certificate, when it speaks TLS (its expiry).
+    tls: OnceLock<Arc<crate::server::tls::Certs>>,
 }
 
 /// A kind of injected fault.
@@ -27,6 +29,11 @@ pub enum Fault {
 }
 
 impl ProducerStats {
+    /// The listener speaks TLS with `certs`: `/metrics` shows its expiry.
+    pub fn serve_tls(&self, certs: Arc<crate::server::tls::Certs>) {
+        let _ = self.tls.set(certs);
+    }
+
     /// A snapshot of `switches` rows was built in `took`.
     pub fn snapshot_built(&self, switches: usize, took: Duration) {
         self.snapshots.fetch_add(1, Ordering::Relaxed);
@@ -119,6 +126,9 @@ impl ProducerStats {
                 &[("kind", kind)],
                 n.load(Ordering::Relaxed) as f64,
             );
+        }
+        if let Some(certs) = self.tls.get() {
+            certs.expose(&mut exp);
         }
         exp.finish()
     }

@@ -22,6 +22,7 @@ use rustls::sign::CertifiedKey;
 use crate::clock;
 use crate::config::{Error, Knob, Values};
 use crate::log::{Event, Level};
+use crate::prometheus::Exposition;
 
 pub static KNOBS: &[Knob] = &[
     Knob {
@@ -105,6 +106,9 @@ pub struct About {
     /// The same, in seconds since the epoch.
     pub not_after_secs: Option<i64>,
 }
+
+/// The family [`Certs::expose`] writes.
+pub const EXPIRY_FAMILY: &str = "fabric_tls_cert_not_after_timestamp_seconds";
 
 /// A certificate this close to its end is warned about (`tls.expiring`).
 pub const EXPIRY_WARNING_DAYS: i64 = 14;
@@ -261,6 +265,22 @@ impl Certs {
             .str("serial", &about.serial)
             .str("not_after", &about.not_after)
             .emit();
+    }
+
+    /// `fabric_tls_cert_not_after_timestamp_seconds`: when the certificate
+    /// served expires, labelled with its serial (both servers' `/metrics`;
+    /// `FabricCertificateExpiresSoon` in deploy/prometheus/alerts.yml).
+    pub fn expose(&self, exp: &mut Exposition) {
+        let about = self.about();
+        let Some(secs) = about.not_after_secs else {
+            return;
+        };
+        exp.family(
+            EXPIRY_FAMILY,
+            "gauge",
+            "When the TLS certificate served expires (Unix time); a SIGHUP rotation changes it.",
+        )
+        .sample(EXPIRY_FAMILY, &[("serial", &about.serial)], secs as f64);
     }
 
     /// The rustls configuration of a listener serving these certificates.

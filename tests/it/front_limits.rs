@@ -104,7 +104,7 @@ fn beyond_max_connections_clients_get_503_and_service_resumes() {
         "http://127.0.0.1:9/counters",
         // Long enough that the held connections outlive a loaded test
         // machine's pause between opening them and the request over the cap.
-        &["--max-connections", "16", "--idle-timeout-ms", "2500"],
+        &["--max-connections", "16", "--idle-timeout-ms", "6000"],
     );
     // Warm: one request, so its pooled connection to tiny_http (and that
     // connection's thread) is part of the baseline.

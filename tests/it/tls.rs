@@ -59,6 +59,18 @@ fn counters_and_get_metric_over_https_with_the_ca() {
     let days_left = expiring["days_left"].as_u64();
     assert!(matches!(days_left, Some(1 | 2)), "{expiring}");
     assert_eq!(expiring["not_after"], startup["tls_not_after"]);
+    // /metrics says when it expires, as Unix time (openssl's -days 2).
+    let (status, page) = pki::get(ds.addr, &client, "/metrics", &[]).unwrap();
+    assert_eq!(status, 200);
+    let expiry = expiry_sample(&page, "0A01");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (expiry - now - 2.0 * 86_400.0).abs() < 120.0,
+        "{expiry} vs {now}"
+    );
 
     let (status, body) = pki::get(ds.addr, &client, "/counters", &[]).unwrap();
     assert_eq!(status, 200, "{body}");
@@ -106,6 +118,20 @@ fn counters_and_get_metric_over_https_with_the_ca() {
     let v: serde_json::Value = serde_json::from_str(&got).unwrap();
     assert_eq!(v["switch_id"], "sw-001");
     assert!(v["value"].is_number(), "{v}");
+    let (_, page) = pki::get(ms.addr, &client, "/metrics", &[]).unwrap();
+    assert_eq!(expiry_sample(&page, "0A01"), expiry);
+    // Without TLS, no such family.
+    assert!(!get(plain.addr, "/metrics").text().contains("fabric_tls_"));
+}
+
+/// The value of `/metrics`' certificate-expiry sample for `serial`.
+fn expiry_sample(page: &str, serial: &str) -> f64 {
+    let prefix = format!("fabric_tls_cert_not_after_timestamp_seconds{{serial=\"{serial}\"}} ");
+    let line = page
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{page}"));
+    line[prefix.len()..].parse().unwrap()
 }
 
 #[test]
@@ -324,6 +350,9 @@ fn sighup_rotates_the_certificate_and_a_bad_pair_keeps_the_old_one() {
     assert_eq!(line["serial"], "02BB");
     assert_eq!(line["previous_serial"], "01AA");
     assert_eq!(seen(ds.addr), second.der(), "new connections, new pair");
+    let (_, page) = pki::get(ds.addr, &client, "/metrics", &[]).unwrap();
+    expiry_sample(&page, "02BB");
+    assert!(!page.contains("01AA"), "{page}");
 
     // The old connection is undisturbed.
     before
