@@ -11,9 +11,7 @@
 //! of it was right.
 
 use std::fmt;
-use std::fs::File;
 use std::hint::black_box;
-use std::io::Read;
 
 use crate::http::Response;
 
@@ -63,12 +61,7 @@ pub fn load(value: Option<&str>, file: Option<&str>) -> Result<Option<Token>, St
 /// hold, so an over-long file is noticed without reading all of it). Errors
 /// start with `what` and the path.
 fn read_capped(path: &str, what: &str) -> Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| format!("{what} {path}: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_LEN as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{what} {path}: {e}"))?;
-    Ok(bytes)
+    crate::config::read_at_most(path, MAX_LEN as u64 + 1).map_err(|e| format!("{what} {path}: {e}"))
 }
 
 fn trim_end_ascii_whitespace(bytes: &[u8]) -> &[u8] {

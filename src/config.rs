@@ -55,6 +55,19 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The first `max` bytes of the file at `path` (all of it if shorter): a
+/// file a knob names is read with a bound, so that `/dev/zero` or a huge
+/// file is noticed without being read whole. Callers read one byte more
+/// than they accept to tell "too long" apart.
+pub fn read_at_most(path: impl AsRef<std::path::Path>, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Origin {
     Flag,

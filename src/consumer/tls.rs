@@ -8,8 +8,6 @@
 //! setups only (logged as a WARN at start and shown in `/stats`).
 
 use std::fmt;
-use std::fs::File;
-use std::io::Read;
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
@@ -65,10 +63,7 @@ impl CaFile {
 
 /// At most [`MAX_CA_FILE_BYTES`] of `path`.
 fn read(path: &str) -> Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| format!("a readable PEM file ({e})"))?;
-    let mut pem = Vec::new();
-    file.take(MAX_CA_FILE_BYTES + 1)
-        .read_to_end(&mut pem)
+    let pem = crate::config::read_at_most(path, MAX_CA_FILE_BYTES + 1)
         .map_err(|e| format!("a readable PEM file ({e})"))?;
     if pem.len() as u64 > MAX_CA_FILE_BYTES {
         return Err(format!("a PEM file of at most {MAX_CA_FILE_BYTES} bytes"));

@@ -119,11 +119,12 @@ fn provider() -> Arc<CryptoProvider> {
 
 fn read_pem(path: &Path, knob: &'static str) -> Result<Vec<u8>, PairError> {
     let fail = |why: String| PairError { knob, why };
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("a readable file ({e})")))?;
-    if meta.len() > MAX_PEM_BYTES {
+    let pem = crate::config::read_at_most(path, MAX_PEM_BYTES + 1)
+        .map_err(|e| fail(format!("a readable file ({e})")))?;
+    if pem.len() as u64 > MAX_PEM_BYTES {
         return Err(fail(format!("a PEM file under {MAX_PEM_BYTES} bytes")));
     }
-    std::fs::read(path).map_err(|e| fail(format!("a readable file ({e})")))
+    Ok(pem)
 }
 
 impl Pair {
