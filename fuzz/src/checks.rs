@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use fabric_telemetry::consumer::snapshot::{Limits, Origin};
+use fabric_telemetry::consumer::store::snapshot::{Limits, Origin};
 use fabric_telemetry::consumer::{Fabric, Snapshot};
 use fabric_telemetry::csv;
 use fabric_telemetry::http::{CSV, JSON, Request, Response, TEXT};
@@ -839,7 +839,10 @@ pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Fabric>, String> {
         ),
         (Ok(b), Err(e)) => ensure!(
             b.rows() > SMALL
-                && *e == fabric_telemetry::consumer::snapshot::Error::TooManyRows { limit: SMALL },
+                && *e
+                    == fabric_telemetry::consumer::store::snapshot::Error::TooManyRows {
+                        limit: SMALL
+                    },
             "{} rows accepted without a limit, refused with limit {SMALL}: {e}",
             b.rows()
         ),

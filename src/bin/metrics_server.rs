@@ -5,7 +5,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC, poller, routes::Freshness};
+use fabric_telemetry::consumer::api::routes::Freshness;
+use fabric_telemetry::consumer::poll::poller;
+use fabric_telemetry::consumer::{Poller, Routes, State, config::SPEC};
 use fabric_telemetry::lifecycle::{self, Stop};
 use fabric_telemetry::server::front::Access;
 
@@ -20,16 +22,18 @@ fn main() -> ExitCode {
     };
 
     let state = Arc::new(
-        State::new(&cfg.upstream_urls, cfg.stream_max_subscribers)
+        State::new(&cfg.upstream_urls)
             .with_history(cfg.history_snapshots)
-            .with_upstream_tls(cfg.upstream.tls.clone())
+            .with_upstream_tls(cfg.upstream.tls.to_json())
             .with_listener_tls(cfg.tls.clone()),
     );
     let freshness = Freshness {
         max_stale: cfg.max_stale,
         ready_max_age: cfg.ready_max_age,
     };
-    let routes = Arc::new(Routes::new(state.clone(), freshness));
+    let routes = Arc::new(
+        Routes::new(state.clone(), freshness).with_subscribers(cfg.stream_max_subscribers),
+    );
     let access = Access {
         token: cfg.auth_token.take(),
         // The page itself asks for the token, then sends it with each call.

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use super::history::MAX_SNAPSHOTS;
-use super::tls::{CaFile, UpstreamTls};
+use super::poll::tls::{CaFile, UpstreamTls};
+use super::poll::upstream::{Resilience, UpstreamAuth, UpstreamClient};
+use super::store::history::MAX_SNAPSHOTS;
 use crate::auth::{Basic, BasicError, Token};
 use crate::config::{Error, Knob, Spec, Values};
 use crate::log::Level;
@@ -217,67 +218,6 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// How the poller treats a misbehaving upstream.
-#[derive(Debug, Clone)]
-pub struct Resilience {
-    pub backoff_max: Duration,
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
-    pub timeout: Duration,
-    pub max_bytes: u64,
-    pub max_rows: usize,
-}
-
-impl Default for Resilience {
-    /// The defaults of the knob table.
-    fn default() -> Resilience {
-        Resilience {
-            backoff_max: ms(30_000),
-            breaker_failures: 5,
-            breaker_cooldown: ms(10_000),
-            timeout: ms(5_000),
-            max_bytes: 256 << 20,
-            max_rows: 1_000_000,
-        }
-    }
-}
-
-/// How the pollers reach their upstreams.
-#[derive(Debug, Clone, Default)]
-pub struct UpstreamClient {
-    /// The roots `https://` upstreams are checked against, or none.
-    pub tls: UpstreamTls,
-    /// Credentials sent with every poll, if any.
-    pub auth: Option<UpstreamAuth>,
-}
-
-/// Credentials the poller sends upstream: one `Authorization` header.
-#[derive(Debug, Clone)]
-pub enum UpstreamAuth {
-    /// `UPSTREAM_AUTH_TOKEN` (data_server's `DATA_AUTH_TOKEN`).
-    Bearer(Token),
-    /// `UPSTREAM_BASIC_AUTH_USER` and `_PASSWORD_FILE` (UFM's REST).
-    Basic(Basic),
-}
-
-impl UpstreamAuth {
-    /// `bearer` or `basic`: what the startup line says (never the secret).
-    pub fn scheme(&self) -> &'static str {
-        match self {
-            UpstreamAuth::Bearer(_) => "bearer",
-            UpstreamAuth::Basic(_) => "basic",
-        }
-    }
-
-    /// The `Authorization` value to send. A secret: never log it.
-    pub fn header_value(&self) -> String {
-        match self {
-            UpstreamAuth::Bearer(t) => t.header_value(),
-            UpstreamAuth::Basic(b) => b.header_value(),
-        }
-    }
-}
-
 /// `UPSTREAM_CA_FILE`, read and checked now, and
 /// `UPSTREAM_INSECURE_SKIP_VERIFY`; not both, which would contradict.
 fn upstream_tls(v: &Values) -> Result<UpstreamTls, Error> {
@@ -464,7 +404,7 @@ mod tests {
         );
         assert_eq!(
             c.history_snapshots,
-            super::super::history::DEFAULT_SNAPSHOTS
+            crate::consumer::store::history::DEFAULT_SNAPSHOTS
         );
     }
 
@@ -545,7 +485,7 @@ mod tests {
 
     use crate::testutil::TempFile;
 
-    const CA_PEM: &[u8] = super::super::tls::TEST_CA_PEM.as_bytes();
+    const CA_PEM: &[u8] = crate::consumer::poll::tls::TEST_CA_PEM.as_bytes();
 
     /// The one-line error resolving `env` gives.
     fn error(env: &[(&str, &str)]) -> String {

@@ -674,7 +674,7 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::fabric::Fabric;
+    use crate::consumer::store::fabric::Fabric;
 
     const LIMITS: Limits = Limits { max_rows: 1000 };
 

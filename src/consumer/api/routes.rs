@@ -17,15 +17,16 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::State;
-use super::fabric::Fabric;
 use super::filter::{Filter, Format};
-use super::history;
 use super::metrics;
 use super::page::Page;
-use super::snapshot::Snapshot;
+use super::stats;
 use super::stream;
 use crate::clock;
+use crate::consumer::store::State;
+use crate::consumer::store::fabric::Fabric;
+use crate::consumer::store::history;
+use crate::consumer::store::snapshot::Snapshot;
 use crate::gzip;
 use crate::http::{self, Request, Response};
 use crate::json;
@@ -64,7 +65,14 @@ pub struct Routes {
     state: Arc<State>,
     freshness: Freshness,
     page: Page,
+    /// The `/metrics` fabric block of the current snapshot.
+    exposition: metrics::FabricCache,
+    /// Clients on `/telemetry/stream` (`STREAM_MAX_SUBSCRIBERS`).
+    subscribers: Arc<stream::Subscribers>,
 }
+
+/// Stream clients allowed unless told otherwise (the knob's default).
+const DEFAULT_SUBSCRIBERS: usize = 64;
 
 impl Routes {
     pub fn new(state: Arc<State>, freshness: Freshness) -> Routes {
@@ -73,7 +81,15 @@ impl Routes {
             state,
             freshness,
             page,
+            exposition: Default::default(),
+            subscribers: stream::Subscribers::new(DEFAULT_SUBSCRIBERS),
         }
+    }
+
+    /// The same, allowing `max` stream clients (`STREAM_MAX_SUBSCRIBERS`).
+    pub fn with_subscribers(mut self, max: usize) -> Routes {
+        self.subscribers = stream::Subscribers::new(max);
+        self
     }
 
     /// The fabric a data endpoint may answer from at `now`, with the parts
@@ -338,7 +354,8 @@ impl Routes {
         let fabric = self.state.store.load();
         let urls: Vec<String> = self.state.shards.iter().map(|s| s.url.clone()).collect();
         let history = self.state.history_figures();
-        let body = self.state.stats.render(
+        let body = stats::render(
+            &self.state.stats,
             fabric.as_deref(),
             clock::epoch_ms(),
             &urls,
@@ -459,7 +476,7 @@ impl Handler for Routes {
             HISTORY => self.history(req),
             STATS => self.stats(),
             READY => self.ready(),
-            STREAM => stream::subscribe(&self.state, req),
+            STREAM => stream::subscribe(&self.state, &self.subscribers, req),
             PAGE => self.page.response(),
             METRICS => {
                 let (state, now) = (&self.state, clock::epoch_ms());
@@ -467,14 +484,14 @@ impl Handler for Routes {
                     .header("Content-Type", crate::prometheus::CONTENT_TYPE)
                     .header("Vary", "Accept-Encoding");
                 let gzip = gzip::accepted(req.headers_named("Accept-Encoding"))
-                    .then(|| metrics::render_gzip(state, &state.exposition, now))
+                    .then(|| metrics::render_gzip(state, &self.exposition, now))
                     .flatten();
                 match gzip {
                     Some(body) => {
                         resp.body = body;
                         resp = resp.header("Content-Encoding", "gzip");
                     }
-                    None => resp.body = metrics::render(state, &state.exposition, now),
+                    None => resp.body = metrics::render(state, &self.exposition, now),
                 }
                 resp
             }
@@ -490,7 +507,7 @@ impl Handler for Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::snapshot::{Limits, Origin};
+    use crate::consumer::store::snapshot::{Limits, Origin};
     use serde_json::Value;
 
     fn routes_with(csv: Option<&str>) -> Routes {
@@ -547,7 +564,7 @@ mod tests {
     /// A state of `urls.len()` shards keeping `keep` snapshots of history.
     fn history_state(shards: usize, keep: usize) -> Arc<State> {
         let urls: Vec<String> = (0..shards).map(|i| format!("http://u{i}/c")).collect();
-        Arc::new(State::new(&urls, 4).with_history(keep))
+        Arc::new(State::new(&urls).with_history(keep))
     }
 
     fn publish(state: &State, shard: usize, id: &str, ts: u64, csv: &str) {

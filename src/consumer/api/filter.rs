@@ -37,7 +37,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use super::fabric::Fabric;
+use crate::consumer::store::fabric::Fabric;
 use crate::csv;
 use crate::http::{self, Request, Response};
 use crate::json;
@@ -619,7 +619,7 @@ impl Page {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::snapshot::{Limits, Origin, Snapshot};
+    use crate::consumer::store::snapshot::{Limits, Origin, Snapshot};
     use serde_json::{Value, json};
 
     const TABLE: &str = "switch_id,a,b,c\n\

@@ -411,7 +411,7 @@ pub fn body(entries: &[Arc<Entry>], served: &str, switch_id: &str, metric: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::snapshot::{Limits, Origin};
+    use crate::consumer::store::snapshot::{Limits, Origin};
 
     fn round_trip(text: &str) -> (String, bool) {
         let mut side = Side::default();

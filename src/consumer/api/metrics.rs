@@ -49,11 +49,10 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 
-use super::State;
-use super::fabric::Fabric;
-use super::pieces::{PIECE_BYTES, Pieces};
-use super::poller::KINDS;
-use super::stats::ENDPOINTS;
+use crate::consumer::store::State;
+use crate::consumer::store::fabric::Fabric;
+use crate::consumer::store::figures::{ENDPOINTS, KINDS, PollFigures};
+use crate::consumer::store::pieces::{PIECE_BYTES, Pieces};
 use crate::gzip::{self, Deflated, Part};
 use crate::http::Chunk;
 use crate::prometheus::{self, Exposition};
@@ -446,7 +445,7 @@ fn own_health(state: &State, snap: Option<&Fabric>, now_ms: u64) -> String {
     // Per upstream when there are several (an `upstream` label), else as
     // one poller always was.
     let polls = state.stats.polls();
-    let labelled: Vec<(Vec<(&str, &str)>, &super::stats::PollFigures)> = polls
+    let labelled: Vec<(Vec<(&str, &str)>, &PollFigures)> = polls
         .iter()
         .zip(&state.shards)
         .map(|(p, shard)| {
@@ -562,7 +561,7 @@ fn own_health(state: &State, snap: Option<&Fabric>, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::snapshot::{Limits, Origin, Snapshot};
+    use crate::consumer::store::snapshot::{Limits, Origin, Snapshot};
     use std::time::Duration;
 
     fn state() -> State {

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::State;
-use super::fabric::Fabric;
 use super::filter::Filter;
 use crate::clock;
+use crate::consumer::store::State;
+use crate::consumer::store::fabric::Fabric;
 use crate::http::{Request, Response};
 
 /// How often an idle stream gets a `: heartbeat` comment.
@@ -67,7 +67,7 @@ impl Subscribers {
 /// The answer to a stream request: the event stream (each event the whole
 /// table, or the `ListMetrics` filter the query gives), 400 for a bad
 /// query, 503 when full.
-pub fn subscribe(state: &Arc<State>, req: &Request) -> Response {
+pub fn subscribe(state: &Arc<State>, subscribers: &Arc<Subscribers>, req: &Request) -> Response {
     let filter = match Filter::from_request(req) {
         Ok(f) if f.is_whole_table() => None,
         Ok(f) => Some(f),
@@ -79,7 +79,7 @@ pub fn subscribe(state: &Arc<State>, req: &Request) -> Response {
             return Response::error(400, &e.to_string());
         }
     }
-    let Some(seat) = state.subscribers.take() else {
+    let Some(seat) = subscribers.take() else {
         return Response::error(503, "too many stream subscribers").header("Retry-After", "5");
     };
     let last_sent = req.header("Last-Event-ID").map(str::to_string);
@@ -161,7 +161,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::snapshot::{Limits, Origin, Snapshot};
+    use crate::consumer::store::snapshot::{Limits, Origin, Snapshot};
     use std::sync::Mutex;
 
     /// A writer the test can read while the stream runs, failing on demand.

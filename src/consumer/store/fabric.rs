@@ -653,7 +653,7 @@ impl Hasher for Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::snapshot::{Limits, Origin};
+    use crate::consumer::store::snapshot::{Limits, Origin};
 
     fn snap(id: &str, csv: &str, age_base: u64) -> Arc<Snapshot> {
         let origin = Origin {

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::State;
 use super::breaker::{Breaker, Transition, backoff};
-use super::config::{Resilience, UpstreamAuth, UpstreamClient};
-use super::snapshot::{self, Limits, Origin, Snapshot};
 use super::tls;
+use super::upstream::{Resilience, UpstreamAuth, UpstreamClient};
 use crate::clock;
+use crate::consumer::store::State;
+use crate::consumer::store::snapshot::{self, Limits, Origin, Snapshot};
 use crate::json;
 use crate::lifecycle::Stop;
 use crate::log::{Event, Level};
@@ -44,19 +44,8 @@ pub enum PollError {
     Tls(String),
 }
 
-/// Every [`PollError::kind`], in `/stats` order.
-pub const KINDS: [&str; 7] = [
-    "connect",
-    "timeout",
-    "http_status",
-    "body_too_large",
-    "invalid_csv",
-    "transport",
-    "tls",
-];
-
 impl PollError {
-    /// A short, stable name for the kind of failure (one of [`KINDS`]).
+    /// A short, stable name for the kind of failure (one of `store::figures::KINDS`).
     pub fn kind(&self) -> &'static str {
         match self {
             PollError::Connect(_) => "connect",
@@ -607,6 +596,6 @@ mod tests {
         // InvalidData that is not rustls' stays a transport failure.
         let e = PollError::from(ureq::Error::Io(Error::new(ErrorKind::InvalidData, "x")));
         assert_eq!(e.kind(), "transport");
-        assert!(KINDS.contains(&"tls"));
+        assert!(crate::consumer::store::figures::KINDS.contains(&"tls"));
     }
 }
