@@ -29,6 +29,7 @@ pub mod swap;
 pub mod sys;
 #[cfg(test)]
 mod testutil;
+pub mod xxh64;
 
 pub mod consumer;
 pub mod producer;

@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use fabric_telemetry::consumer::store::snapshot::{Limits, Origin};
+use fabric_telemetry::consumer::store::value::Num;
 use fabric_telemetry::consumer::{Fabric, Snapshot};
 use fabric_telemetry::csv;
 use fabric_telemetry::http::{CSV, JSON, Request, Response, TEXT};
@@ -381,10 +382,17 @@ fn check_list_filtered(
     let in_order = |a: usize, b: usize| {
         let by_key = match (key, col) {
             (Some("switch_id"), _) => snap.switch_id(a).cmp(snap.switch_id(b)),
-            (_, Some(col)) => snap
-                .value(a, col)
-                .partial_cmp(&snap.value(b, col))
-                .unwrap_or(std::cmp::Ordering::Equal),
+            // Numbers exactly; what is not a number last either way.
+            (_, Some(col)) => {
+                let (x, y) = (snap.value(a, col), snap.value(b, col));
+                match (x.is_some(), y.is_some()) {
+                    (true, true) => x.cmp_exact(y).unwrap_or(std::cmp::Ordering::Equal),
+                    (p, q) => {
+                        let o = q.cmp(&p);
+                        if descending { o.reverse() } else { o }
+                    }
+                }
+            }
             _ => std::cmp::Ordering::Equal,
         };
         let by_key = if descending { by_key.reverse() } else { by_key };
@@ -399,13 +407,27 @@ fn check_list_filtered(
             .column(&name)
             .ok_or(format!("unknown field {name:?} listed"))?;
         let due = snap.value(rows[i], col);
-        ensure!(
-            text.parse::<f64>().is_ok_and(|g| close(g, due)),
-            "{}.{name} is {text} where {due} was due",
-            ids[i]
-        );
+        let got = Num::of(&text);
+        let same = match (got, due) {
+            (Num::None, Num::None) => text == "null",
+            (Num::Int(g), Num::Int(d)) => g == d,
+            (g, d) => match (as_f64(g), as_f64(d)) {
+                (Some(g), Some(d)) => close(g, d),
+                _ => false,
+            },
+        };
+        ensure!(same, "{}.{name} is {text} where {due:?} was due", ids[i]);
     }
     Ok(())
+}
+
+/// A number as a float, for comparing what JSON readers round.
+fn as_f64(n: Num) -> Option<f64> {
+    match n {
+        Num::Int(i) => Some(i as f64),
+        Num::Float(f) => Some(f),
+        Num::None => None,
+    }
 }
 
 /// The entity tag an answer about `snap` must carry: the CSV form's own,
@@ -511,8 +533,8 @@ fn check_get_metric(req: &Request, resp: &Response, snap: Option<&Fabric>) -> Re
         snap.number(row, col)
     );
     ensure!(
-        text.parse::<f64>().ok() == Some(snap.value(row, col)),
-        "GetMetric value {text:?} does not read back as {}",
+        Num::of(text) == snap.value(row, col),
+        "GetMetric value {text:?} does not read back as {:?}",
         snap.value(row, col)
     );
     Ok(())
@@ -903,17 +925,25 @@ pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Fabric>, String> {
         ensure!(snap.row(id) == Some(r), "row({id:?}) != {r}");
         for c in 0..snap.fields.len() {
             let text = snap.number(r, c);
+            let cell = records[r + 1][c + 1].trim();
+            // An empty cell is null; any other is a finite number.
+            if cell.is_empty() {
+                ensure!(
+                    text == "null",
+                    "({r},{c}): empty cell is {text:?}, not null"
+                );
+                continue;
+            }
             let value = snap.value(r, c);
-            ensure!(value.is_finite(), "({r},{c}): {value} is not finite");
+            ensure!(value.is_some(), "({r},{c}): {text:?} is not a number");
+            let read = as_f64(value).unwrap_or(f64::NAN);
             ensure!(
-                text.parse::<f64>().ok() == Some(value),
-                "({r},{c}): {text:?} does not read back as {value}"
+                text.parse::<f64>().ok() == Some(read),
+                "({r},{c}): {text:?} does not read back as {value:?}"
             );
-            let cell = records[r + 1][c + 1].trim().parse::<f64>().ok();
             ensure!(
-                cell == Some(value),
-                "({r},{c}): CSV cell {:?} is not {value}",
-                records[r + 1][c + 1]
+                cell.parse::<f64>().ok() == Some(read),
+                "({r},{c}): CSV cell {cell:?} is not {value:?}"
             );
             let json = serde_json::from_str::<Value>(text)
                 .map_err(|e| format!("({r},{c}): {text:?} is not a JSON number: {e}"))?;
@@ -984,9 +1014,15 @@ pub fn check_list_json(v: &Value, snap: &Fabric) -> Result<(), String> {
         );
         for (c, f) in snap.fields.iter().enumerate() {
             let got = item[f.as_str()].as_f64();
+            let due = as_f64(snap.value(r, c));
+            let same = match (got, due) {
+                (Some(g), Some(d)) => close(g, d),
+                (None, None) => item[f.as_str()].is_null(),
+                _ => false,
+            };
             ensure!(
-                got.is_some_and(|g| close(g, snap.value(r, c))),
-                "item {r}: {f} is {} where {} was due",
+                same,
+                "item {r}: {f} is {} where {:?} was due",
                 item[f.as_str()],
                 snap.value(r, c)
             );

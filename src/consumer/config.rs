@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::poll::dialect::Rules;
 use super::poll::tls::{CaFile, UpstreamTls};
 use super::poll::upstream::{Resilience, UpstreamAuth, UpstreamClient};
 use super::store::history::MAX_SNAPSHOTS;
@@ -34,6 +35,18 @@ pub static KNOBS: &[Knob] = &[
         flag: "upstream-urls",
         default: "",
         help: "Several data_server URLs (shards, comma-separated, 1 to 256) composed into one fabric; instead of UPSTREAM_URL.",
+    },
+    Knob {
+        env: "UPSTREAM_KEY",
+        flag: "upstream-key",
+        default: "",
+        help: "Columns (comma-separated) whose cells, joined with ':', are a row's id; unset: switch_id first, or UFM's Node_GUID,Port_Number (node_guid,port_num).",
+    },
+    Knob {
+        env: "UPSTREAM_LABELS",
+        flag: "upstream-labels",
+        default: "",
+        help: "Text columns (comma-separated) kept as strings in keyed rows; unset: whichever of timestamp, source_id, tag, port_guid, node_description are present.",
     },
     Knob {
         env: "POLL_MS",
@@ -207,6 +220,10 @@ impl Config {
             upstream: UpstreamClient {
                 tls: upstream_tls(v)?,
                 auth: upstream_auth(v)?,
+                dialect: Rules {
+                    key: columns(v, "UPSTREAM_KEY")?,
+                    labels: columns(v, "UPSTREAM_LABELS")?,
+                },
             },
             front: Limits::from_values(v)?,
             tls: crate::server::tls::from_values(v)?,
@@ -284,6 +301,32 @@ fn basic_auth(v: &Values) -> Result<Option<Basic>, Error> {
 pub const MAX_UPSTREAMS: usize = 256;
 
 /// `UPSTREAM_URLS` split, or `UPSTREAM_URL` alone; never both.
+/// A comma list of column names (`UPSTREAM_KEY`, `UPSTREAM_LABELS`):
+/// `None` when unset; every name non-empty, without control characters,
+/// and given once.
+fn columns(v: &Values, knob: &str) -> Result<Option<Vec<String>>, Error> {
+    let Some(list) = v.get(knob).filter(|l| !l.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(v.invalid(knob, "column names, comma-separated, none empty"));
+        }
+        if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return Err(v.invalid(knob, format!("each column once ({name} is named twice)")));
+        }
+        names.push(name.to_string());
+    }
+    if names.len() > MAX_COLUMNS {
+        return Err(v.invalid(knob, format!("at most {MAX_COLUMNS} columns")));
+    }
+    Ok(Some(names))
+}
+
+/// The most columns `UPSTREAM_KEY` or `UPSTREAM_LABELS` may name.
+const MAX_COLUMNS: usize = 256;
+
 fn upstream_urls(v: &Values) -> Result<Vec<String>, Error> {
     let Some(list) = v.get("UPSTREAM_URLS") else {
         return Ok(vec![upstream_url(

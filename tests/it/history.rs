@@ -174,7 +174,7 @@ fn history_refuses_as_get_metric_does() {
         (
             "switch_id=sw-000&metric=cpu_util_pct&x=1",
             400,
-            "unknown query parameter: x (want one of switch_id, metric)",
+            "unknown query parameter: x (want one of id, switch_id, metric)",
         ),
         (
             "switch_id=sw-999&metric=cpu_util_pct",

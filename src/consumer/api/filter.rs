@@ -38,6 +38,8 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use crate::consumer::store::fabric::Fabric;
+use crate::consumer::store::snapshot::{KEYED_ID, Kind, MATRIX_ID, push_csv_cell};
+use crate::consumer::store::value::Num;
 use crate::csv;
 use crate::http::{self, Request, Response};
 use crate::json;
@@ -49,6 +51,8 @@ pub const MAX_LIMIT: usize = 100_000;
 /// Every parameter `ListMetrics` and the stream take.
 pub const PARAMS: &[&str] = &[
     "fields",
+    "id",
+    "id_prefix",
     "switch_id",
     "switch_prefix",
     "where",
@@ -82,6 +86,10 @@ pub enum Error {
     UnknownField { param: &'static str, name: String },
     /// A name given twice in `fields`.
     DuplicateField(String),
+    /// A `where` on a text field (a label).
+    WhereOnLabel(String),
+    /// Both names of one parameter (`id` and `switch_id`).
+    Both(&'static str, &'static str),
 }
 
 impl fmt::Display for Error {
@@ -117,6 +125,12 @@ impl fmt::Display for Error {
                 write!(f, "unknown field in {param}: {}", clip(name))
             }
             Error::DuplicateField(v) => write!(f, "duplicate field: {}", clip(v)),
+            Error::WhereOnLabel(v) => write!(
+                f,
+                "invalid where: {} is text, not a number (where compares numbers)",
+                clip(v)
+            ),
+            Error::Both(a, b) => write!(f, "{a} and {b} are the same parameter: give one"),
         }
     }
 }
@@ -165,18 +179,19 @@ impl Op {
         ("<", Op::Lt),
     ];
 
-    /// True if `value op bound`; never for a missing value (NaN).
-    fn holds(self, value: f64, bound: f64) -> bool {
-        if value.is_nan() {
+    /// True if `value op bound`, compared exactly; never for a value that
+    /// is not a number (`null`, text, missing).
+    fn holds(self, value: Num, bound: Num) -> bool {
+        let Some(o) = value.cmp_exact(bound) else {
             return false;
-        }
+        };
         match self {
-            Op::Gt => value > bound,
-            Op::Ge => value >= bound,
-            Op::Lt => value < bound,
-            Op::Le => value <= bound,
-            Op::Eq => value == bound,
-            Op::Ne => value != bound,
+            Op::Gt => o.is_gt(),
+            Op::Ge => o.is_ge(),
+            Op::Lt => o.is_lt(),
+            Op::Le => o.is_le(),
+            Op::Eq => o.is_eq(),
+            Op::Ne => o.is_ne(),
         }
     }
 }
@@ -186,7 +201,7 @@ impl Op {
 pub struct Condition {
     pub field: String,
     pub op: Op,
-    pub value: f64,
+    pub value: Num,
 }
 
 impl Condition {
@@ -203,10 +218,8 @@ impl Condition {
             .iter()
             .find_map(|(s, op)| rest.strip_prefix(s).map(|n| (*op, n)))
             .ok_or_else(bad)?;
-        let value = number
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
+        let value = Some(Num::of(number))
+            .filter(|v| v.is_some() && !number.starts_with('"'))
             .ok_or_else(bad)?;
         Ok(Condition {
             field: field.to_string(),
@@ -219,7 +232,7 @@ impl Condition {
 /// What `sort` asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sort {
-    /// A field name, or `switch_id`.
+    /// A field name, or the id (`switch_id` or `id`).
     pub key: String,
     pub descending: bool,
 }
@@ -227,10 +240,12 @@ pub struct Sort {
 /// What a `ListMetrics` request asks for. `None` means "not given".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
-    /// Fields to keep, in order (`switch_id` already dropped).
+    /// Fields to keep, in order (the id is dropped when the table is
+    /// known).
     pub fields: Option<Vec<String>>,
-    /// Exact switch ids to keep.
+    /// Exact ids to keep (`id=`, or its original name `switch_id=`).
     pub switch_ids: Option<Vec<String>>,
+    /// `id_prefix=`, or `switch_prefix=`.
     pub switch_prefix: Option<String>,
     /// Conditions every row kept meets.
     pub conditions: Option<Vec<Condition>>,
@@ -263,17 +278,20 @@ impl Filter {
     fn read(query: &str) -> Result<(Filter, Option<Format>), Error> {
         let mut filter = Filter::default();
         let mut format: Option<Format> = None;
-        for (name, value) in query::strict(query, PARAMS)? {
+        let pairs = query::strict(query, PARAMS)?;
+        for (a, b) in [("id", "switch_id"), ("id_prefix", "switch_prefix")] {
+            if pairs.iter().any(|(n, _)| *n == a) && pairs.iter().any(|(n, _)| *n == b) {
+                return Err(Error::Both(a, b));
+            }
+        }
+        for (name, value) in pairs {
             if value.is_empty() {
                 return Err(Error::Empty(name));
             }
             match name {
-                "fields" => {
-                    let list = split_list("fields", &value)?;
-                    filter.fields = Some(list.into_iter().filter(|f| f != "switch_id").collect());
-                }
-                "switch_id" => filter.switch_ids = Some(split_list("switch_id", &value)?),
-                "switch_prefix" => filter.switch_prefix = Some(value.into_owned()),
+                "fields" => filter.fields = Some(split_list("fields", &value)?),
+                "id" | "switch_id" => filter.switch_ids = Some(split_list(name, &value)?),
+                "id_prefix" | "switch_prefix" => filter.switch_prefix = Some(value.into_owned()),
                 "where" => {
                     let list = split_list("where", &value)?;
                     let conditions = list.iter().map(|c| Condition::parse(c));
@@ -340,7 +358,8 @@ impl Filter {
             Some(names) => {
                 let mut taken = vec![false; snap.fields.len()];
                 let mut columns = Vec::with_capacity(names.len());
-                for name in names {
+                // The id always comes first; naming it changes nothing.
+                for name in names.iter().filter(|n| !is_id(snap, n)) {
                     let col = column("fields", name)?;
                     if std::mem::replace(&mut taken[col], true) {
                         return Err(Error::DuplicateField(name.clone()));
@@ -354,13 +373,19 @@ impl Filter {
             None => Vec::new(),
             Some(list) => list
                 .iter()
-                .map(|c| Ok((column("where", &c.field)?, c.op, c.value)))
+                .map(|c| {
+                    let col = column("where", &c.field)?;
+                    if snap.kinds.get(col) == Some(&Kind::Label) {
+                        return Err(Error::WhereOnLabel(c.field.clone()));
+                    }
+                    Ok((col, c.op, c.value))
+                })
                 .collect::<Result<Vec<_>, Error>>()?,
         };
         // The sort column; `None` inside for the switch id.
         let sort = match &self.sort {
             None => None,
-            Some(s) if s.key == "switch_id" => Some((None, s.descending)),
+            Some(s) if is_id(snap, &s.key) => Some((None, s.descending)),
             Some(s) => Some((Some(column("sort", &s.key)?), s.descending)),
         };
         let prefix = self.switch_prefix.as_deref();
@@ -451,20 +476,34 @@ impl Filter {
     }
 }
 
-/// Sorts `rows` (in row order) by the column `key` (`None`: the switch
-/// id), stably, so ties keep row order either way; rows whose shard lacks
-/// the field come last either way.
+/// True if `name` names the table's id: its own name, or the other one
+/// (`switch_id` for `id` and back) when no field is called that.
+fn is_id(snap: &Fabric, name: &str) -> bool {
+    name == snap.id_name || (matches!(name, MATRIX_ID | KEYED_ID) && snap.column(name).is_none())
+}
+
+/// Sorts `rows` (in row order) by the column `key` (`None`: the id),
+/// stably, so ties keep row order either way. Numbers compare exactly
+/// (integers as integers); a label sorts as text; a `null`, or a field
+/// the row's shard lacks, comes last either way.
 fn sort_rows(snap: &Fabric, rows: &mut Vec<usize>, key: Option<usize>, descending: bool) {
     let directed = |o: Ordering| if descending { o.reverse() } else { o };
     match key {
         None => rows.sort_by(|&a, &b| directed(snap.switch_id(a).cmp(snap.switch_id(b)))),
-        Some(col) => {
-            // Each value read once; values are finite or missing (NaN).
-            let mut keyed: Vec<(f64, usize)> =
-                rows.iter().map(|&r| (snap.value(r, col), r)).collect();
-            keyed.sort_by(|a, b| match (a.0.is_nan(), b.0.is_nan()) {
-                (false, false) => directed(a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal)),
+        Some(col) if snap.kinds.get(col) == Some(&Kind::Label) => {
+            let missing = |r: usize| matches!(snap.number(r, col), "" | "null");
+            rows.sort_by(|&a, &b| match (missing(a), missing(b)) {
+                (false, false) => directed(snap.number(a, col).cmp(snap.number(b, col))),
                 (x, y) => x.cmp(&y),
+            });
+        }
+        Some(col) => {
+            // Each value read once.
+            let mut keyed: Vec<(Num, usize)> =
+                rows.iter().map(|&r| (snap.value(r, col), r)).collect();
+            keyed.sort_by(|a, b| match (a.0.is_some(), b.0.is_some()) {
+                (true, true) => directed(a.0.cmp_exact(b.0).unwrap_or(Ordering::Equal)),
+                (x, y) => y.cmp(&x),
             });
             *rows = keyed.into_iter().map(|(_, r)| r).collect();
         }
@@ -578,7 +617,9 @@ impl Page {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str("{\"switch_id\":");
+            out.push_str("{\"");
+            out.push_str(snap.id_name);
+            out.push_str("\":");
             json::push_str(&mut out, snap.switch_id(row));
             let cells = snap.cells(row);
             for (key, &col) in keys.iter().zip(&self.columns) {
@@ -597,7 +638,7 @@ impl Page {
     /// `switch_id,<fields…>` then one line per row; numbers as in JSON.
     pub fn csv(&self, snap: &Fabric) -> String {
         let mut header = Vec::with_capacity(self.columns.len() + 1);
-        header.push("switch_id");
+        header.push(snap.id_name);
         header.extend(self.columns.iter().map(|&c| snap.fields[c].as_str()));
         let per_row = 16 + 8 * self.columns.len();
         let mut out = String::with_capacity(64 + per_row * self.rows.len());
@@ -607,8 +648,8 @@ impl Page {
             let cells = snap.cells(row);
             for &col in &self.columns {
                 out.push(',');
-                // A value the row's shard lacks is empty in CSV.
-                out.push_str(Some(cells.get(col)).filter(|v| *v != "null").unwrap_or(""));
+                // A value the row's shard lacks, or an empty one, is empty.
+                push_csv_cell(&mut out, cells.get(col));
             }
             out.push('\n');
         }
@@ -735,8 +776,8 @@ mod tests {
         assert_eq!(err("unknown=%zz"), "malformed query string: bad %-escape");
         assert_eq!(
             err("feilds=a"),
-            "unknown query parameter: feilds (want one of fields, switch_id, \
-             switch_prefix, where, sort, limit, offset, format)"
+            "unknown query parameter: feilds (want one of fields, id, id_prefix, \
+             switch_id, switch_prefix, where, sort, limit, offset, format)"
         );
         assert_eq!(
             err("switch_id=a&switch_id=b"),

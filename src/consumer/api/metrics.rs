@@ -471,6 +471,7 @@ fn own_health(state: &State, snap: Option<&Fabric>, now_ms: u64) -> String {
         for (result, n) in [
             ("updated", poll.updated),
             ("not_modified", poll.not_modified),
+            ("unchanged", poll.unchanged),
             ("error", poll.failed),
         ] {
             exp.sample(

@@ -26,7 +26,7 @@ use crate::clock;
 use crate::consumer::store::State;
 use crate::consumer::store::fabric::Fabric;
 use crate::consumer::store::history;
-use crate::consumer::store::snapshot::Snapshot;
+use crate::consumer::store::snapshot::{Kind, Snapshot};
 use crate::gzip;
 use crate::http::{self, Request, Response};
 use crate::json;
@@ -236,11 +236,11 @@ impl Routes {
     }
 
     fn get_metric(&self, req: &Request) -> Response {
-        let params = match query::strict(&req.query, &["switch_id", "metric"]) {
+        let params = match query::strict(&req.query, CELL_PARAMS) {
             Ok(p) => p,
             Err(e) => return Response::error(400, &e.to_string()),
         };
-        let (switch_id, metric) = match switch_and_metric(&params) {
+        let (asked, switch_id, metric) = match row_and_metric(&params) {
             Ok(both) => both,
             Err(resp) => return resp,
         };
@@ -251,13 +251,14 @@ impl Routes {
             col,
             age,
             ..
-        } = match self.cell(switch_id, metric, now) {
+        } = match self.cell(asked, switch_id, metric, now) {
             Ok(cell) => cell,
             Err(resp) => return resp,
         };
         let etag = &fabric.etag;
-        let value = fabric.number(row, col);
-        if value == "null" {
+        let cells = fabric.cells(row);
+        let value = cells.get(col);
+        if !cells.has(col) {
             let msg = format!(
                 "metric {} not reported for {}",
                 json::clip(metric, 128),
@@ -266,7 +267,9 @@ impl Routes {
             return data_headers(Response::error(404, &msg), etag, age);
         }
         let mut body = String::with_capacity(96 + switch_id.len() + metric.len());
-        body.push_str("{\"switch_id\":");
+        body.push_str("{\"");
+        body.push_str(fabric.id_name);
+        body.push_str("\":");
         json::push_str(&mut body, switch_id);
         body.push_str(",\"metric\":");
         json::push_str(&mut body, metric);
@@ -284,11 +287,11 @@ impl Routes {
     /// `/telemetry/History`: the switch's points from its own shard's
     /// history, refused as GetMetric would be (see `history`).
     fn history(&self, req: &Request) -> Response {
-        let params = match query::strict(&req.query, &["switch_id", "metric"]) {
+        let params = match query::strict(&req.query, CELL_PARAMS) {
             Ok(p) => p,
             Err(e) => return Response::error(400, &e.to_string()),
         };
-        let (switch_id, metric) = match switch_and_metric(&params) {
+        let (asked, switch_id, metric) = match row_and_metric(&params) {
             Ok(both) => both,
             Err(resp) => return resp,
         };
@@ -297,12 +300,23 @@ impl Routes {
         }
         let now = clock::epoch_ms();
         let Cell {
-            fabric, part, age, ..
-        } = match self.cell(switch_id, metric, now) {
+            fabric,
+            part,
+            age,
+            col,
+            ..
+        } = match self.cell(asked, switch_id, metric, now) {
             Ok(cell) => cell,
             Err(resp) => return resp,
         };
         let etag = &fabric.etag;
+        if fabric.kinds.get(col) == Some(&Kind::Label) {
+            let msg = format!(
+                "{} is text, not a value: history keeps values",
+                json::clip(metric, 128)
+            );
+            return data_headers(Response::error(400, &msg), etag, age);
+        }
         let part = &fabric.parts()[part];
         let entries = self
             .state
@@ -310,18 +324,19 @@ impl Routes {
             .get(part.shard)
             .map(|s| s.history.entries())
             .unwrap_or_default();
-        let body = history::body(&entries, part.snap.id(), switch_id, metric);
+        let body = history::body(&entries, part.snap.id(), fabric.id_name, switch_id, metric);
         let resp = data_headers(Response::json(200, body), etag, age);
         not_modified_if_current(req, resp, etag)
     }
 
     /// Where `switch_id` × `metric` is in the fabric served at `now`, or
     /// the answer that says why it cannot be read: 503 (no snapshot yet,
-    /// or the switch's shard is stale) or 404 (unknown switch or metric).
-    fn cell(&self, switch_id: &str, metric: &str, now: u64) -> Result<Cell, Response> {
+    /// or the switch's shard is stale) or 404 (unknown row or metric; the
+    /// row named as the client did, `asked`: `id` or `switch_id`).
+    fn cell(&self, asked: &str, switch_id: &str, metric: &str, now: u64) -> Result<Cell, Response> {
         let Served { fabric, stale } = self.fresh(now)?;
         let Some(row) = fabric.row(switch_id) else {
-            let msg = format!("unknown switch_id: {}", json::clip(switch_id, 128));
+            let msg = format!("unknown {asked}: {}", json::clip(switch_id, 128));
             return Err(data_headers(
                 Response::error(404, &msg),
                 &fabric.etag,
@@ -366,11 +381,23 @@ impl Routes {
     }
 }
 
-/// The `switch_id` and `metric` parameters, both required and non-empty,
-/// or the 400 naming the first one missing.
-fn switch_and_metric<'a>(
+/// What GetMetric and History take: the row (`id`, or its original name
+/// `switch_id`) and the metric.
+const CELL_PARAMS: &[&str] = &["id", "switch_id", "metric"];
+
+/// The row and `metric` parameters, both required and non-empty, with the
+/// row's parameter name as given (`id` or `switch_id`); or the 400 naming
+/// the first one missing, or both row names given.
+fn row_and_metric<'a>(
     params: &'a [(&'static str, std::borrow::Cow<'a, str>)],
-) -> Result<(&'a str, &'a str), Response> {
+) -> Result<(&'static str, &'a str, &'a str), Response> {
+    let given = |name: &str| params.iter().any(|(k, _)| *k == name);
+    if given("id") && given("switch_id") {
+        return Err(Response::error(
+            400,
+            "id and switch_id are the same parameter: give one",
+        ));
+    }
     let param = |name: &str| {
         params
             .iter()
@@ -378,9 +405,17 @@ fn switch_and_metric<'a>(
             .map(|(_, v)| v.as_ref())
             .filter(|v| !v.is_empty())
     };
-    match (param("switch_id"), param("metric")) {
-        (Some(switch_id), Some(metric)) => Ok((switch_id, metric)),
-        (None, _) => Err(Response::error(400, "missing query parameter: switch_id")),
+    let (asked, row) = match param("id") {
+        Some(id) => ("id", Some(id)),
+        None if given("id") => ("id", None),
+        None => ("switch_id", param("switch_id")),
+    };
+    match (row, param("metric")) {
+        (Some(row), Some(metric)) => Ok((asked, row, metric)),
+        (None, _) => Err(Response::error(
+            400,
+            &format!("missing query parameter: {asked}"),
+        )),
         (Some(_), None) => Err(Response::error(400, "missing query parameter: metric")),
     }
 }
@@ -624,7 +659,7 @@ mod tests {
             (
                 "switch_id=sw-000&metric=a&limit=1",
                 400,
-                "unknown query parameter: limit (want one of switch_id, metric)",
+                "unknown query parameter: limit (want one of id, switch_id, metric)",
             ),
             (
                 "switch_id=sw-000&metric=a&metric=b",
@@ -753,7 +788,7 @@ mod tests {
             (
                 "switch_id=sw-000&metric=cpu_util_pct&format=csv",
                 400,
-                "unknown query parameter: format (want one of switch_id, metric)",
+                "unknown query parameter: format (want one of id, switch_id, metric)",
             ),
             (
                 "switch_id=sw-000&metric=switch_id",

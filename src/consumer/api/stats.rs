@@ -45,6 +45,7 @@ pub fn render(
         "poll": {
             "updated_200": poll.updated,
             "not_modified_304": poll.not_modified,
+            "unchanged_200": poll.unchanged,
             "errors": poll.failed,
             "errors_by_kind": KINDS.iter().zip(poll.errors_by_kind).map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "consecutive_failures": poll.consecutive_failures,
@@ -85,6 +86,7 @@ pub fn render(
                     "last_error": p.last_error,
                     "updated_200": p.updated,
                     "not_modified_304": p.not_modified,
+                    "unchanged_200": p.unchanged,
                     "errors": p.failed,
                 })
             })

@@ -2,6 +2,7 @@
 //! how `https://` upstreams are checked. It only writes the store.
 
 pub mod breaker;
+pub mod dialect;
 pub mod poller;
 pub mod tls;
 pub mod upstream;

@@ -1,8 +1,10 @@
 //! What a poller is given about its upstream: how to treat it when it
-//! misbehaves, and how to reach it (TLS roots, credentials).
+//! misbehaves, how to reach it (TLS roots, credentials), and how to read
+//! its columns.
 
 use std::time::Duration;
 
+use super::dialect::Rules;
 use super::tls::UpstreamTls;
 use crate::auth::{Basic, Token};
 
@@ -42,6 +44,8 @@ pub struct UpstreamClient {
     pub tls: UpstreamTls,
     /// Credentials sent with every poll, if any.
     pub auth: Option<UpstreamAuth>,
+    /// How its header's columns are read (`UPSTREAM_KEY`, `UPSTREAM_LABELS`).
+    pub dialect: Rules,
 }
 
 /// Credentials the poller sends upstream: one `Authorization` header.

@@ -25,7 +25,8 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 use std::sync::{Arc, OnceLock};
 
-use super::snapshot::{CSV_TAG_SUFFIX, Cells, Snapshot};
+use super::snapshot::{CSV_TAG_SUFFIX, Cells, Kind, MATRIX_ID, Snapshot};
+use super::value::Num;
 use crate::csv;
 use crate::gzip::{self, Deflated, Part as GzPart, TAG_SUFFIX as GZ};
 use crate::http::Chunk;
@@ -134,6 +135,15 @@ impl<'a> FabricCells<'a> {
         }
     }
 
+    /// True if the row's shard has fabric column `col` (its value may
+    /// still be `null`: an empty cell).
+    pub fn has(&self, col: usize) -> bool {
+        match self.layout {
+            None => col < self.width,
+            Some(l) => l.get(col).copied().flatten().is_some(),
+        }
+    }
+
     /// Every value, in fabric column order.
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
         let cells = *self;
@@ -151,6 +161,10 @@ pub struct Fabric {
     pub csv_etag_gz: String,
     /// The union of the shards' fields, in order of first appearance.
     pub fields: Vec<String>,
+    /// What each field holds (as the first shard with it says).
+    pub kinds: Vec<Kind>,
+    /// What the id is called (the first shard's: `switch_id` or `id`).
+    pub id_name: &'static str,
     column_of: HashMap<String, u32>,
     parts: Vec<Part>,
     rows: usize,
@@ -186,15 +200,18 @@ impl Fabric {
             .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
             .collect();
         let mut fields: Vec<String> = Vec::new();
+        let mut kinds: Vec<Kind> = Vec::new();
         let mut column_of: HashMap<String, u32> = HashMap::new();
         for (_, snap) in &present {
-            for f in &snap.fields {
+            for (f, kind) in snap.fields.iter().zip(&snap.kinds) {
                 if !column_of.contains_key(f) {
                     column_of.insert(f.clone(), fields.len() as u32);
                     fields.push(f.clone());
+                    kinds.push(*kind);
                 }
             }
         }
+        let id_name = present.first().map_or(MATRIX_ID, |(_, s)| s.id_name);
         let prev_part =
             |shard: usize| prev.and_then(|p| p.parts.iter().find(|part| part.shard == shard));
         // What changed since `prev`: conflicts are looked for only between
@@ -339,7 +356,7 @@ impl Fabric {
             json::push_str(&mut list_fields, f);
         }
         list_fields.push_str("],\"items\":[");
-        let mut csv_header = String::from("switch_id");
+        let mut csv_header = String::from(id_name);
         for f in &fields {
             csv_header.push(',');
             csv::push_field(&mut csv_header, f);
@@ -352,6 +369,8 @@ impl Fabric {
             csv_etag_gz: format!("\"{id}{CSV_TAG_SUFFIX}{GZ}\""),
             id,
             fields,
+            kinds,
+            id_name,
             column_of,
             parts,
             rows: first,
@@ -448,8 +467,8 @@ impl Fabric {
     }
 
     /// The value at (`row`, `column`) as a float (NaN where it has none).
-    pub fn value(&self, row: usize, column: usize) -> f64 {
-        self.number(row, column).parse().unwrap_or(f64::NAN)
+    pub fn value(&self, row: usize, column: usize) -> Num {
+        Num::of(self.number(row, column))
     }
 
     /// How old the oldest shard's data is at `now_ms`.
@@ -729,7 +748,7 @@ mod tests {
             "{body}"
         );
         assert_eq!(f.number(f.row("b0").unwrap(), 0), "null");
-        assert!(f.value(f.row("b0").unwrap(), 0).is_nan());
+        assert!(!f.value(f.row("b0").unwrap(), 0).is_some());
         assert_eq!(f.number(f.row("c0").unwrap(), 1), "8");
         assert_eq!(
             text(&f.csv_table(&[])),

@@ -63,6 +63,9 @@ pub struct PollFigures {
     pub updated: u64,
     /// Polls answered 304.
     pub not_modified: u64,
+    /// Polls answered 200 with the body already held (an upstream without
+    /// entity tags): nothing new.
+    pub unchanged: u64,
     /// Failed polls (each is retried at the next period).
     pub failed: u64,
     /// Failures since the last success.
@@ -150,6 +153,7 @@ impl PollFigures {
             t.last_cycle = t.last_cycle.max(p.last_cycle);
             t.updated += p.updated;
             t.not_modified += p.not_modified;
+            t.unchanged += p.unchanged;
             t.failed += p.failed;
             t.consecutive_failures = t.consecutive_failures.max(p.consecutive_failures);
             for (a, b) in t.errors_by_kind.iter_mut().zip(p.errors_by_kind) {

@@ -26,8 +26,11 @@
 //! out) and a 4-bit count of decimal places, which renders back to the very
 //! same text (`121.50` is 12150 with 2 places, `0.05` is 5 with 2). Any
 //! other spelling (an exponent, more digits) is escaped: places 15, and the
-//! other 28 bits index a side table of the entry's own texts. The data
-//! server's values all fit, so the side table is normally empty.
+//! other 28 bits index a side table of the entry's own texts (so a 64-bit
+//! counter comes back digit for digit). An empty cell is the reserved code
+//! `NULL` and comes back `null`; a label's text is not kept (History
+//! answers for values only). The data server's values all fit, so the side
+//! table is normally empty.
 //!
 //! Memory: 4 bytes × switches × metrics per entry, plus the ids when they
 //! change. At 100,000 switches × 8 metrics × 60 entries (the default) that
@@ -65,8 +68,12 @@ const MAX_MAGNITUDE: u32 = (1 << 27) - 1;
 const MAX_PLACES: usize = 14;
 /// The sign bit of a plain code.
 const NEGATIVE: u32 = 1 << 31;
-/// The most escaped values one entry holds (28 bits of index).
-const MAX_ESCAPED: usize = 1 << 28;
+/// The most escaped values one entry holds (28 bits of index, the last
+/// one being [`NULL`]).
+const MAX_ESCAPED: usize = (1 << 28) - 1;
+/// An empty cell (`null`), and a label's text, which history does not
+/// keep: the last escape index, never a side-table one.
+const NULL: u32 = u32::MAX;
 
 /// Texts that do not fit a plain code: concatenated, with their ends.
 #[derive(Debug, Default)]
@@ -97,6 +104,9 @@ impl Side {
 pub fn encode(text: &str, side: &mut Side) -> Option<u32> {
     if let Some(code) = plain_code(text) {
         return Some(code);
+    }
+    if text == "null" || text.starts_with('"') {
+        return Some(NULL);
     }
     let index = side.ends.len();
     let end = u32::try_from(side.text.len() + text.len()).ok()?;
@@ -146,6 +156,10 @@ fn plain_code(text: &str) -> Option<u32> {
 
 /// Appends the text `code` stands for (escaped ones read from `side`).
 pub fn decode(code: u32, side: &Side, out: &mut String) {
+    if code == NULL {
+        out.push_str("null");
+        return;
+    }
     let places = (code & 0xF) as usize;
     if places == ESCAPE as usize {
         out.push_str(side.get((code >> 4) as usize));
@@ -395,10 +409,19 @@ pub fn push_points(
     }
 }
 
-/// The History body: `{"switch_id":…,"metric":…,"points":[…]}`.
-pub fn body(entries: &[Arc<Entry>], served: &str, switch_id: &str, metric: &str) -> String {
+/// The History body: `{"switch_id":…,"metric":…,"points":[…]}` (`id`
+/// for keyed rows: `id_name`).
+pub fn body(
+    entries: &[Arc<Entry>],
+    served: &str,
+    id_name: &str,
+    switch_id: &str,
+    metric: &str,
+) -> String {
     let mut out = String::with_capacity(64 + switch_id.len() + metric.len() + entries.len() * 24);
-    out.push_str("{\"switch_id\":");
+    out.push_str("{\"");
+    out.push_str(id_name);
+    out.push_str("\":");
     json::push_str(&mut out, switch_id);
     out.push_str(",\"metric\":");
     json::push_str(&mut out, metric);
@@ -670,12 +693,14 @@ mod tests {
         assert_eq!(points("?", "y", "a"), "[1000,3],[2000,3],[3000,5]");
         assert_eq!(points("5", "z", "a"), "");
         assert_eq!(points("5", "x", "c"), "");
-        let v: serde_json::Value = serde_json::from_str(&body(&entries, "5", "x\"", "b")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&body(&entries, "5", "switch_id", "x\"", "b")).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"switch_id":"x\"","metric":"b","points":[]})
         );
-        let v: serde_json::Value = serde_json::from_str(&body(&entries, "5", "x", "a")).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&body(&entries, "5", "switch_id", "x", "a")).unwrap();
         assert_eq!(v["points"][1], serde_json::json!([2000, 1.5]));
     }
 }

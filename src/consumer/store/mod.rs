@@ -7,6 +7,7 @@ pub mod figures;
 pub mod history;
 pub mod pieces;
 pub mod snapshot;
+pub mod value;
 
 pub use fabric::Fabric;
 pub use snapshot::Snapshot;
