@@ -643,9 +643,10 @@ pub fn check_producer(
     if req.method != "GET" && req.method != "HEAD" {
         return status_is(resp, 405, "a method other than GET/HEAD");
     }
-    // Only /counters takes parameters: a shard, `num_shards` and `shard`.
+    // Only /counters takes parameters: a shard, `num_shards` and `shard`,
+    // maybe by a field, `sharding_field`.
     let known: &[&str] = if req.path == "/counters" {
-        &["num_shards", "shard"]
+        &["num_shards", "shard", "sharding_field"]
     } else {
         &[]
     };
@@ -668,8 +669,10 @@ pub fn check_producer(
         return Ok(());
     }
     // A bad shard is refused before any fault is injected.
-    let Ok(shard) = reference_shard(&pairs) else {
-        status_is(resp, 400, "a bad num_shards/shard pair")?;
+    let text = String::from_utf8_lossy(&snap.csv);
+    let columns: Vec<&str> = text.lines().next().unwrap_or("").split(',').collect();
+    let Ok(shard) = reference_shard(&pairs, &columns) else {
+        status_is(resp, 400, "a bad num_shards/shard pair or sharding_field")?;
         let body = json_body(resp)?;
         let error = body["error"].as_str().unwrap_or("");
         ensure!(
@@ -687,14 +690,24 @@ pub fn check_producer(
         return Ok(());
     }
     // The whole table (one shard of one is the whole table, under its
-    // tag), or the header and every n-th row from the k-th.
+    // tag), or the header and every n-th row from the k-th, or the rows
+    // whose cell in the field's column hashes to k.
     let (etag, body) = match shard {
-        Some((n, k)) if n > 1 => {
-            let text = String::from_utf8_lossy(&snap.csv);
+        Some((n, k, None)) if n > 1 => {
             let mut lines = text.split_inclusive('\n');
             let mut body = lines.next().unwrap_or("").to_string();
             body.extend(lines.skip(k).step_by(n));
             (format!("\"{}-s{k}of{n}\"", snap.id), body.into_bytes())
+        }
+        Some((n, k, Some(col))) if n > 1 => {
+            let mut lines = text.split_inclusive('\n');
+            let mut body = lines.next().unwrap_or("").to_string();
+            body.extend(lines.filter(|l| {
+                let cell = l.trim_end_matches('\n').split(',').nth(col).unwrap_or("");
+                reference_fnv1a64(cell) % n as u64 == k as u64
+            }));
+            let tag = format!("\"{}-s{k}of{n}-by-{}\"", snap.id, columns[col]);
+            (tag, body.into_bytes())
         }
         _ => (snap.etag.clone(), snap.csv.to_vec()),
     };
@@ -743,11 +756,25 @@ pub fn check_producer(
     Ok(())
 }
 
+/// FNV-1a, 64 bits, written out apart from data_server's.
+pub fn reference_fnv1a64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// The shard data_server must read from its checked `pairs`, as
-/// `(num_shards, shard)`: `Ok(None)` for neither, `Err` for one without
-/// the other or a value that is not plain decimal digits in range
-/// (`1 <= num_shards <= 1024`, `shard < num_shards`).
-pub fn reference_shard(pairs: &[(String, String)]) -> Result<Option<(usize, usize)>, ()> {
+/// `(num_shards, shard, the sharding_field's index in columns)`:
+/// `Ok(None)` for none of them, `Err` for one of the pair without the
+/// other, a value that is not plain decimal digits in range
+/// (`1 <= num_shards <= 1024`, `shard < num_shards`), or a
+/// `sharding_field` without the pair or not exactly one of `columns`.
+pub fn reference_shard(
+    pairs: &[(String, String)],
+    columns: &[&str],
+) -> Result<Option<(usize, usize, Option<usize>)>, ()> {
     let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let number = |v: &str| -> Result<usize, ()> {
         let digits = v.trim_start_matches('0');
@@ -756,15 +783,19 @@ pub fn reference_shard(pairs: &[(String, String)]) -> Result<Option<(usize, usiz
         }
         Ok(digits.parse().unwrap_or(0))
     };
+    let field = value("sharding_field");
     match (value("num_shards"), value("shard")) {
-        (None, None) => Ok(None),
+        (None, None) if field.is_none() => Ok(None),
         (Some(n), Some(k)) => {
             let (n, k) = (number(n)?, number(k)?);
-            if (1..=1024).contains(&n) && k < n {
-                Ok(Some((n, k)))
-            } else {
-                Err(())
+            if !((1..=1024).contains(&n) && k < n) {
+                return Err(());
             }
+            let col = match field {
+                None => None,
+                Some(f) => Some(columns.iter().position(|c| c == f).ok_or(())?),
+            };
+            Ok(Some((n, k, col)))
         }
         _ => Err(()),
     }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod generator;
 pub mod metrics;
+pub mod partition;
 pub mod routes;
 pub mod shards;
 pub mod simulator;

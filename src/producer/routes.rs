@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::metrics::{Fault, ProducerStats};
-use super::shards::{self, Selection};
+use super::shards::{self, Asked, Selection};
 use super::simulator::Snapshot;
 use crate::gzip;
 use crate::http::{self, CSV, Request, Response};
@@ -40,7 +40,19 @@ impl Routes {
         }
     }
 
-    fn counters(&self, req: &Request, sel: Option<Selection>) -> Response {
+    fn counters(&self, req: &Request, asked: Option<Asked<'_>>) -> Response {
+        // The snapshot this request is answered from: a sharding_field is
+        // looked up in its header, and refused before any fault is
+        // injected. (Before the first snapshot there is no header to look
+        // in; the answer is a 503 then anyway, or an injected fault.)
+        let snap = self.cell.load();
+        let sel = match (asked, &snap) {
+            (Some(asked), Some(snap)) => match asked.resolve(snap.columns()) {
+                Ok(sel) => Some(sel),
+                Err(e) => return Response::error(400, &e.to_string()),
+            },
+            _ => None,
+        };
         let delay = if !self.faults.slow.is_zero() && fastrand::f64() < SLOW_SHARE {
             self.stats.fault_injected(Fault::Slow);
             Event::new(Level::Info, "gen.inject_fault")
@@ -51,10 +63,10 @@ impl Routes {
         } else {
             Duration::ZERO
         };
-        self.answer(req, sel).delayed(delay)
+        self.answer(req, snap.as_deref(), sel).delayed(delay)
     }
 
-    fn answer(&self, req: &Request, sel: Option<Selection>) -> Response {
+    fn answer(&self, req: &Request, snap: Option<&Snapshot>, sel: Option<Selection>) -> Response {
         if self.faults.fail_pct > 0.0 && fastrand::f64() * 100.0 < self.faults.fail_pct {
             self.stats.fault_injected(Fault::Http500);
             Event::new(Level::Info, "gen.inject_fault")
@@ -65,11 +77,12 @@ impl Routes {
                 .header("Cache-Control", "no-store")
                 .chunk("injected fault\n");
         }
-        let Some(snap) = self.cell.load() else {
+        let Some(snap) = snap else {
             return Response::error(503, "no snapshot yet");
         };
         // A shard, cut once per snapshot; or the whole table (also for
-        // num_shards=1, which is the same bytes under the same tags).
+        // num_shards=1, by index or by a field, which is the same bytes
+        // under the same tags).
         let shard = sel.and_then(|sel| snap.shard(sel));
         let (body, etag, etag_gz, lazy) = match &shard {
             Some(s) => (&s.body, &s.etag, &s.etag_gz, &s.gz),
@@ -117,8 +130,8 @@ impl Handler for Routes {
         if !req.is_read() {
             return Response::method_not_allowed(&req.method);
         }
-        // Only /counters takes parameters (a shard): a stray one is a
-        // mistake.
+        // Only /counters takes parameters (a shard, maybe by a field): a
+        // stray one is a mistake.
         let known = if req.path == "/counters" {
             shards::PARAMS
         } else {
@@ -130,7 +143,7 @@ impl Handler for Routes {
         };
         match req.path.as_str() {
             "/counters" => match shards::parse(&pairs) {
-                Ok(sel) => self.counters(req, sel),
+                Ok(asked) => self.counters(req, asked),
                 Err(e) => Response::error(400, &e.to_string()),
             },
             "/metrics" => {
@@ -193,7 +206,25 @@ mod tests {
         for (target, want) in [
             (
                 "/counters?x=1",
-                "unknown query parameter: x (want one of num_shards, shard)",
+                "unknown query parameter: x (want one of num_shards, shard, sharding_field)",
+            ),
+            (
+                "/counters?sharding_field=switch_id",
+                "missing query parameter: num_shards (sharding_field goes with num_shards and shard)",
+            ),
+            (
+                "/counters?num_shards=2&shard=0&sharding_field=",
+                "invalid sharding_field: empty (want a column of the header)",
+            ),
+            (
+                "/counters?num_shards=2&shard=0&sharding_field=sw%22id",
+                "unknown sharding_field: sw\"id (want one of switch_id, bandwidth_gbps, \
+                 latency_us, packet_errors, cpu_util_pct, mem_util_pct, \
+                 buffer_occupancy_pct, egress_drops_per_s, temperature_c)",
+            ),
+            (
+                "/counters?num_shards=2&shard=0&sharding_field=a&sharding_field=a",
+                "repeated query parameter: sharding_field",
             ),
             (
                 "/counters?shard=1",
@@ -280,6 +311,85 @@ mod tests {
         let next = get("/counters?num_shards=2&shard=1", &tag);
         assert_eq!(next.status, 200);
         assert_ne!(next.header_value("etag"), Some(tag.as_str()));
+    }
+
+    #[test]
+    fn a_shard_by_a_field_is_served_shared_with_its_own_tag() {
+        let g = Generator::new(40, Some(1), Duration::from_secs(60));
+        let r = Routes::new(g.cell(), Faults::default(), g.stats());
+        let snap = g.cell().load().unwrap();
+        let get = |target: &str, inm: &str| {
+            let mut req = Request::get(target);
+            if !inm.is_empty() {
+                req = req.with_header("If-None-Match", inm);
+            }
+            r.handle(&req)
+        };
+        let path = "/counters?num_shards=4&shard=2&sharding_field=switch_id";
+        let resp = get(path, "");
+        assert_eq!(resp.status, 200);
+        let tag = format!("\"{}-s2of4-by-switch_id\"", snap.id);
+        assert_eq!(resp.header_value("etag"), Some(tag.as_str()));
+        assert_eq!(resp.header_value("content-type"), Some(CSV));
+        // The rows whose switch_id hashes to 2 (sw-000's does), in order.
+        let body = String::from_utf8(resp.body_bytes()).unwrap();
+        let whole = String::from_utf8(snap.csv.to_vec()).unwrap();
+        let want: Vec<&str> = whole
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let id = l.split(',').next().unwrap();
+                super::super::partition::shard_of(id, 4) == 2
+            })
+            .collect();
+        assert!(want[0].starts_with("sw-000,"));
+        assert_eq!(body.lines().next(), whole.lines().next());
+        assert_eq!(body.lines().skip(1).collect::<Vec<_>>(), want);
+        // Shared, and its own tag: 304 for it, not for the index shard's.
+        let (a, b) = (resp.body, get(path, "").body);
+        assert!(
+            matches!((&a[0], &b[0]), (Chunk::Shared(x), Chunk::Shared(y)) if Arc::ptr_eq(x, y))
+        );
+        assert_eq!(get(path, &tag).status, 304);
+        let index_tag = format!("\"{}-s2of4\"", snap.id);
+        assert_eq!(get(path, &index_tag).status, 200);
+        assert_eq!(get("/counters?num_shards=4&shard=2", &tag).status, 200);
+        // One shard of one by a field is the whole table, under its tag.
+        let one = get(
+            "/counters?num_shards=1&shard=0&sharding_field=switch_id",
+            &snap.etag,
+        );
+        assert_eq!(one.status, 304);
+        assert_eq!(one.body_bytes(), &snap.csv[..]);
+        // gzip: -gz after the field.
+        let gz = r.handle(&Request::get(path).with_header("Accept-Encoding", "gzip"));
+        let tag_gz = format!("\"{}-s2of4-by-switch_id-gz\"", snap.id);
+        assert_eq!(gz.header_value("etag"), Some(tag_gz.as_str()));
+    }
+
+    #[test]
+    fn an_unknown_sharding_field_is_refused_before_any_fault() {
+        let (r, _g) = routes(Faults {
+            fail_pct: 100.0,
+            slow: Duration::from_secs(5),
+        });
+        let resp = r.handle(&Request::get(
+            "/counters?num_shards=2&shard=0&sharding_field=port_guid",
+        ));
+        assert_eq!(resp.status, 400);
+        assert!(resp.delay.is_zero());
+        let body = String::from_utf8(resp.body_bytes()).unwrap();
+        assert!(
+            body.starts_with(
+                "{\"error\":\"unknown sharding_field: port_guid (want one of switch_id, "
+            ),
+            "{body}"
+        );
+        // A known one goes on to the fault.
+        let resp = r.handle(&Request::get(
+            "/counters?num_shards=2&shard=0&sharding_field=switch_id",
+        ));
+        assert_eq!(resp.status, 500);
     }
 
     #[test]

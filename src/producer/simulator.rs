@@ -11,7 +11,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::shards::{Cache, Selection, Shard};
+use super::shards::{Cache, Selection, Shard, Source};
 
 /// The CSV header, in the contract's column order.
 pub const COLUMNS: [&str; 9] = [
@@ -131,6 +131,9 @@ pub struct Snapshot {
     /// Where each line of `csv` ends (see [`Table::ends`]): what shards
     /// are cut along.
     ends: Box<[usize]>,
+    /// The header's column names, read from `csv`: what `sharding_field`
+    /// may name.
+    columns: Box<[String]>,
     /// The shards cut so far, each once (see [`super::shards`]).
     shards: Cache,
 }
@@ -139,6 +142,7 @@ impl Snapshot {
     /// A snapshot of `table` taken at `ts_ms`, named `id`.
     pub fn new(id: String, ts_ms: u64, table: Table) -> Snapshot {
         let Table { csv, ends } = table;
+        let columns = header(csv.as_bytes().get(..ends.first().copied().unwrap_or(0)));
         Snapshot {
             etag: format!("\"{id}\""),
             etag_gz: format!("\"{id}{}\"", crate::gzip::TAG_SUFFIX),
@@ -148,18 +152,31 @@ impl Snapshot {
             rows: ends.len().saturating_sub(1),
             gz: crate::gzip::Lazy::default(),
             ends: ends.into_boxed_slice(),
+            columns,
             shards: Cache::default(),
         }
     }
 
+    /// The header's column names, in order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
     /// Shard `sel` of the table, cut on first use and cached within bounds
-    /// (see [`Cache`]); `None` when `sel` is the whole table (one shard),
-    /// which is served as it is, under the snapshot's own tags.
+    /// (see [`Cache`]); `None` when `sel` is the whole table (one shard,
+    /// by index or by a field), which is served as it is, under the
+    /// snapshot's own tags.
     pub fn shard(&self, sel: Selection) -> Option<Arc<Shard>> {
         if sel.n == 1 {
             return None;
         }
-        Some(self.shards.get(&self.id, &self.csv, &self.ends, sel))
+        let src = Source {
+            id: &self.id,
+            csv: &self.csv,
+            ends: &self.ends,
+            columns: &self.columns,
+        };
+        Some(self.shards.get(src, sel))
     }
 
     /// The body as one gzip member (deflated once, on first use).
@@ -270,6 +287,19 @@ impl Simulator {
     pub fn is_empty(&self) -> bool {
         self.switches.is_empty()
     }
+}
+
+/// The column names of a header line, read with the CSV codec (none if it
+/// does not read).
+fn header(line: Option<&[u8]>) -> Box<[String]> {
+    let mut fields = Vec::new();
+    let read = crate::csv::Reader::new(line.unwrap_or_default())
+        .and_then(|mut r| r.read_record(&mut fields))
+        .unwrap_or(false);
+    if !read {
+        return Box::default();
+    }
+    fields.iter().map(|f| f.to_string()).collect()
 }
 
 fn reflect(v: f64, lo: f64, hi: f64) -> f64 {
@@ -383,6 +413,27 @@ mod tests {
             }
             prev = cur;
         }
+    }
+
+    #[test]
+    fn a_snapshot_knows_its_header() {
+        let snap = Snapshot::new("s".into(), 0, Simulator::new(3, Some(1)).render());
+        assert_eq!(snap.columns(), COLUMNS);
+        let table = Table {
+            csv: "\"port guid\",\"a,b\"\nx,1\n".into(),
+            ends: vec![18, 22],
+        };
+        let snap = Snapshot::new("s".into(), 0, table);
+        assert_eq!(snap.columns(), ["port guid", "a,b"]);
+        let empty = Snapshot::new(
+            "s".into(),
+            0,
+            Table {
+                csv: String::new(),
+                ends: vec![0],
+            },
+        );
+        assert!(empty.columns().is_empty());
     }
 
     #[test]

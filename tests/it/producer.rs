@@ -319,7 +319,7 @@ fn bad_shard_parameters_are_400_naming_the_parameter() {
         ),
         (
             "num_shards=4&shard=1&shards=2",
-            "unknown query parameter: shards (want one of num_shards, shard)",
+            "unknown query parameter: shards (want one of num_shards, shard, sharding_field)",
         ),
     ] {
         let r = get(ds.addr, &format!("/counters?{query}"));

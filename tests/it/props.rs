@@ -168,7 +168,8 @@ fn component(rng: &mut fastrand::Rng, s: &str) -> String {
 }
 
 /// A `num_shards`/`shard` pair, mostly valid (for a 3-switch table: some
-/// shards empty), sometimes one of the two alone or out of range.
+/// shards empty), sometimes one of the two alone or out of range, and
+/// sometimes with a `sharding_field`.
 fn shard_pair(rng: &mut fastrand::Rng, pairs: &mut Vec<String>) {
     let (n, k) = if rng.u8(0..4) > 0 {
         let n = pick(rng, &["1", "2", "3", "4", "16"]);
@@ -182,17 +183,23 @@ fn shard_pair(rng: &mut fastrand::Rng, pairs: &mut Vec<String>) {
         let k = pick(rng, &["0", "1", "4", "5", "-0", " 1", "", "y", "00"]);
         (n.to_string(), k.to_string())
     };
-    match rng.u8(0..10) {
-        0 => pairs.push(format!("num_shards={n}")),
-        1 => pairs.push(format!("shard={k}")),
-        _ => {
-            pairs.push(format!("num_shards={}", component(rng, &n)));
-            pairs.push(format!("shard={}", component(rng, &k)));
-            if rng.bool() {
-                let last = pairs.len() - 1;
-                pairs.swap(last - 1, last);
-            }
-        }
+    let by = match rng.u8(0..10) {
+        0 => return pairs.push(format!("num_shards={n}")),
+        1 => return pairs.push(format!("shard={k}")),
+        // Sometimes by a field, a column or not one (no draw of its own,
+        // so the rest of the seeded run stays as it was).
+        8 => Some("Switch_ID"),
+        9 => Some("switch_id"),
+        _ => None,
+    };
+    pairs.push(format!("num_shards={}", component(rng, &n)));
+    pairs.push(format!("shard={}", component(rng, &k)));
+    if rng.bool() {
+        let last = pairs.len() - 1;
+        pairs.swap(last - 1, last);
+    }
+    if let Some(field) = by {
+        pairs.push(format!("sharding_field={field}"));
     }
 }
 

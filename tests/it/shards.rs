@@ -1,6 +1,9 @@
 //! One fabric from several producers (`UPSTREAM_URLS`), on the real
 //! binaries: shards composed in order, fields united, duplicates settled,
 //! a shard down without taking the others with it, and 304s per shard.
+//! And data_server's shards by a field (`sharding_field`): every row in
+//! the shard its cell's hash names, tick after tick, under tags of their
+//! own.
 
 use serde_json::{Value, json};
 
@@ -232,5 +235,247 @@ fn both_upstream_knobs_is_one_clear_line_and_exit_2() {
     assert!(
         err.contains("UPSTREAM_URLS") && err.contains("not both"),
         "{err}"
+    );
+}
+
+/// FNV-1a 64 of `s`, written out here apart from the server's.
+fn fnv1a64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Shard `k` of `n` of data_server's table by `field`.
+fn by_field(n: usize, k: usize, field: &str) -> String {
+    format!("/counters?num_shards={n}&shard={k}&sharding_field={field}")
+}
+
+/// The switch ids of a `/counters` body (or shard of one).
+fn switch_ids(body: &str) -> Vec<String> {
+    body.lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn shards_by_switch_id_hold_every_row_once_where_its_hash_says() {
+    let ds = data_server(&["--switches", "100", "--interval-sec", "3600"]);
+    let whole = get(ds.addr, "/counters");
+    let text = whole.text();
+    let header = text.lines().next().unwrap();
+    let id = whole.header("etag").unwrap().trim_matches('"').to_string();
+    assert_eq!(fnv1a64("sw-000"), 0xeda7_2eb9_3596_6c52);
+    for n in [2usize, 3, 16] {
+        let mut rows: Vec<String> = Vec::new();
+        for k in 0..n {
+            let r = get(ds.addr, &by_field(n, k, "switch_id"));
+            assert_eq!(r.status, 200, "shard {k} of {n}");
+            assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+            assert_eq!(r.header("x-snapshot-ts"), whole.header("x-snapshot-ts"));
+            assert_eq!(
+                r.header("etag"),
+                Some(format!("\"{id}-s{k}of{n}-by-switch_id\"").as_str())
+            );
+            let shard = r.text();
+            assert_eq!(shard.lines().next(), Some(header), "shard {k} of {n}");
+            for sw in switch_ids(&shard) {
+                assert_eq!(
+                    fnv1a64(&sw) % n as u64,
+                    k as u64,
+                    "{sw} in shard {k} of {n}"
+                );
+            }
+            // In the table's order.
+            let at: Vec<usize> = shard
+                .lines()
+                .skip(1)
+                .map(|l| text.find(l).unwrap())
+                .collect();
+            assert!(at.windows(2).all(|w| w[0] < w[1]), "shard {k} of {n}");
+            rows.extend(shard.lines().skip(1).map(str::to_string));
+        }
+        // The union is the table, every row exactly once, byte for byte.
+        rows.sort();
+        let mut all: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+        all.sort();
+        assert_eq!(rows, all, "{n} shards by switch_id");
+    }
+    // One shard of one by a field is the whole table, under its tag.
+    let one = get(ds.addr, &by_field(1, 0, "switch_id"));
+    assert_eq!(one.body, whole.body);
+    assert_eq!(one.header("etag"), whole.header("etag"));
+    // Any column shards: by temperature, equal readings share a shard.
+    let mut rows = 0;
+    for k in 0..4 {
+        let shard = get(ds.addr, &by_field(4, k, "temperature_c")).text();
+        for line in shard.lines().skip(1) {
+            let t = line.rsplit(',').next().unwrap();
+            assert_eq!(fnv1a64(t) % 4, k as u64, "{line}");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 100);
+}
+
+#[test]
+fn a_switch_stays_in_its_shard_by_switch_id_tick_after_tick() {
+    let ds = data_server(&["--switches", "40", "--interval-sec", "0.1"]);
+    let path = by_field(4, 3, "switch_id");
+    let want: Vec<String> = (0..40)
+        .map(|i| format!("sw-{i:03}"))
+        .filter(|sw| fnv1a64(sw) % 4 == 3)
+        .collect();
+    assert!(!want.is_empty());
+    let first = get(ds.addr, &path);
+    let mut tag = first.header("etag").unwrap().to_string();
+    let mut bodies = vec![first.text()];
+    for _ in 0..3 {
+        let r = eventually("a new snapshot", || {
+            let r = get(ds.addr, &path);
+            (r.header("etag")? != tag).then_some(r)
+        });
+        tag = r.header("etag").unwrap().to_string();
+        assert!(tag.ends_with("-s3of4-by-switch_id\""), "{tag}");
+        bodies.push(r.text());
+    }
+    for body in &bodies {
+        assert_eq!(switch_ids(body), want);
+    }
+    assert_ne!(bodies[0], bodies[3], "the values moved, the rows stayed");
+}
+
+#[test]
+fn a_bad_sharding_field_is_400_naming_it() {
+    let ds = data_server(&["--switches", "8"]);
+    let columns = "switch_id, bandwidth_gbps, latency_us, packet_errors, cpu_util_pct, \
+                   mem_util_pct, buffer_occupancy_pct, egress_drops_per_s, temperature_c";
+    for (query, want) in [
+        (
+            "num_shards=4&shard=1&sharding_field=port_guid".to_string(),
+            format!("unknown sharding_field: port_guid (want one of {columns})"),
+        ),
+        (
+            "num_shards=1&shard=0&sharding_field=Switch_Id".into(),
+            format!("unknown sharding_field: Switch_Id (want one of {columns})"),
+        ),
+        (
+            "sharding_field=switch_id".into(),
+            "missing query parameter: num_shards (sharding_field goes with num_shards and shard)"
+                .into(),
+        ),
+        (
+            "num_shards=4&sharding_field=switch_id".into(),
+            "missing query parameter: shard (num_shards and shard go together)".into(),
+        ),
+        (
+            "num_shards=4&shard=1&sharding_field=".into(),
+            "invalid sharding_field: empty (want a column of the header)".into(),
+        ),
+        (
+            "num_shards=4&shard=1&sharding_field=switch_id&sharding_field=switch_id".into(),
+            "repeated query parameter: sharding_field".into(),
+        ),
+    ] {
+        let r = get(ds.addr, &format!("/counters?{query}"));
+        assert_eq!(r.status, 400, "{query}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{query}"
+        );
+        assert_eq!(r.json(), json!({ "error": want }), "{query}");
+    }
+    // A long name is clipped in the message.
+    let r = get(
+        ds.addr,
+        &format!(
+            "/counters?num_shards=2&shard=0&sharding_field={}",
+            "x".repeat(4000)
+        ),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.len() < 400, "{}", r.text());
+}
+
+#[test]
+fn a_shard_by_a_field_has_its_own_tag_and_304() {
+    let ds = data_server(&["--switches", "30", "--interval-sec", "3600"]);
+    let path = by_field(3, 1, "switch_id");
+    let first = get(ds.addr, &path);
+    let tag = first.header("etag").unwrap().to_string();
+    assert!(tag.ends_with("-s1of3-by-switch_id\""), "{tag}");
+    let r = get_with(ds.addr, &path, &[("If-None-Match", &tag)]);
+    assert_eq!(r.status, 304);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("etag"), Some(tag.as_str()));
+    assert_eq!(r.header("content-length"), first.header("content-length"));
+    assert_eq!(r.header("x-snapshot-ts"), first.header("x-snapshot-ts"));
+    // The index shard's tag is another representation's, and the other
+    // way round; so is another field's.
+    let index = get(ds.addr, "/counters?num_shards=3&shard=1");
+    let index_tag = index.header("etag").unwrap();
+    assert_ne!(index_tag, tag);
+    assert_eq!(
+        get_with(ds.addr, &path, &[("If-None-Match", index_tag)]).status,
+        200
+    );
+    assert_eq!(
+        get_with(
+            ds.addr,
+            "/counters?num_shards=3&shard=1",
+            &[("If-None-Match", &tag)]
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        get_with(
+            ds.addr,
+            &by_field(3, 1, "latency_us"),
+            &[("If-None-Match", &tag)]
+        )
+        .status,
+        200
+    );
+    // gzip: its own tag, -gz after the field, and a 304 for it.
+    let gz = get_with(ds.addr, &path, &[("Accept-Encoding", "gzip")]);
+    let gz_tag = gz.header("etag").unwrap();
+    assert_eq!(gz_tag, format!("{}-gz\"", tag.trim_end_matches('"')));
+    let again = get_with(
+        ds.addr,
+        &path,
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", gz_tag)],
+    );
+    assert_eq!(again.status, 304);
+}
+
+#[test]
+fn four_shards_by_switch_id_compose_into_the_whole_fleet() {
+    let ds = data_server(&["--switches", "60", "--interval-sec", "3600"]);
+    let urls: Vec<String> = (0..4)
+        .map(|k| format!("http://{}{}", ds.addr, by_field(4, k, "switch_id")))
+        .collect();
+    let ms = composing(&urls, &[]);
+    let v = eventually("every shard", || {
+        let v = get(ms.addr, "/telemetry/ListMetrics").json();
+        (v["total"] == 60).then_some(v)
+    });
+    assert!(v.get("missing_shards").is_none(), "{v}");
+    let mut got = item_ids(&v);
+    got.sort();
+    let want: Vec<String> = (0..60).map(|i| format!("sw-{i:03}")).collect();
+    assert_eq!(got, want);
+    let s = get(ms.addr, "/stats").json();
+    assert!(
+        s["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|sh| sh["conflicts"] == 0),
+        "{s}"
     );
 }
