@@ -7,6 +7,9 @@
 # second metrics_server polls a static upstream whose CSV has hostile
 # column names (our own family names, promtool's forbidden units, unicode,
 # quotes, names that read alike), and its /metrics goes to promtool too.
+# A third polls a UFM Telemetry-shaped CSV of 100,000 port rows (UFM's
+# header, camel-case counters near 2^64, empty cells, hostile labels):
+# keyed families, counters and the fabric_port_info family.
 # A data_server and a metrics_server with TLS (a certificate made here by
 # openssl) add the certificate-expiry family, fetched over HTTPS.
 # First, deploy/prometheus: `promtool check rules` and `promtool test
@@ -46,6 +49,24 @@ switch_id,bandwidth_gbps,packet_errors,Packet-Errors,foo-Bar.x,Foo_Bar_X,foo bar
 sw-000,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43
 "sw ""q"" \ 1",1.5,0,0,-1,1e3,0.25,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0
 CSV
+# UFM's CSV: one row per port, 2,500 switches x 40 ports.
+python3 - "$tmp/upstream/ufm" <<'PY'
+import sys, time
+ts = int(time.time() * 1e6)  # microseconds, as UFM writes them: the data's time
+cols = ["PortXmitDataExtended", "PortRcvDataExtended", "PortXmitPktsExtended", "PortRcvPktsExtended",
+        "PortXmitWaitExtended", "SymbolErrorCounterExtended", "LinkDownedCounterExtended",
+        "PortRcvErrorsExtended", "PortXmitDiscardsExtended", "Module_Temperature", "rx_total", "fabric_upstream_up"]
+with open(sys.argv[1], "w") as f:
+    f.write("timestamp,source_id,tag,Node_GUID,port_guid,Port_Number," + ",".join(cols) + ",node_description\n")
+    for sw in range(2500):
+        guid = "0x%016x" % (0x0c42a10300000000 + sw)
+        desc = '"leaf %d ""q"" \\ ,x"' % sw if sw % 7 == 0 else "leaf-%d HCA-1" % sw
+        for port in range(1, 41):
+            down = (sw + port) % 13 == 0
+            vals = ["" if down else str((2**64 - 1 - sw * 1000 - port) if i < 5 else (sw + port + i)) for i in range(9)]
+            vals += ["" if down else "%.1f" % (40 + port / 10), "" if down else str(port), "1"]
+            f.write("%d,%s,,%s,%s,%d,%s,%s\n" % (ts, guid, guid, guid, port, ",".join(vals), desc))
+PY
 python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$tmp/upstream" \
   >"$tmp/upstream.log" 2>&1 &
 pids+=($!)
@@ -64,6 +85,8 @@ start metrics_server --upstream-url "http://$ds/counters" --poll-ms 200
 ms=$addr
 as=metrics_server_hostile start metrics_server --upstream-url "http://127.0.0.1:$up/counters" --poll-ms 200
 hostile=$addr
+as=metrics_server_ufm start metrics_server --upstream-url "http://127.0.0.1:$up/ufm" --poll-ms 1000
+ufm=$addr
 # Several upstreams: a shard of data_server and the hostile CSV, so the
 # page has an `upstream` label on the poll families and columns one shard
 # lacks (no sample for those switches).
@@ -91,6 +114,11 @@ for _ in $(seq 150); do   # 15 s
   sleep 0.1
 done
 [ -z "$ok" ] || { say "metrics_server got no snapshot of the hostile CSV in 15 s"; tail -5 "$tmp/metrics_server_hostile.log" >&2; exit 1; }
+for _ in $(seq 300); do   # 30 s
+  if [ "$(status "$ufm" /ready)" = 200 ]; then ok=1; break; fi
+  sleep 0.1
+done
+[ -n "$ok" ] || { say "metrics_server got no snapshot of the UFM CSV in 30 s"; tail -5 "$tmp/metrics_server_ufm.log" >&2; exit 1; }
 for _ in $(seq 150); do   # 15 s
   if [ "$(status "$sharded" /ready)" = 200 ]; then ok=1; break; fi
   sleep 0.1
@@ -130,9 +158,16 @@ metrics_server http://$ms
 data_server http://$ds
 metrics_server_hostile_columns http://$hostile
 metrics_server_sharded http://$sharded
+metrics_server_ufm_100k_ports http://$ufm
 data_server_tls https://$ds_tls
 metrics_server_tls https://$ms_tls
 EOF
+for want in '^fabric_port_xmit_data_extended_total{node_guid="0x0c42a10300000000",port_number="1"} 18446744073709551614$' \
+  '^fabric_port_info{node_guid="0x0c42a10300000006",port_number="7",source_id=' '^# TYPE fabric_module_temperature gauge$'; do
+  if ! grep -q "$want" "$tmp/metrics_server_ufm_100k_ports.prom"; then
+    say "metrics_server_ufm_100k_ports: nothing matches $want"; failed=1
+  fi
+done
 for name in data_server_tls metrics_server_tls; do
   if ! grep -q '^fabric_tls_cert_not_after_timestamp_seconds{serial="' "$tmp/$name.prom"; then
     say "$name: no fabric_tls_cert_not_after_timestamp_seconds sample"; failed=1

@@ -139,6 +139,35 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The words of a column name that may be written in camel case, as UFM's
+/// are (`PortXmitDataExtended`): as [`words`], each run also split where a
+/// lower-case letter or digit meets a capital, and before the last capital
+/// of a run of them followed by a lower-case letter (`MBOut` → `mb out`).
+pub fn camel_words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for run in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let chars: Vec<char> = run.chars().collect();
+        let mut word = String::new();
+        for (i, &c) in chars.iter().enumerate() {
+            if i > 0 && c.is_ascii_uppercase() {
+                let before = chars[i - 1];
+                let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+                if before.is_ascii_lowercase()
+                    || before.is_ascii_digit()
+                    || (before.is_ascii_uppercase() && next_lower)
+                {
+                    out.push(std::mem::take(&mut word));
+                }
+            }
+            word.push(c.to_ascii_lowercase());
+        }
+        if !word.is_empty() {
+            out.push(word);
+        }
+    }
+    out
+}
+
 /// Unit abbreviations promtool rejects as a word of a name (`_ms`).
 const ABBREVIATIONS: [&str; 14] = [
     "s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d",
@@ -247,6 +276,23 @@ impl Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn camel_case_names_split_into_words() {
+        assert_eq!(
+            camel_words("PortXmitDataExtended"),
+            ["port", "xmit", "data", "extended"]
+        );
+        assert_eq!(
+            camel_words("Infiniband_MBOut_u_Gb"),
+            ["infiniband", "mb", "out", "u", "gb"]
+        );
+        assert_eq!(camel_words("hist0_u_count"), ["hist0", "u", "count"]);
+        assert_eq!(camel_words("Symbol_BER"), ["symbol", "ber"]);
+        assert_eq!(camel_words("port2Rate"), ["port2", "rate"]);
+        assert_eq!(camel_words("snake_case"), words("snake_case"));
+        assert!(camel_words("é-").is_empty());
+    }
 
     #[test]
     fn families_samples_and_escapes() {

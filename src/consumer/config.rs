@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::api::metrics::Counters;
 use super::poll::dialect::Rules;
 use super::poll::tls::{CaFile, UpstreamTls};
 use super::poll::upstream::{Resilience, UpstreamAuth, UpstreamClient};
@@ -47,6 +48,12 @@ pub static KNOBS: &[Knob] = &[
         flag: "upstream-labels",
         default: "",
         help: "Text columns (comma-separated) kept as strings in keyed rows; unset: whichever of timestamp, source_id, tag, port_guid, node_description are present.",
+    },
+    Knob {
+        env: "COUNTER_COLUMNS",
+        flag: "counter-columns",
+        default: "*Extended,*Counter,*Errors,*_total",
+        help: "Globs (comma-separated, * any run, any case) naming the value columns of keyed rows that /metrics types as counters (_total); the others are gauges.",
     },
     Knob {
         env: "POLL_MS",
@@ -188,6 +195,8 @@ pub struct Config {
     pub auth_token: Option<Token>,
     /// How the pollers reach their upstreams: TLS and credentials.
     pub upstream: UpstreamClient,
+    /// Which value columns of keyed rows `/metrics` types as counters.
+    pub counters: Counters,
     pub front: Limits,
     /// The listener's certificate, when it speaks TLS.
     pub tls: Option<std::sync::Arc<crate::server::tls::Certs>>,
@@ -225,6 +234,7 @@ impl Config {
                     labels: columns(v, "UPSTREAM_LABELS")?,
                 },
             },
+            counters: Counters(columns(v, "COUNTER_COLUMNS")?.unwrap_or_default()),
             front: Limits::from_values(v)?,
             tls: crate::server::tls::from_values(v)?,
         })

@@ -38,7 +38,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use crate::consumer::store::fabric::Fabric;
-use crate::consumer::store::snapshot::{KEYED_ID, Kind, MATRIX_ID, push_csv_cell};
+use crate::consumer::store::snapshot::{KEYED_ID, MATRIX_ID, push_csv_cell};
 use crate::consumer::store::value::Num;
 use crate::csv;
 use crate::http::{self, Request, Response};
@@ -375,7 +375,7 @@ impl Filter {
                 .iter()
                 .map(|c| {
                     let col = column("where", &c.field)?;
-                    if snap.kinds.get(col) == Some(&Kind::Label) {
+                    if snap.kinds.get(col).is_some_and(|k| k.is_text()) {
                         return Err(Error::WhereOnLabel(c.field.clone()));
                     }
                     Ok((col, c.op, c.value))
@@ -490,7 +490,7 @@ fn sort_rows(snap: &Fabric, rows: &mut Vec<usize>, key: Option<usize>, descendin
     let directed = |o: Ordering| if descending { o.reverse() } else { o };
     match key {
         None => rows.sort_by(|&a, &b| directed(snap.switch_id(a).cmp(snap.switch_id(b)))),
-        Some(col) if snap.kinds.get(col) == Some(&Kind::Label) => {
+        Some(col) if snap.kinds.get(col).is_some_and(|k| k.is_text()) => {
             let missing = |r: usize| matches!(snap.number(r, col), "" | "null");
             rows.sort_by(|&a, &b| match (missing(a), missing(b)) {
                 (false, false) => directed(snap.number(a, col).cmp(snap.number(b, col))),

@@ -53,6 +53,7 @@ use crate::consumer::store::State;
 use crate::consumer::store::fabric::Fabric;
 use crate::consumer::store::figures::{ENDPOINTS, KINDS, PollFigures};
 use crate::consumer::store::pieces::{PIECE_BYTES, Pieces};
+use crate::consumer::store::snapshot::{Kind, MATRIX_ID};
 use crate::gzip::{self, Deflated, Part};
 use crate::http::Chunk;
 use crate::prometheus::{self, Exposition};
@@ -67,6 +68,8 @@ type Block = Vec<Arc<[u8]>>;
 /// to keep.
 pub struct FabricCache {
     keep_max: usize,
+    /// Which value columns of keyed rows are counters.
+    counters: Counters,
     /// The snapshot it renders (compared by address; the `Weak` keeps the
     /// address from being reused) and the block.
     kept: Mutex<Option<(Weak<Fabric>, Block)>>,
@@ -87,9 +90,16 @@ impl FabricCache {
     pub fn new(keep_max: usize) -> FabricCache {
         FabricCache {
             keep_max,
+            counters: Counters::default(),
             kept: Mutex::new(None),
             deflated: Mutex::new(None),
         }
+    }
+
+    /// The same, typing keyed rows' columns as `counters` says.
+    pub fn with_counters(mut self, counters: Counters) -> FabricCache {
+        self.counters = counters;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Weak<Fabric>, Block)>> {
@@ -104,7 +114,7 @@ impl FabricCache {
                 return block.clone();
             }
         }
-        let block: Block = render_fabric(snap)
+        let block: Block = render_fabric_with(snap, &self.counters)
             .into_iter()
             .map(Arc::<[u8]>::from)
             .collect();
@@ -145,6 +155,57 @@ pub const ESCAPE: &str = "column";
 
 /// Columns (their words joined by `_`) that are cumulative counts: counters.
 pub const COUNTERS: [&str; 1] = ["packet_errors"];
+
+/// Which value columns of keyed rows are counters, by name (the
+/// `COUNTER_COLUMNS` globs; `*` matches any run, case is ignored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counters(pub Vec<String>);
+
+/// UFM's counters: `PortXmitDataExtended`, `SymbolErrorCounter`,
+/// `PortRcvErrors`, and the Prometheus convention's `_total`.
+pub const DEFAULT_COUNTERS: [&str; 4] = ["*Extended", "*Counter", "*Errors", "*_total"];
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters(DEFAULT_COUNTERS.iter().map(|g| g.to_string()).collect())
+    }
+}
+
+impl Counters {
+    /// True if a glob matches all of `column`.
+    pub fn matches(&self, column: &str) -> bool {
+        self.0.iter().any(|g| glob(g.as_bytes(), column.as_bytes()))
+    }
+}
+
+/// True if `pattern` (`*` any run, else one character, ASCII case
+/// ignored) matches all of `text`. Backtracks to the last `*` only, so it
+/// runs in O(pattern × text) at worst.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p].eq_ignore_ascii_case(&text[t]) {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// The family of keyed rows' labels (UFM's ports): one sample of 1 per
+/// row, labelled with its key columns and its labels (the `_info`
+/// pattern), to join onto the value families with `group_left`.
+pub const INFO_FAMILY: &str = "fabric_port_info";
 
 /// Unit suffixes (as words), what replaces them, the unit for the help
 /// text, and how to bring a value to it.
@@ -198,11 +259,29 @@ impl Family {
     }
 }
 
-/// How `column` is exported, by the rules of the module doc (all but the
-/// numbering, which depends on the other columns).
+/// How `column` of the matrix is exported, by the rules of the module doc
+/// (all but the numbering, which depends on the other columns).
 pub fn family_of(column: &str) -> Family {
     let words = prometheus::words(column);
-    if COUNTERS.contains(&words.join("_").as_str()) {
+    let counter = COUNTERS.contains(&words.join("_").as_str());
+    family_of_words(words, counter)
+}
+
+/// How value `column` of keyed rows (UFM's) is exported: its words split
+/// in camel case too (`PortXmitDataExtended` → `port_xmit_data_extended`),
+/// a counter when `counters` says so (its last word `total` dropped before
+/// `_total` goes on), else as [`family_of`].
+pub fn keyed_family_of(column: &str, counters: &Counters) -> Family {
+    let mut words = prometheus::camel_words(column);
+    let counter = counters.matches(column);
+    if counter && words.len() > 1 && words.last().is_some_and(|w| w == "total") {
+        words.pop();
+    }
+    family_of_words(words, counter)
+}
+
+fn family_of_words(words: Vec<String>, counter: bool) -> Family {
+    if counter {
         return Family {
             stem: stem(&words),
             tail: "_total",
@@ -291,6 +370,42 @@ fn push_scaled(out: &mut String, text: &str, scale: Scale, exponent: &str) {
     }
 }
 
+/// A column's name as a Prometheus label name: lower case, anything but
+/// letters, digits and `_` made `_`, `_` put before a leading digit, and
+/// no leading `__` (reserved).
+fn label_name(column: &str) -> String {
+    let mut out: String = column
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    while out.starts_with("__") {
+        out.remove(0);
+    }
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// The text of a cell spelled as a JSON string (a key or a label).
+fn text_of(json_text: &str) -> std::borrow::Cow<'_, str> {
+    match json_text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+    {
+        Some(plain) if !plain.contains('\\') => plain.into(),
+        _ => serde_json::from_str::<String>(json_text)
+            .unwrap_or_default()
+            .into(),
+    }
+}
+
 /// One column's samples as they are rendered.
 struct Column {
     col: usize,
@@ -302,17 +417,63 @@ struct Column {
     out: Pieces,
 }
 
-/// The per-switch families of `snap`, in pieces: one per column, in column
-/// order, named by [`family_of`] and numbered where names meet (rule 4 of
-/// the module doc). One pass over the rows fills one output per column;
-/// the outputs are then joined.
+/// The per-switch families of the matrix `snap` (see [`render_fabric_with`]).
 pub fn render_fabric(snap: &Fabric) -> Vec<Arc<str>> {
-    let mut taken: HashSet<String> = HashSet::with_capacity(snap.fields.len());
+    render_fabric_with(snap, &Counters::default())
+}
+
+/// The per-row families of `snap`, in pieces: one per value column, in
+/// column order, named by [`family_of`] (the matrix: a sample per switch,
+/// labelled `switch_id`) or [`keyed_family_of`] (keyed rows: labelled with
+/// each key column, `node_guid` and `port_num` for UFM), numbered where
+/// names meet (rule 4 of the module doc); then, for keyed rows with
+/// labels, [`INFO_FAMILY`]. A `timestamp` label is left out of it: it
+/// changes every snapshot and would make every row a new series. One pass
+/// over the rows fills one output per column; the outputs are then joined.
+pub fn render_fabric_with(snap: &Fabric, counters: &Counters) -> Vec<Arc<str>> {
+    let keyed = snap.id_name != MATRIX_ID;
+    let mut taken: HashSet<String> = HashSet::with_capacity(snap.fields.len() + 1);
+    taken.insert(INFO_FAMILY.to_string());
     let mut columns = Vec::with_capacity(snap.fields.len());
+    // The key columns' and the info's labels, named once, each name once.
+    let mut label_names: HashSet<String> = HashSet::new();
+    let mut name_once = |column: &str| {
+        let base = label_name(column);
+        let mut name = base.clone();
+        let mut n = 1;
+        while !label_names.insert(name.clone()) {
+            n += 1;
+            name = format!("{base}_{n}");
+        }
+        name
+    };
+    let kind_of = |c: usize| snap.kinds.get(c).copied().unwrap_or(Kind::Value);
+    let keys: Vec<(usize, String)> = (0..snap.fields.len())
+        .filter(|&c| kind_of(c) == Kind::Key)
+        .map(|c| (c, name_once(&snap.fields[c])))
+        .collect();
+    let infos: Vec<(usize, String)> = (0..snap.fields.len())
+        .filter(|&c| kind_of(c) == Kind::Label && !snap.fields[c].eq_ignore_ascii_case("timestamp"))
+        .map(|c| (c, name_once(&snap.fields[c])))
+        .collect();
+    let values: Vec<usize> = (0..snap.fields.len())
+        .filter(|&c| kind_of(c) == Kind::Value)
+        .collect();
     // Each output buffers one piece: keep their sum near 2 MB.
-    let piece = (PIECE_BYTES * 8 / snap.fields.len().max(1)).clamp(16 << 10, PIECE_BYTES);
-    for (col, column) in snap.fields.iter().enumerate() {
-        let family = family_of(column);
+    let piece = (PIECE_BYTES * 8 / (values.len() + 1)).clamp(16 << 10, PIECE_BYTES);
+    let per = if keyed {
+        let names: Vec<&str> = keys.iter().map(|(_, n)| n.as_str()).collect();
+        format!("per row ({})", names.join(", "))
+    } else {
+        "per switch".to_string()
+    };
+    for &col in &values {
+        let column = &snap.fields[col];
+        let family = if keyed {
+            keyed_family_of(column, counters)
+        } else {
+            family_of(column)
+        };
         let mut n = 1;
         let mut name = family.name(n);
         while !taken.insert(name.clone()) {
@@ -323,7 +484,7 @@ pub fn render_fabric(snap: &Fabric) -> Vec<Arc<str>> {
         head.family(
             &name,
             family.kind,
-            &format!("Upstream column \"{column}\" per switch, {}.", family.what),
+            &format!("Upstream column \"{column}\" {per}, {}.", family.what),
         );
         let mut out = Pieces::new(piece);
         out.text().push_str(&head.finish());
@@ -339,16 +500,57 @@ pub fn render_fabric(snap: &Fabric) -> Vec<Arc<str>> {
             out,
         });
     }
+    let mut info = (keyed && !infos.is_empty()).then(|| {
+        let mut head = Exposition::new();
+        head.family(
+            INFO_FAMILY,
+            "gauge",
+            &format!("Labels of each row {per}, always 1: join with group_left."),
+        );
+        let mut out = Pieces::new(piece);
+        out.text().push_str(&head.finish());
+        out
+    });
     let mut label = String::new();
     for row in 0..snap.rows() {
         label.clear();
-        label.push_str("{switch_id=\"");
-        prometheus::push_label_value(&mut label, snap.switch_id(row));
-        label.push_str("\"} ");
         let cells = snap.cells(row);
+        if keyed {
+            label.push('{');
+            for (i, (c, name)) in keys.iter().enumerate() {
+                if i > 0 {
+                    label.push(',');
+                }
+                label.push_str(name);
+                label.push_str("=\"");
+                prometheus::push_label_value(&mut label, &text_of(cells.get(*c)));
+                label.push('"');
+            }
+            label.push_str("} ");
+        } else {
+            label.push_str("{switch_id=\"");
+            prometheus::push_label_value(&mut label, snap.switch_id(row));
+            label.push_str("\"} ");
+        }
+        if let Some(out) = &mut info {
+            let text = out.text();
+            text.push_str(INFO_FAMILY);
+            // The key's labels, then the row's own.
+            text.push_str(label.trim_end().strip_suffix('}').unwrap_or(""));
+            for (c, name) in &infos {
+                text.push(',');
+                text.push_str(name);
+                text.push_str("=\"");
+                prometheus::push_label_value(text, &text_of(cells.get(*c)));
+                text.push('"');
+            }
+            text.push_str("} 1\n");
+            out.cut_if_full();
+        }
         for c in &mut columns {
             let value = cells.get(c.col);
-            // A switch whose shard lacks the column has no sample.
+            // An empty cell, or a row whose shard lacks the column, has no
+            // sample.
             if value == "null" {
                 continue;
             }
@@ -360,7 +562,9 @@ pub fn render_fabric(snap: &Fabric) -> Vec<Arc<str>> {
             c.out.cut_if_full();
         }
     }
-    columns.into_iter().flat_map(|c| c.out.finish()).collect()
+    let mut pieces: Vec<Arc<str>> = columns.into_iter().flat_map(|c| c.out.finish()).collect();
+    pieces.extend(info.into_iter().flat_map(|i| i.finish()));
+    pieces
 }
 
 /// The whole `/metrics` body at `now_ms`, in chunks: our build, the
@@ -582,6 +786,103 @@ mod tests {
     fn text(body: Vec<Chunk>) -> String {
         let bytes: Vec<u8> = body.iter().flat_map(|c| c.bytes().to_vec()).collect();
         String::from_utf8(bytes).unwrap()
+    }
+
+    /// UFM-shaped rows, keyed as the UFM dialect keys them.
+    fn ufm() -> Fabric {
+        use crate::consumer::store::snapshot::{KEYED_ID, Layout};
+        let csv = "timestamp,source_id,tag,Node_GUID,port_guid,Port_Number,PortXmitDataExtended,SymbolErrorCounterExtended,Module_Temperature,rx_total,node_description\n\
+                   1709652347161873,0xa,,0x0c42a1030077e800,0x0c42a1030077e800,1,18446744073709551615,3,45.5,7,\"leaf \"\"1\"\"\"\n\
+                   1709652347161873,0xa,,0x0c42a1030077e800,0x0c42a1030077e800,2,,,,,leaf 1\n";
+        let origin = Origin {
+            id: "u1".into(),
+            producer_ts_ms: None,
+            fetched_ms: 1_000,
+        };
+        let layout = |_: &[&str]| {
+            Ok(Layout {
+                id_name: KEYED_ID,
+                key: vec![3, 5],
+                key_fields: true,
+                labels: vec![0, 1, 2, 4, 10],
+                time: Some(0),
+            })
+        };
+        Snapshot::parse_as(csv.as_bytes(), origin, Limits { max_rows: 10 }, layout)
+            .unwrap()
+            .into()
+    }
+
+    #[test]
+    fn keyed_rows_are_labelled_by_their_key_with_an_info_family() {
+        let text: String = render_fabric(&ufm()).concat();
+        let key = "node_guid=\"0x0c42a1030077e800\",port_number=\"1\"";
+        for want in [
+            "# TYPE fabric_port_xmit_data_extended_total counter\n".to_string(),
+            format!("fabric_port_xmit_data_extended_total{{{key}}} 18446744073709551615\n"),
+            // `counter` is a word promtool refuses: joined to the one before.
+            "# TYPE fabric_symbol_errorcounter_extended_total counter\n".to_string(),
+            format!("fabric_symbol_errorcounter_extended_total{{{key}}} 3\n"),
+            "# TYPE fabric_module_temperature gauge\n".to_string(),
+            format!("fabric_module_temperature{{{key}}} 45.5\n"),
+            // `_total` is not doubled.
+            format!("fabric_rx_total{{{key}}} 7\n"),
+            "# TYPE fabric_port_info gauge\n".to_string(),
+            format!(
+                "fabric_port_info{{{key},source_id=\"0xa\",tag=\"\",port_guid=\"0x0c42a1030077e800\",node_description=\"leaf \\\"1\\\"\"}} 1\n"
+            ),
+        ] {
+            assert!(text.contains(&want), "{want:?} missing in\n{text}");
+        }
+        // Empty cells have no sample; labels and the timestamp no family.
+        assert!(!text.contains("port_number=\"2\"} "), "{text}");
+        assert!(text.contains("port_number=\"2\",source_id"), "{text}");
+        assert!(!text.contains("timestamp"), "{text}");
+        assert!(!text.contains("fabric_node_description"), "{text}");
+        // COUNTER_COLUMNS decides what is a counter.
+        let only = Counters(vec!["Module_*".into()]);
+        let text: String = render_fabric_with(&ufm(), &only).concat();
+        assert!(
+            text.contains("# TYPE fabric_module_temperature_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE fabric_port_xmit_data_extended gauge\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn counter_globs_match_whole_names_in_any_case() {
+        let c = Counters::default();
+        for yes in [
+            "PortXmitDataExtended",
+            "SymbolErrorCounter",
+            "PortRcvErrors",
+            "rx_total",
+            "portrcverrors",
+        ] {
+            assert!(c.matches(yes), "{yes}");
+        }
+        for no in ["Module_Temperature", "ExtendedX", "errors_now", ""] {
+            assert!(!c.matches(no), "{no}");
+        }
+        assert!(glob(b"a*b*c", b"aXXbYYc"));
+        assert!(!glob(b"a*b*c", b"aXXbYY"));
+        assert!(glob(b"*", b""));
+        assert!(glob(b"**x", b"x"));
+        let long = "a".repeat(10_000);
+        assert!(!glob(b"*a*a*a*b", long.as_bytes()));
+    }
+
+    #[test]
+    fn label_names_are_prometheus_names() {
+        assert_eq!(label_name("Node_GUID"), "node_guid");
+        assert_eq!(label_name("Port Number"), "port_number");
+        assert_eq!(label_name("9lives"), "_9lives");
+        assert_eq!(label_name("__name__"), "_name__");
+        assert_eq!(label_name("é"), "_");
+        assert_eq!(label_name(""), "_");
     }
 
     #[test]

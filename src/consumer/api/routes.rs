@@ -26,7 +26,7 @@ use crate::clock;
 use crate::consumer::store::State;
 use crate::consumer::store::fabric::Fabric;
 use crate::consumer::store::history;
-use crate::consumer::store::snapshot::{Kind, Snapshot};
+use crate::consumer::store::snapshot::Snapshot;
 use crate::gzip;
 use crate::http::{self, Request, Response};
 use crate::json;
@@ -84,6 +84,13 @@ impl Routes {
             exposition: Default::default(),
             subscribers: stream::Subscribers::new(DEFAULT_SUBSCRIBERS),
         }
+    }
+
+    /// The same, typing keyed rows' columns in `/metrics` as `counters`
+    /// says (`COUNTER_COLUMNS`).
+    pub fn with_counters(mut self, counters: metrics::Counters) -> Routes {
+        self.exposition = metrics::FabricCache::default().with_counters(counters);
+        self
     }
 
     /// The same, allowing `max` stream clients (`STREAM_MAX_SUBSCRIBERS`).
@@ -310,7 +317,7 @@ impl Routes {
             Err(resp) => return resp,
         };
         let etag = &fabric.etag;
-        if fabric.kinds.get(col) == Some(&Kind::Label) {
+        if fabric.kinds.get(col).is_some_and(|k| k.is_text()) {
             let msg = format!(
                 "{} is text, not a value: history keeps values",
                 json::clip(metric, 128)

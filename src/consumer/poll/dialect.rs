@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(s.number(0, col("tag")), "\"\"");
         assert_eq!(s.number(0, col("Port_Number")), "\"1\"");
         assert_eq!(s.number(0, col("node_description")), "\"leaf-01 HCA-1\"");
-        assert_eq!(s.kinds[col("Node_GUID")], Kind::Label);
+        assert_eq!(s.kinds[col("Node_GUID")], Kind::Key);
         assert_eq!(s.kinds[col("timestamp")], Kind::Label);
         assert_eq!(s.kinds[col("Module_Temperature")], Kind::Value);
         // The data's time is the newest timestamp, µs to ms.
@@ -185,10 +185,7 @@ mod tests {
         };
         let body = "timestamp,Node_GUID,Port_Number,Device_ID\n1709652347161873,0xa,1,MT4123\n";
         let s = parse(&rules, body).unwrap();
-        assert_eq!(
-            s.kinds,
-            [Kind::Value, Kind::Label, Kind::Label, Kind::Label]
-        );
+        assert_eq!(s.kinds, [Kind::Value, Kind::Key, Kind::Key, Kind::Label]);
         assert_eq!(s.producer_ts_ms(), None, "timestamp is a value here");
     }
 

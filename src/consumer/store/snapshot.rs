@@ -186,8 +186,17 @@ impl Layout {
 pub enum Kind {
     /// Numbers (or `null` for an empty cell).
     Value,
-    /// Text, kept as the CSV wrote it.
+    /// Text, kept as the CSV wrote it: a column of the row's key.
+    Key,
+    /// Text, kept as the CSV wrote it: any other label.
     Label,
+}
+
+impl Kind {
+    /// True for text (a key column or a label), false for values.
+    pub fn is_text(self) -> bool {
+        self != Kind::Value
+    }
 }
 
 /// Items of a table whose cells' JSON is at most about this big are
@@ -486,7 +495,9 @@ impl Snapshot {
             }
             fields.push(name.to_string());
             from.push(col);
-            kinds.push(if key || layout.labels.contains(&col) {
+            kinds.push(if key {
+                Kind::Key
+            } else if layout.labels.contains(&col) {
                 Kind::Label
             } else {
                 Kind::Value
@@ -564,7 +575,7 @@ impl Snapshot {
                 }
                 for (f, &col) in from.iter().enumerate() {
                     let cell = record.get(col).map_or("", |c| c.as_ref());
-                    if kinds[f] == Kind::Label {
+                    if kinds[f].is_text() {
                         json::push_str(&mut numbers, cell);
                     } else {
                         let text = cell.trim();
