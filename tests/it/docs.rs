@@ -13,11 +13,22 @@
 //!   the test points them at servers of its own. Commands of one block run
 //!   in one shell, in order, so a variable set by one is seen by the next.
 //! - `<!-- env: NAME=value … -->` just before a block starts that block's
-//!   servers with those knobs (a token, say).
+//!   servers with those knobs (a token, say). `UPSTREAM=ufm` among them
+//!   points that metrics_server at a scripted UFM Telemetry endpoint
+//!   serving [`UFM_CSV`] (no ETag, its `timestamp` the time of the test).
 
 use std::process::Command;
 
 use crate::support::*;
+
+/// What the scripted UFM Telemetry endpoint serves (`{ts}`: now, in µs):
+/// UFM's `xcset` header, a port near 2^64, one past 2^53, a down port
+/// (empty cells) and a port with symbol errors.
+const UFM_CSV: &str = "timestamp,source_id,tag,Node_GUID,port_guid,Port_Number,PortXmitDataExtended,PortRcvDataExtended,SymbolErrorCounterExtended,LinkDownedCounterExtended,Module_Temperature,node_description
+{ts},0x0c42a1030077e800,,0x0c42a1030077e800,0x0c42a1030077e800,1,18446744073709551615,85554128244,0,1,45.5,leaf-01
+{ts},0x0c42a1030077e800,,0x0c42a1030077e800,0x0c42a1030077e800,2,9007199254740993,12,,,,leaf-01
+{ts},0x0c42a1030077e900,,0x0c42a1030077e900,0x0c42a1030077e900,1,734003200,734003100,3,0,51.0,spine-01
+";
 
 /// One runnable command and the output the docs show for it.
 #[derive(Debug)]
@@ -213,6 +224,7 @@ fn every_curl_example_in_the_docs_does_what_it_says() {
     let upstream = format!("http://{}/counters", ds.addr);
     let mut failures = Vec::new();
     let mut servers: Vec<(Vec<(String, String)>, Proc)> = Vec::new();
+    let mut ufms: Vec<FakeUpstream> = Vec::new();
     for block in &all {
         if !servers.iter().any(|(env, _)| *env == block.env) {
             let mut env: Vec<(&str, &str)> = block
@@ -220,7 +232,24 @@ fn every_curl_example_in_the_docs_does_what_it_says() {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            env.push(("UPSTREAM_URL", &upstream));
+            let ufm_url;
+            if let Some(i) = env
+                .iter()
+                .position(|(k, v)| *k == "UPSTREAM" && *v == "ufm")
+            {
+                env.remove(i);
+                let ts = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_micros();
+                let body = UFM_CSV.replace("{ts}", &ts.to_string());
+                let up = FakeUpstream::start(Script::csv("", &body));
+                ufm_url = format!("http://{}/csv/xcset/ib_basic_debug", up.addr);
+                env.push(("UPSTREAM_URL", &ufm_url));
+                ufms.push(up);
+            } else {
+                env.push(("UPSTREAM_URL", &upstream));
+            }
             let ms = spawn(METRICS_SERVER, &["--poll-ms", "200"], &env);
             let token = block.env.iter().find(|(k, _)| k == "METRICS_AUTH_TOKEN");
             let auth = token

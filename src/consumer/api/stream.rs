@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::filter::Filter;
+use super::filter::{Filter, Format};
 use crate::clock;
 use crate::consumer::store::State;
 use crate::consumer::store::fabric::Fabric;
@@ -68,7 +68,11 @@ impl Subscribers {
 /// table, or the `ListMetrics` filter the query gives), 400 for a bad
 /// query, 503 when full.
 pub fn subscribe(state: &Arc<State>, subscribers: &Arc<Subscribers>, req: &Request) -> Response {
-    let filter = match Filter::from_request(req) {
+    // Events are JSON: a query asking for CSV is refused, not ignored.
+    let filter = match Filter::parse(&req.query) {
+        Ok(f) if f.format == Format::Csv => {
+            return Response::error(400, "invalid format: csv (the stream sends JSON events)");
+        }
         Ok(f) if f.is_whole_table() => None,
         Ok(f) => Some(f),
         Err(e) => return Response::error(400, &e.to_string()),
@@ -268,6 +272,27 @@ mod tests {
         until(&pipe, "\"total\":1");
         pipe.0.lock().unwrap().1 = true;
         let _ = runner.join();
+    }
+
+    #[test]
+    fn a_query_for_csv_is_refused_not_ignored() {
+        let state = Arc::new(State::default());
+        let subs = Subscribers::new(4);
+        for q in ["format=csv", "format=CSV&limit=1"] {
+            let resp = subscribe(
+                &state,
+                &subs,
+                &Request::get(&format!("/telemetry/stream?{q}")),
+            );
+            assert_eq!(resp.status, 400, "{q}");
+        }
+        assert_eq!(subs.count(), 0);
+        let resp = subscribe(
+            &state,
+            &subs,
+            &Request::get("/telemetry/stream?format=json&limit=1"),
+        );
+        assert_eq!(resp.status, 200);
     }
 
     #[test]
