@@ -201,7 +201,7 @@ impl Kind {
 
 /// Items of a table whose cells' JSON is at most about this big are
 /// rendered when it is built (see [`Snapshot::prepare`]).
-pub const EAGER_ITEMS_BYTES: usize = 64 << 20;
+pub const EAGER_ITEMS_BYTES: usize = 16 << 20;
 
 /// Epoch milliseconds, if plausible (2000 to 2286); else `None`.
 pub fn plausible_ms(ms: u64) -> Option<u64> {
