@@ -548,6 +548,53 @@ mod tests {
     }
 
     #[test]
+    fn column_knobs_are_lists_checked_at_start() {
+        let c = resolve(
+            &["--upstream-key", "rack, slot"],
+            &[
+                ("UPSTREAM_LABELS", "model,Device_ID"),
+                ("COUNTER_COLUMNS", "*_drops"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.upstream.dialect.key,
+            Some(vec!["rack".into(), "slot".into()])
+        );
+        assert_eq!(
+            c.upstream.dialect.labels,
+            Some(vec!["model".into(), "Device_ID".into()])
+        );
+        assert_eq!(c.counters.0, ["*_drops"]);
+        // Unset: the header decides; UFM's counters.
+        let c = resolve(&[], &[]).unwrap();
+        assert_eq!(c.upstream.dialect, Rules::default());
+        assert_eq!(c.counters, Counters::default());
+        // Set empty, as every knob: its default.
+        let c = resolve(&[], &[("COUNTER_COLUMNS", "")]).unwrap();
+        assert_eq!(c.counters, Counters::default());
+        for (knob, value, says) in [
+            ("UPSTREAM_KEY", "a,,b", "none empty"),
+            ("UPSTREAM_KEY", "a,A", "A is named twice"),
+            ("UPSTREAM_LABELS", "x,\u{7}y", "none empty"),
+            ("COUNTER_COLUMNS", "*x,", "none empty"),
+        ] {
+            let err = error(&[(knob, value)]);
+            assert!(
+                err.contains(knob) && err.contains(says),
+                "{knob}={value:?}: {err}"
+            );
+        }
+        let many = vec!["c"; 257]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c}{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(error(&[("UPSTREAM_LABELS", &many)]).contains("at most 256 columns"));
+    }
+
+    #[test]
     fn https_upstreams_are_accepted() {
         let c = resolve(
             &[],
