@@ -173,8 +173,10 @@ pub struct Poller {
     /// The `ETag` of the snapshot we hold, exactly as received.
     etag: Option<String>,
     /// The hash of the body the snapshot we hold was built from, and the
-    /// `X-Snapshot-Ts` it came with: the same again is no news.
-    held: Option<(u64, Option<u64>)>,
+    /// `X-Snapshot-Ts` and `ETag` it came with: the same again is no news.
+    /// (A new tag on the same body is a new snapshot: our id is the
+    /// upstream's tag and the body's hash, whatever we held before.)
+    held: Option<(u64, Option<u64>, Option<String>)>,
     /// How its header's columns are read.
     dialect: Rules,
     /// `Authorization` to send upstream, if it wants a token or Basic
@@ -281,10 +283,15 @@ impl Poller {
             .read_to_vec()?;
         let fetch = started.elapsed();
 
-        // The same bytes as the snapshot we hold (and the same time): a
-        // 304 in all but name. Checked before any parsing.
+        // The same bytes as the snapshot we hold (and the same time and
+        // tag, or still none): a 304 in all but name. Checked before any
+        // parsing.
         let hash = crate::xxh64::hash(&body, 0);
-        if self.held == Some((hash, producer_ts_ms)) && self.current().is_some() {
+        let same = self
+            .held
+            .as_ref()
+            .is_some_and(|(h, ts, tag)| (*h, *ts, tag) == (hash, producer_ts_ms, &etag));
+        if same && self.current().is_some() {
             self.etag = etag;
             return Ok(Outcome::Unchanged {
                 bytes: body.len(),
@@ -312,8 +319,8 @@ impl Poller {
         // Parsed with no lock held; the write lock is taken for the swap
         // alone, and the old snapshot dropped after it is released.
         self.state.publish(self.shard, Arc::new(snap));
+        self.held = Some((hash, producer_ts_ms, etag.clone()));
         self.etag = etag;
-        self.held = Some((hash, producer_ts_ms));
         Ok(Outcome::Updated {
             rows,
             bytes,
