@@ -18,14 +18,16 @@ fn upstream(etag: &str) -> FakeUpstream {
     FakeUpstream::start(Script::csv(etag, CSV).with_header("X-Snapshot-Ts", FUTURE_TS))
 }
 
-/// A metrics_server serving the upstream's snapshot `id`.
-fn serving(up: &FakeUpstream, id: &str, args: &[&str]) -> Proc {
+/// A metrics_server serving the snapshot the upstream tagged `tag`, and
+/// that snapshot's id (`<tag>-<body hash>`).
+fn serving(up: &FakeUpstream, tag: &str, args: &[&str]) -> (Proc, String) {
     let ms = metrics_server(&up.url(), args);
-    eventually(&format!("snapshot {id}"), || {
+    let id = eventually(&format!("snapshot {tag}-…"), || {
         let r = get(ms.addr, "/telemetry/ListMetrics");
-        (r.status == 200 && r.json()["snapshot_id"] == id).then_some(())
+        let id = r.json()["snapshot_id"].clone();
+        (r.status == 200 && id_of_tag(&id, tag)).then(|| id.as_str().unwrap().to_string())
     });
-    ms
+    (ms, id)
 }
 
 /// The headers a 304 must repeat from its 200.
@@ -49,24 +51,27 @@ fn assert_not_modified(r: &Reply, ok: &Reply, why: &str) {
 #[test]
 fn the_current_tag_gets_a_304_in_every_form() {
     let up = upstream("\"v1\"");
-    let ms = serving(&up, "v1", &[]);
+    let (ms, id) = serving(&up, "v1", &[]);
+    let json_tag = format!("\"{id}\"");
+    let csv_tag = format!("\"{id}-csv\"");
+    let (json_tag, csv_tag) = (json_tag.as_str(), csv_tag.as_str());
     for (path, accept, tag) in [
-        ("/telemetry/ListMetrics", None, "\"v1\""),
+        ("/telemetry/ListMetrics", None, json_tag),
         (
             "/telemetry/ListMetrics?fields=cpu_util_pct&limit=1",
             None,
-            "\"v1\"",
+            json_tag,
         ),
-        ("/telemetry/ListMetrics", Some("text/csv"), "\"v1-csv\""),
+        ("/telemetry/ListMetrics", Some("text/csv"), csv_tag),
         (
             "/telemetry/ListMetrics?format=csv&switch_prefix=sw-",
             None,
-            "\"v1-csv\"",
+            csv_tag,
         ),
         (
             "/telemetry/GetMetric?switch_id=sw-001&metric=bandwidth_gbps",
             None,
-            "\"v1\"",
+            json_tag,
         ),
     ] {
         let with = |inm: Option<&str>| {
@@ -83,27 +88,34 @@ fn the_current_tag_gets_a_304_in_every_form() {
         let ok = with(None);
         assert_eq!(ok.status, 200, "{why}");
         assert_eq!(ok.header("etag"), Some(tag), "{why}");
+        if tag == json_tag {
+            // The JSON names the snapshot its ETag stands for.
+            assert_eq!(ok.json()["snapshot_id"], id.as_str(), "{why}");
+        }
         assert_eq!(ok.header("cache-control"), Some("no-cache"), "{why}");
         let weak = format!("W/{tag}");
         let listed = format!("\"v0\", {tag}");
         for inm in [tag, weak.as_str(), "*", listed.as_str()] {
             assert_not_modified(&with(Some(inm)), &ok, &format!("{why} If-None-Match {inm}"));
         }
-        for inm in ["\"v0\"", "\"v1-json\"", "W/\"v2\""] {
+        // The upstream's own tag is not ours: it never validates.
+        let other_form = format!("\"{id}-json\"");
+        for inm in ["\"v0\"", "\"v1\"", "W/\"v1\"", &other_form, "W/\"v2\""] {
             assert_eq!(with(Some(inm)).status, 200, "{why} If-None-Match {inm}");
         }
     }
     // JSON and CSV are told apart: a cache holding both asks with both.
-    let both = [("If-None-Match", "\"v1\", \"v1-csv\"")];
+    let both_tags = format!("{json_tag}, {csv_tag}");
+    let both = [("If-None-Match", both_tags.as_str())];
     let r = get_with(ms.addr, "/telemetry/ListMetrics", &both);
-    assert_eq!((r.status, r.header("etag")), (304, Some("\"v1\"")));
+    assert_eq!((r.status, r.header("etag")), (304, Some(json_tag)));
     let csv = [both[0], ("Accept", "text/csv")];
     let r = get_with(ms.addr, "/telemetry/ListMetrics", &csv);
-    assert_eq!((r.status, r.header("etag")), (304, Some("\"v1-csv\"")));
+    assert_eq!((r.status, r.header("etag")), (304, Some(csv_tag)));
     let r = get_with(
         ms.addr,
         "/telemetry/ListMetrics",
-        &[("If-None-Match", "\"v1\""), ("Accept", "text/csv")],
+        &[("If-None-Match", json_tag), ("Accept", "text/csv")],
     );
     assert_eq!(r.status, 200, "the JSON tag does not validate the CSV");
     assert_eq!(r.text(), CSV);
@@ -112,31 +124,40 @@ fn the_current_tag_gets_a_304_in_every_form() {
 #[test]
 fn a_new_snapshot_answers_the_old_tag_in_full() {
     let up = upstream("\"v1\"");
-    let ms = serving(&up, "v1", &[]);
-    let inm = [("If-None-Match", "\"v1\"")];
+    let (ms, v1) = serving(&up, "v1", &[]);
+    let old_tag = format!("\"{v1}\"");
+    let inm = [("If-None-Match", old_tag.as_str())];
     assert_eq!(
         get_with(ms.addr, "/telemetry/ListMetrics", &inm).status,
         304
     );
+    // The upstream's new tag, for the very same body and time.
     up.set(Script::csv("\"v2\"", CSV).with_header("X-Snapshot-Ts", FUTURE_TS));
     let r = eventually("the v2 snapshot", || {
         let r = get_with(ms.addr, "/telemetry/ListMetrics", &inm);
         (r.status == 200).then_some(r)
     });
-    assert_eq!(r.header("etag"), Some("\"v2\""));
-    assert_eq!(r.json()["snapshot_id"], "v2");
+    let v2 = r.json()["snapshot_id"].clone();
+    assert!(id_of_tag(&v2, "v2"), "{v2}");
+    assert_eq!(
+        r.header("etag"),
+        Some(format!("\"{}\"", v2.as_str().unwrap()).as_str())
+    );
+    // The same body: the same hash after the new tag, as any other
+    // metrics_server polling that upstream now would say.
+    assert_eq!(v2.as_str().unwrap(), format!("v2{}", &v1["v1".len()..]));
 }
 
 #[test]
 fn a_304_sends_no_body_on_a_kept_alive_connection() {
     let up = upstream("\"v1\"");
-    let ms = serving(&up, "v1", &[]);
+    let (ms, id) = serving(&up, "v1", &[]);
     let mut s = TcpStream::connect(ms.addr).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
     let target = "/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct";
     let requests = format!(
-        "GET {target} HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"v1\"\r\n\r\n\
-         HEAD {target} HTTP/1.1\r\nHost: x\r\nIf-None-Match: W/\"v1\"\r\n\r\n\
+        "GET {target} HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"{id}\"\r\n\r\n\
+         HEAD {target} HTTP/1.1\r\nHost: x\r\nIf-None-Match: W/\"{id}\"\r\n\r\n\
          GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     );
     s.write_all(requests.as_bytes()).unwrap();
@@ -172,7 +193,8 @@ fn preconditions_never_hide_an_error() {
 
     // Bad or unknown names.
     let up = upstream("\"v1\"");
-    let ms = serving(&up, "v1", &[]);
+    let (ms, id) = serving(&up, "v1", &[]);
+    let (json_tag, csv_tag) = (format!("\"{id}\""), format!("\"{id}-csv\""));
     for (path, status) in [
         ("/telemetry/ListMetrics?limit=0", 400),
         ("/telemetry/ListMetrics?format=csv&fields=nope", 400),
@@ -182,7 +204,7 @@ fn preconditions_never_hide_an_error() {
             404,
         ),
     ] {
-        for inm in ["*", "\"v1\"", "\"v1-csv\""] {
+        for inm in ["*", json_tag.as_str(), csv_tag.as_str()] {
             let r = get_with(ms.addr, path, &[("If-None-Match", inm)]);
             assert_eq!(r.status, status, "{path} {inm}");
         }
@@ -193,10 +215,13 @@ fn preconditions_never_hide_an_error() {
         Script::csv("\"v9\"", CSV).with_header("X-Snapshot-Ts", "1000000000000"),
     );
     let ms = metrics_server(&old.url(), &["--max-stale-ms", "1000"]);
-    ms.wait_log(|v| v["event"] == "poll.run" && v["status"] == 200);
+    let run = ms.wait_log(|v| v["event"] == "poll.run" && v["status"] == 200);
+    assert!(id_of_tag(&run["snapshot_id"], "v9"), "{run}");
+    let id = run["snapshot_id"].as_str().unwrap();
+    let (json_tag, csv_tag) = (format!("\"{id}\""), format!("\"{id}-csv\""));
     for (path, inm) in [
-        ("/telemetry/ListMetrics", "\"v9\""),
-        ("/telemetry/ListMetrics?format=csv", "\"v9-csv\""),
+        ("/telemetry/ListMetrics", json_tag.as_str()),
+        ("/telemetry/ListMetrics?format=csv", csv_tag.as_str()),
         (
             "/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct",
             "*",

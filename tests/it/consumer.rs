@@ -6,10 +6,12 @@ use crate::support::*;
 
 const CSV: &str = "switch_id,bandwidth_gbps,cpu_util_pct,packet_errors\nsw-000,121.5,34.1,0\nsw-001,118.30,36.5,12\n";
 
-fn serving(ms: &Proc, id: &str) -> serde_json::Value {
-    eventually(&format!("snapshot {id}"), || {
+/// The ListMetrics document once ms serves the snapshot the upstream
+/// tagged `tag` (its id is `<tag>-<body hash>`).
+fn serving(ms: &Proc, tag: &str) -> serde_json::Value {
+    eventually(&format!("snapshot {tag}-…"), || {
         let r = get(ms.addr, "/telemetry/ListMetrics");
-        (r.status == 200 && r.json()["snapshot_id"] == id).then(|| r.json())
+        (r.status == 200 && id_of_tag(&r.json()["snapshot_id"], tag)).then(|| r.json())
     })
 }
 
@@ -46,6 +48,10 @@ fn serves_the_upstream_table_with_identity_and_age() {
     );
     let ms = metrics_server(&up.url(), &[]);
     let list = serving(&ms, "v1");
+    // Our id is the upstream's tag and the XXH64 of the body it came with.
+    let id = list["snapshot_id"].as_str().unwrap().to_string();
+    let hash = fabric_telemetry::xxh64::hash(CSV.as_bytes(), 0);
+    assert_eq!(id, format!("v1-{hash:016x}"));
     assert_eq!(
         list["fields"],
         serde_json::json!(["bandwidth_gbps", "cpu_util_pct", "packet_errors"])
@@ -59,7 +65,8 @@ fn serves_the_upstream_table_with_identity_and_age() {
         "/telemetry/GetMetric?switch_id=sw-000&metric=packet_errors",
     );
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("etag"), Some("\"v1\""));
+    assert_eq!(r.json()["snapshot_id"], id.as_str());
+    assert_eq!(r.header("etag"), Some(format!("\"{id}\"").as_str()));
     // Age counts from the producer's timestamp (2001: long ago).
     let age: u64 = r.header("x-data-age-ms").unwrap().parse().unwrap();
     assert!(age > 700_000_000_000, "{age}");
@@ -74,22 +81,27 @@ fn serves_the_upstream_table_with_identity_and_age() {
     assert!(list.contains("\"bandwidth_gbps\":121.5,"));
 }
 
+/// The upstream's `ETag` goes back to it verbatim in `If-None-Match`, in
+/// every form; ours names it (unquoted, not weak) before the body's hash.
 #[test]
 fn the_etag_is_echoed_verbatim_in_every_form() {
-    for (sent, id) in [
+    for (sent, tag) in [
         ("\"q-1\"", "q-1"),
         ("bare-2", "bare-2"),
         ("W/\"weak-3\"", "weak-3"),
     ] {
         let up = FakeUpstream::start(Script::csv(sent, CSV));
         let ms = metrics_server(&up.url(), &["--log-level", "debug"]);
-        serving(&ms, id);
+        serving(&ms, tag);
         eventually("a conditional poll", || {
             (up.last_if_none_match().as_deref() == Some(sent)).then_some(())
         });
         ms.wait_log(|v| v["event"] == "poll.run" && v["status"] == 304);
         let r = get(ms.addr, "/telemetry/ListMetrics");
-        assert_eq!(r.header("etag"), Some(format!("\"{id}\"").as_str()));
+        let id = r.json()["snapshot_id"].clone();
+        assert!(id_of_tag(&id, tag), "{sent}: {id}");
+        let ours = format!("\"{}\"", id.as_str().unwrap());
+        assert_eq!(r.header("etag"), Some(ours.as_str()), "{sent}");
     }
 }
 
@@ -97,7 +109,7 @@ fn the_etag_is_echoed_verbatim_in_every_form() {
 fn a_bad_body_never_replaces_good_data() {
     let up = FakeUpstream::start(Script::csv("\"good\"", CSV));
     let ms = metrics_server(&up.url(), &[]);
-    serving(&ms, "good");
+    let good = serving(&ms, "good")["snapshot_id"].clone();
     let bad_bodies: &[(&[u8], &str)] = &[
         (
             b"switch_id,a,b\nsw-000,1\n",
@@ -118,7 +130,7 @@ fn a_bad_body_never_replaces_good_data() {
         (b"name,a\nx,1\n", "first column"),
         (b"\xff\xfe\x00\x01garbage,\"\n", "not UTF-8"),
         (b"switch_id,a\n\"x,1\n", "never closed"),
-        (b"switch_id,a,b\n", "a header but no rows"),
+        (b"switch_id\nsw-000\n", "no metric columns"),
         (b"switch_id,a\rsw-1,5\r", "control character"),
     ];
     for (i, (body, reason)) in bad_bodies.iter().enumerate() {
@@ -139,9 +151,22 @@ fn a_bad_body_never_replaces_good_data() {
             "/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct",
         );
         assert_eq!(r.status, 200, "{reason}");
-        assert_eq!(r.json()["snapshot_id"], "good", "{reason}");
+        assert_eq!(r.json()["snapshot_id"], good, "{reason}");
         assert_eq!(r.json()["value"], 34.1);
     }
+    // A header with no rows is no error: a valid, empty table.
+    up.set(Script::csv("\"empty\"", "switch_id,a,b\n"));
+    let list = serving(&ms, "empty");
+    assert_eq!(
+        (&list["total"], &list["fields"], &list["items"]),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(["a", "b"]),
+            &serde_json::json!([])
+        )
+    );
+    let r = get(ms.addr, "/telemetry/GetMetric?switch_id=sw-000&metric=a");
+    assert_eq!(r.status, 404, "{}", r.text());
     // The next good body is taken, and a rejected tag was never remembered.
     up.set(Script::csv("\"good-2\"", CSV));
     serving(&ms, "good-2");
@@ -171,15 +196,59 @@ fn a_new_upstream_column_appears_without_a_code_change() {
 #[test]
 fn without_an_etag_the_id_is_a_content_hash_and_age_counts_from_fetch() {
     let up = FakeUpstream::start(Script::csv("", CSV));
-    let ms = metrics_server(&up.url(), &[]);
+    let ms = metrics_server(&up.url(), &["--log-level", "debug"]);
     let list = eventually("a snapshot", || {
         let r = get(ms.addr, "/telemetry/ListMetrics");
         (r.status == 200).then(|| r.json())
     });
-    let id = list["snapshot_id"].as_str().unwrap().to_string();
-    assert!(id.starts_with("fnv-"), "{id}");
+    let id = list["snapshot_id"].clone();
+    assert!(id_of_tag(&id, "h"), "{id}");
+    let hash = fabric_telemetry::xxh64::hash(CSV.as_bytes(), 0);
+    assert_eq!(id, format!("h-{hash:016x}").as_str());
     assert!(list["age_ms"].as_u64().unwrap() < 10_000);
-    assert_eq!(up.last_if_none_match(), None);
+    // The same body again is no new snapshot: a 304 in all but name.
+    let unchanged = || {
+        ms.logs()
+            .into_iter()
+            .filter(|v| v["event"] == "poll.run" && v["unchanged"] == true)
+            .collect::<Vec<_>>()
+    };
+    let seen = eventually("three unchanged polls", || {
+        let seen = unchanged();
+        (seen.len() >= 3).then_some(seen)
+    });
+    for run in &seen {
+        assert_eq!(run["status"], 200, "{run}");
+        assert_eq!(run["level"], "DEBUG", "{run}");
+        assert_eq!(run["snapshot_id"], id, "{run}");
+    }
+    assert_eq!(
+        get(ms.addr, "/telemetry/ListMetrics").json()["snapshot_id"],
+        id
+    );
+    let stats = get(ms.addr, "/stats").json();
+    assert_eq!(stats["poll"]["updated_200"], 1, "{stats}");
+    assert!(
+        stats["poll"]["unchanged_200"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
+    // Never a conditional request: there is no tag to send.
+    let requests = up.requests();
+    assert!(requests.len() >= 4);
+    assert!(
+        requests.iter().all(|h| !h
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("if-none-match"))),
+        "{requests:?}"
+    );
+    // Another body is another snapshot, with another id.
+    up.set(Script::csv("", "switch_id,a\nsw-000,1\n"));
+    let list = eventually("the new body's snapshot", || {
+        let v = get(ms.addr, "/telemetry/ListMetrics").json();
+        (v["snapshot_id"] != id).then_some(v)
+    });
+    assert!(id_of_tag(&list["snapshot_id"], "h"), "{list}");
+    assert_eq!(list["fields"], serde_json::json!(["a"]));
 }
 
 #[test]
@@ -228,7 +297,7 @@ fn get_metric_errors_name_the_bad_value() {
 fn a_hung_upstream_times_out_and_the_api_keeps_answering() {
     let up = FakeUpstream::start(Script::csv("\"h1\"", CSV));
     let ms = metrics_server(&up.url(), &[]);
-    serving(&ms, "h1");
+    let h1 = serving(&ms, "h1")["snapshot_id"].clone();
     let mut hung = Script::csv("\"h2\"", CSV);
     hung.delay = Duration::from_secs(30);
     up.set(hung);
@@ -238,7 +307,7 @@ fn a_hung_upstream_times_out_and_the_api_keeps_answering() {
             ms.addr,
             "/telemetry/GetMetric?switch_id=sw-000&metric=cpu_util_pct",
         );
-        assert_eq!(r.json()["snapshot_id"], "h1");
+        assert_eq!(r.json()["snapshot_id"], h1);
     }
     let err = ms.wait_log(|v| v["event"] == "poll.error");
     assert_eq!(err["kind"], "timeout", "{err}");

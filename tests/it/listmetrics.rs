@@ -10,13 +10,16 @@ const CSV: &str = "switch_id,bandwidth_gbps,cpu_util_pct,packet_errors\n\
     sw-010,100,50,1\n\
     leaf-7,80.0,12,0\n";
 
-fn serving(up: &FakeUpstream) -> Proc {
+/// A metrics_server serving the upstream's first snapshot, tagged `tag`
+/// upstream, and that snapshot's id (`<tag>-<body hash>`).
+fn serving(up: &FakeUpstream, tag: &str) -> (Proc, String) {
     let ms = metrics_server(&up.url(), &[]);
-    eventually("the first snapshot", || {
+    let id = eventually("the first snapshot", || {
         let r = get(ms.addr, "/telemetry/ListMetrics");
-        (r.status == 200).then_some(())
+        (r.status == 200).then(|| r.json()["snapshot_id"].clone())
     });
-    ms
+    assert!(id_of_tag(&id, tag), "{id}");
+    (ms, id.as_str().unwrap().to_string())
 }
 
 /// What `awk -F, 'NR>1 && $1 ~ /^sw-/ {print $1, $3}'` prints: the CSV body
@@ -37,15 +40,15 @@ fn csv_for_shell_pipelines() {
     let up = FakeUpstream::start(
         Script::csv("\"v1\"", CSV).with_header("X-Snapshot-Ts", "1000000000000"),
     );
-    let ms = serving(&up);
+    let (ms, id) = serving(&up, "v1");
     let r = get(
         ms.addr,
         "/telemetry/ListMetrics?format=csv&fields=cpu_util_pct,packet_errors",
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
-    // The CSV form has a tag of its own (the JSON one is `"v1"`).
-    assert_eq!(r.header("etag"), Some("\"v1-csv\""));
+    // The CSV form has a tag of its own (the JSON one is `"<id>"`).
+    assert_eq!(r.header("etag"), Some(format!("\"{id}-csv\"").as_str()));
     let age: u64 = r.header("x-data-age-ms").unwrap().parse().unwrap();
     assert!(age > 700_000_000_000, "{age}");
     let body = r.text();
@@ -85,13 +88,11 @@ fn csv_for_shell_pipelines() {
 #[test]
 fn filters_and_pages_in_json() {
     let up = FakeUpstream::start(Script::csv("\"v2\"", CSV));
-    let ms = serving(&up);
+    let (ms, id) = serving(&up, "v2");
+    let starts = format!("{{\"snapshot_id\":\"{id}\",\"age_ms\":");
     // The default answer says total and next_offset too.
     let plain = get(ms.addr, "/telemetry/ListMetrics").text();
-    assert!(
-        plain.starts_with("{\"snapshot_id\":\"v2\",\"age_ms\":"),
-        "{plain}"
-    );
+    assert!(plain.starts_with(&starts), "{plain}");
     assert!(
         plain.contains(",\"total\":5,\"next_offset\":null,\"fields\":"),
         "{plain}"
@@ -110,8 +111,7 @@ fn filters_and_pages_in_json() {
         let text = r.text();
         let head = text.split(",\"fields\"").next().unwrap();
         assert!(
-            head.starts_with("{\"snapshot_id\":\"v2\",\"age_ms\":")
-                && head.contains(",\"total\":3,\"next_offset\":"),
+            head.starts_with(&starts) && head.contains(",\"total\":3,\"next_offset\":"),
             "{text}"
         );
         let v = r.json();
@@ -143,7 +143,7 @@ fn filters_and_pages_in_json() {
 #[test]
 fn top_n_and_value_filters_for_scripts() {
     let up = FakeUpstream::start(Script::csv("\"v4\"", CSV));
-    let ms = serving(&up);
+    let (ms, _) = serving(&up, "v4");
     let ids = item_ids;
     // The three busiest switches, busiest first.
     let v = get(
@@ -187,7 +187,7 @@ fn top_n_and_value_filters_for_scripts() {
 #[test]
 fn bad_parameters_fail_curl_f_and_explain() {
     let up = FakeUpstream::start(Script::csv("\"v3\"", CSV));
-    let ms = serving(&up);
+    let (ms, _) = serving(&up, "v3");
     for (query, msg) in [
         ("fields=cpu_util_pct,nope", "unknown field: nope"),
         (
@@ -207,8 +207,8 @@ fn bad_parameters_fail_curl_f_and_explain() {
         ("format=csv&fields=nope", "unknown field: nope"),
         (
             "feilds=cpu_util_pct",
-            "unknown query parameter: feilds (want one of fields, switch_id, \
-             switch_prefix, where, sort, limit, offset, format)",
+            "unknown query parameter: feilds (want one of fields, id, id_prefix, \
+             switch_id, switch_prefix, where, sort, limit, offset, format)",
         ),
         ("limit=5&limit=6", "repeated query parameter: limit"),
         ("sort=-nope", "unknown field in sort: nope"),

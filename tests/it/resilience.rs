@@ -53,20 +53,42 @@ fn a_reused_tag_with_another_snapshot_time_is_fetched_again() {
     );
     let ms = metrics_server(&up.url(), &["--poll-ms", "50"]);
     serving(&ms);
+    let old = get(ms.addr, "/telemetry/ListMetrics").json()["snapshot_id"].clone();
+    assert!(id_of_tag(&old, "2"), "{old}");
     let fresh = "switch_id,a,b\nsw-000,7,8\n";
     up.set(Script::csv("\"2\"", fresh).with_header("X-Snapshot-Ts", "1796000005000"));
     let reused = ms.wait_log(|v| v["event"] == "poll.tag_reused");
+    assert_eq!(reused["etag"], "\"2\"");
     assert_eq!(reused["held_ts_ms"], 1796000000000u64);
     assert_eq!(reused["ts_ms"], 1796000005000u64);
-    eventually("the new data served", || {
+    let new = eventually("the new data served", || {
         let v = get(ms.addr, "/telemetry/ListMetrics").json();
-        (v["items"][0]["a"] == 7).then_some(())
+        (v["items"][0]["a"] == 7).then(|| v["snapshot_id"].clone())
     });
+    // The upstream kept its tag, ours did not: a client holding the old
+    // one gets the new data, never a 304.
+    assert!(id_of_tag(&new, "2"), "{new}");
+    assert_ne!(new, old);
+    let old_tag = format!("\"{}\"", old.as_str().unwrap());
+    let r = get_with(
+        ms.addr,
+        "/telemetry/ListMetrics",
+        &[("If-None-Match", old_tag.as_str())],
+    );
+    assert_eq!(r.status, 200);
+    let new_tag = format!("\"{}\"", new.as_str().unwrap());
+    assert_eq!(r.header("etag"), Some(new_tag.as_str()));
     // Then polls go on with the tag again, and 304s confirm the new data.
+    let confirmed = |v: serde_json::Value| v["poll"]["not_modified_304"].as_u64();
+    let before = confirmed(get(ms.addr, "/stats").json()).unwrap();
     eventually("a conditional poll answered 304", || {
-        let v = get(ms.addr, "/stats").json();
-        (v["poll"]["not_modified_304"].as_u64()? > 0).then_some(())
+        (confirmed(get(ms.addr, "/stats").json())? > before).then_some(())
     });
+    assert_eq!(up.last_if_none_match().as_deref(), Some("\"2\""));
+    assert_eq!(
+        get(ms.addr, "/telemetry/ListMetrics").json()["snapshot_id"],
+        new
+    );
 }
 
 #[test]
@@ -143,8 +165,11 @@ fn the_breaker_opens_holds_off_and_closes_and_ready_follows() {
     assert_eq!(opened["from"], "closed");
     assert_eq!(opened["consecutive_failures"], 3);
     let opened_at = Instant::now();
-    let r = get(ms.addr, "/ready");
-    assert_eq!(r.status, 503);
+    // The poller records the state just after logging the transition.
+    let r = eventually("/ready to see the open breaker", || {
+        let r = get(ms.addr, "/ready");
+        (r.status == 503).then_some(r)
+    });
     assert_eq!(r.json()["error"], "upstream circuit open");
     // Data is still served meanwhile (no MAX_STALE_MS).
     assert_eq!(get(ms.addr, "/telemetry/ListMetrics").status, 200);

@@ -390,6 +390,19 @@ pub fn item_ids(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether `id` is the snapshot id metrics_server derives from an
+/// upstream's tag `tag` (its `ETag` without quotes or `W/`): `<tag>-` and
+/// then exactly 16 lower-case hex digits (the body's XXH64). With `tag`
+/// `"h"`, the id of a body that came without a usable `ETag`.
+pub fn id_of_tag(id: &Value, tag: &str) -> bool {
+    id.as_str()
+        .and_then(|id| id.strip_prefix(tag))
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hex| {
+            hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+}
+
 /// `GET path` with extra headers, on a fresh connection.
 pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
