@@ -26,4 +26,5 @@ mod stream;
 mod support;
 mod tiny_patches;
 mod tls;
+mod ufm;
 mod upstream_tls;

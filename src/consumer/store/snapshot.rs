@@ -395,9 +395,27 @@ fn line_of_row(body: &[u8], row: usize) -> usize {
 }
 
 /// Appends `text` spelled as a JSON number, or returns false if it is not a
-/// finite number. A JSON literal is kept as it is; anything else Rust reads
-/// as a finite float (`+2`, `.5`, `1E3 `) is written in its shortest form.
+/// finite number. A JSON literal is kept as it is; an integer JSON does not
+/// allow (`+2`, `007`) loses its `+` and leading zeros, digit for digit (as
+/// a float, `+9007199254740993` would become 2^53 and
+/// `+18446744073709551615` `1.8446744073709552e+19`); anything else Rust
+/// reads as a finite float (`.5`, `1.`) is written in its shortest form.
 fn push_number(out: &mut String, text: &str) -> bool {
+    let (minus, digits) = match text.as_bytes().first() {
+        Some(b'-') => ("-", &text[1..]),
+        Some(b'+') => ("", &text[1..]),
+        _ => ("", text),
+    };
+    let integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    if integer && !json::is_number_literal(text) {
+        let significant = digits.trim_start_matches('0');
+        let significant = if significant.is_empty() {
+            "0"
+        } else {
+            significant
+        };
+        return push_number(out, &format!("{minus}{significant}"));
+    }
     if json::is_number_literal(text) {
         // No exponent and at most 300 digits: below f64::MAX (309 digits),
         // so finite without parsing it.
@@ -931,6 +949,26 @@ mod tests {
         assert_eq!(s.number(2, 0), "");
         assert_eq!(s.number(0, 3), "");
         assert!(!s.value(5, 5).is_some());
+    }
+
+    #[test]
+    fn an_integer_json_would_not_allow_keeps_every_digit() {
+        let s = parse(
+            "switch_id,a,b,c,d\nx,+9007199254740993,0018446744073709551615,-0009223372036854775808,+000\ny,+2,007,-00,1E3\n",
+        )
+        .unwrap();
+        let row = |r: usize| (0..4).map(|c| s.number(r, c)).collect::<Vec<_>>();
+        assert_eq!(
+            row(0),
+            [
+                "9007199254740993",
+                "18446744073709551615",
+                "-9223372036854775808",
+                "0"
+            ]
+        );
+        assert_eq!(row(1), ["2", "7", "-0", "1E3"]);
+        assert_eq!(s.value(0, 0), Num::Int(9_007_199_254_740_993));
     }
 
     #[test]
