@@ -15,7 +15,7 @@ help:
 	@echo "make chaos   CHAOS_SECONDS (default 60) of producer restarts, faults and bad data under load"
 	@echo "make e2e-prometheus   a real Prometheus scrapes metrics_server, and two more over disjoint shards; its API shows the series"
 	@echo "make e2e-browser      headless Chromium drives the live page (GET /) over 10,000 switches; screenshot in target/e2e/page.png"
-	@echo "make bench   release build, then wrk against metrics_server and a raw std baseline side by side, what gzip and TLS cost; writes BENCHMARKS.md"
+	@echo "make bench   release build, then wrk against metrics_server and a raw std baseline side by side, what gzip and TLS cost, a million UFM ports in 16 shards (lag, CPU of unchanged bodies, RSS); writes BENCHMARKS.md"
 
 build:
 	$(CARGO) build --release --bins
@@ -42,6 +42,7 @@ test: lint
 	python3 scripts/bench_gzip.py --smoke --no-build --bin-dir target/debug
 	python3 scripts/bench_shards.py --smoke --no-build --bin-dir target/debug
 	python3 scripts/bench_tls.py --smoke --no-build --bin-dir target/debug
+	python3 scripts/bench_ufm.py --smoke --no-build --bin-dir target/debug
 
 fmt:
 	$(CARGO) fmt --all
@@ -77,6 +78,7 @@ bench:
 	python3 scripts/bench_gzip.py
 	python3 scripts/bench_shards.py --no-build
 	python3 scripts/bench_tls.py --no-build
+	python3 scripts/bench_ufm.py --no-build
 
 clean:
 	$(CARGO) clean
