@@ -157,7 +157,10 @@ pub enum Outcome {
     Updated {
         rows: usize,
         bytes: usize,
+        /// The request and the body's transfer, not counting `queued`.
         fetch: Duration,
+        /// Waiting for a turn to read and parse (other upstreams' bodies).
+        queued: Duration,
         parse: Duration,
     },
 }
@@ -276,12 +279,21 @@ impl Poller {
         };
         let etag = header("etag");
         let producer_ts_ms = header("x-snapshot-ts").and_then(|v| snapshot_ts_ms(&v));
-        let body = response
+        // A turn before the body is read: with many upstreams answering at
+        // once, the rest wait unread (the connection holds them back), so
+        // at most one body per core is in memory beside the snapshots.
+        let queueing = Instant::now();
+        let mut permit = self.state.parse_permit();
+        let queued = queueing.elapsed();
+        let reader = response
             .body_mut()
             .with_config()
             .limit(self.resilience.max_bytes)
-            .read_to_vec()?;
-        let fetch = started.elapsed();
+            .reader();
+        std::io::Read::read_to_end(&mut { reader }, &mut permit.body)
+            .map_err(|e| PollError::from(ureq::Error::from(e)))?;
+        let body = &permit.body;
+        let fetch = started.elapsed().saturating_sub(queued);
 
         // The same bytes as the snapshot we hold (and the same time and
         // tag, or still none): a 304 in all but name. Checked before any
@@ -306,16 +318,14 @@ impl Poller {
         let limits = Limits {
             max_rows: self.resilience.max_rows,
         };
-        let permit = self.state.parse_permit();
         let parsing = Instant::now();
-        let snap = Snapshot::parse_as(&body, origin, limits, |h| self.dialect.layout(h))
+        let snap = Snapshot::parse_as(body, origin, limits, |h| self.dialect.layout(h))
             .map_err(PollError::Invalid)?;
         snap.prepare();
         let parse = parsing.elapsed();
-        drop(permit);
         let (rows, bytes) = (snap.rows(), body.len());
-        // The body is not kept: let it go before two snapshots overlap.
-        drop(body);
+        // The turn ends, and its buffer goes back, before the swap.
+        drop(permit);
         // Parsed with no lock held; the write lock is taken for the swap
         // alone, and the old snapshot dropped after it is released.
         self.state.publish(self.shard, Arc::new(snap));
@@ -325,6 +335,7 @@ impl Poller {
             rows,
             bytes,
             fetch,
+            queued,
             parse,
         })
     }
@@ -369,12 +380,14 @@ impl Poller {
                         rows,
                         bytes,
                         fetch,
+                        queued,
                         parse,
                     } => Event::new(Level::Info, "poll.run")
                         .uint("status", 200)
                         .uint("rows", rows as u64)
                         .uint("bytes", bytes as u64)
                         .ms("fetch_ms", fetch)
+                        .ms("queue_ms", queued)
                         .ms("parse_ms", parse),
                 };
                 let event = match self.state.sharded() {

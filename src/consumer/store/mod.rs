@@ -38,10 +38,11 @@ pub struct State {
     /// Held while a fabric is composed, so that two pollers swapping at
     /// once cannot store their compositions out of order.
     composing: Mutex<()>,
-    /// Parses under way, at most one per core: sixteen shards arriving
-    /// together take turns (no slower, the cores are the limit) instead of
-    /// all holding a half-built snapshot beside the old one at once.
-    parsing: Mutex<usize>,
+    /// Reads and parses under way, at most one per core: sixteen shards
+    /// arriving together take turns (no slower, the cores are the limit)
+    /// instead of all holding a body and a half-built snapshot beside the
+    /// old one at once; and the body buffers between turns.
+    parsing: Mutex<Turns>,
     parsed: Condvar,
     max_parsing: usize,
     pub stats: figures::Stats,
@@ -75,7 +76,7 @@ impl State {
                 })
                 .collect(),
             composing: Mutex::new(()),
-            parsing: Mutex::new(0),
+            parsing: Mutex::new(Turns::default()),
             parsed: Condvar::new(),
             max_parsing: std::thread::available_parallelism().map_or(2, |n| n.get()),
             stats: figures::Stats::new(urls.len().max(1)),
@@ -130,14 +131,18 @@ impl State {
         f
     }
 
-    /// Waits for a turn to parse; the turn ends when the permit is dropped.
+    /// Waits for a turn to read a body and parse it; the turn ends when
+    /// the permit is dropped. The permit lends a buffer for the body,
+    /// kept between turns so that reading a large body again does not
+    /// fault in fresh pages each poll.
     pub fn parse_permit(&self) -> ParsePermit<'_> {
-        let mut n = self.parsing.lock().unwrap_or_else(|p| p.into_inner());
-        while *n >= self.max_parsing {
-            n = self.parsed.wait(n).unwrap_or_else(|p| p.into_inner());
+        let mut turns = self.parsing.lock().unwrap_or_else(|p| p.into_inner());
+        while turns.busy >= self.max_parsing {
+            turns = self.parsed.wait(turns).unwrap_or_else(|p| p.into_inner());
         }
-        *n += 1;
-        ParsePermit(self)
+        turns.busy += 1;
+        let body = turns.buffers.pop().unwrap_or_default();
+        ParsePermit { state: self, body }
     }
 
     /// True when more than one upstream is composed.
@@ -196,13 +201,35 @@ impl State {
     }
 }
 
-/// A turn to parse (see [`State::parse_permit`]).
-pub struct ParsePermit<'a>(&'a State);
+/// Turns taken, and body buffers waiting for the next.
+#[derive(Default)]
+struct Turns {
+    busy: usize,
+    buffers: Vec<Vec<u8>>,
+}
+
+/// A buffer bigger than this is freed after its turn, not kept: one huge
+/// body must not pin its size for the life of the process.
+pub const KEEP_BUFFER_MAX: usize = 64 << 20;
+
+/// A turn to read and parse (see [`State::parse_permit`]), with a buffer
+/// for the body.
+pub struct ParsePermit<'a> {
+    state: &'a State,
+    /// Empty when lent; what the turn read into it until the turn ends.
+    pub body: Vec<u8>,
+}
 
 impl Drop for ParsePermit<'_> {
     fn drop(&mut self) {
-        let mut n = self.0.parsing.lock().unwrap_or_else(|p| p.into_inner());
-        *n = n.saturating_sub(1);
-        self.0.parsed.notify_one();
+        let mut body = std::mem::take(&mut self.body);
+        let mut turns = self.state.parsing.lock().unwrap_or_else(|p| p.into_inner());
+        turns.busy = turns.busy.saturating_sub(1);
+        if body.capacity() <= KEEP_BUFFER_MAX && turns.buffers.len() < self.state.max_parsing {
+            body.clear();
+            turns.buffers.push(body);
+        }
+        drop(turns);
+        self.state.parsed.notify_one();
     }
 }

@@ -401,6 +401,16 @@ fn line_of_row(body: &[u8], row: usize) -> usize {
 /// `+18446744073709551615` `1.8446744073709552e+19`); anything else Rust
 /// reads as a finite float (`.5`, `1.`) is written in its shortest form.
 fn push_number(out: &mut String, text: &str) -> bool {
+    // The common case, a counter: plain digits, no leading zero, already
+    // JSON as it is; one scan.
+    let b = text.as_bytes();
+    if (1..=300).contains(&b.len())
+        && (b[0] != b'0' || b.len() == 1)
+        && b.iter().all(u8::is_ascii_digit)
+    {
+        out.push_str(text);
+        return true;
+    }
     let (minus, digits) = match text.as_bytes().first() {
         Some(b'-') => ("-", &text[1..]),
         Some(b'+') => ("", &text[1..]),
