@@ -470,11 +470,15 @@ fn ok_or_not_modified(req: &Request, resp: &Response, etag: &str, why: &str) -> 
 
 /// `ETag`, `X-Data-Age-Ms` and `Cache-Control` on an answer about `snap`.
 fn data_headers(resp: &Response, snap: &Fabric) -> Result<(), String> {
+    data_headers_tagged(resp, due_etag(resp, snap))
+}
+
+/// The same, the `ETag` due being `due`.
+fn data_headers_tagged(resp: &Response, due: &str) -> Result<(), String> {
     ensure!(
-        resp.header_value("ETag") == Some(due_etag(resp, snap)),
-        "ETag {:?} where {:?} was due",
+        resp.header_value("ETag") == Some(due),
+        "ETag {:?} where {due:?} was due",
         resp.header_value("ETag"),
-        due_etag(resp, snap)
     );
     ensure!(
         resp.header_value("Cache-Control") == Some("no-cache"),
@@ -562,13 +566,17 @@ fn check_history(req: &Request, resp: &Response, snap: Option<&Fabric>) -> Resul
         status_is(resp, 404, "an unknown switch or metric")?;
         return data_headers(resp, snap);
     };
-    ok_or_not_modified(
-        req,
-        resp,
-        &snap.etag,
-        "History of a known switch and metric",
-    )?;
-    data_headers(resp, snap)?;
+    // Its tag is the data's and a hash of its points: `"<id>-h<16 hex>"`.
+    let tag = resp.header_value("ETag").unwrap_or_default().to_string();
+    let stem = format!("{}-h", snap.etag.trim_end_matches('"'));
+    ensure!(
+        tag.strip_prefix(&stem)
+            .and_then(|h| h.strip_suffix('"'))
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+        "History ETag {tag:?} where {stem}<16 hex>\" was due"
+    );
+    ok_or_not_modified(req, resp, &tag, "History of a known switch and metric")?;
+    data_headers_tagged(resp, &tag)?;
     let v = json_body(resp)?;
     ensure!(
         v["switch_id"] == *switch_id && v["metric"] == *metric,

@@ -47,7 +47,7 @@ pub static KNOBS: &[Knob] = &[
         env: "UPSTREAM_LABELS",
         flag: "upstream-labels",
         default: "",
-        help: "Text columns (comma-separated) kept as strings in keyed rows; unset: whichever of timestamp, source_id, tag, port_guid, node_description are present.",
+        help: "Text columns (comma-separated) kept as strings in keyed rows; unset: whichever of timestamp, source_id, tag, node_guid, port_guid, node_description are present.",
     },
     Knob {
         env: "COUNTER_COLUMNS",

@@ -15,8 +15,8 @@
 //!
 //! Keyed rows (1 and 3) keep their key columns as text fields too, and
 //! their labels: `UPSTREAM_LABELS` if set (the columns of it the header
-//! has), else whichever of `timestamp`, `source_id`, `tag`, `port_guid`
-//! and `node_description` are present. Every other column is a value:
+//! has), else whichever of `timestamp`, `source_id`, `tag`, `node_guid`
+//! (when it is not a key), `port_guid` and `node_description` are present. Every other column is a value:
 //! an integer (kept exactly, up to 2^64−1 or down to −2^63), a decimal, or
 //! empty (`null`). A `timestamp` label (UFM's, in microseconds) gives the
 //! data's time when the upstream sends no `X-Snapshot-Ts`.
@@ -24,10 +24,13 @@
 use crate::consumer::store::snapshot::{Error, KEYED_ID, Layout, MATRIX_ID};
 
 /// UFM's labels, used when `UPSTREAM_LABELS` is not set.
-pub const UFM_LABELS: [&str; 5] = [
+/// `node_guid` is UFM's key, but a label when `UPSTREAM_KEY` keys the rows
+/// otherwise (it is text: `0x…`).
+pub const UFM_LABELS: [&str; 6] = [
     "timestamp",
     "source_id",
     "tag",
+    "node_guid",
     "port_guid",
     "node_description",
 ];
@@ -155,6 +158,19 @@ mod tests {
         let s = parse(&Rules::default(), body).unwrap();
         assert_eq!(s.switch_id(1), "0xa:2");
         assert_eq!(s.rows(), 2);
+    }
+
+    #[test]
+    fn keyed_otherwise_ufm_keeps_its_node_guid_as_text() {
+        let rules = Rules {
+            key: Some(vec!["port_guid".into(), "Port_Number".into()]),
+            labels: None,
+        };
+        let s = parse(&rules, UFM).unwrap();
+        assert_eq!(s.switch_id(1), "0x0c42a1030077e800:2");
+        let guid = s.column("Node_GUID").unwrap();
+        assert_eq!(s.kinds[guid], Kind::Label);
+        assert_eq!(s.number(0, guid), "\"0x0c42a1030077e800\"");
     }
 
     #[test]

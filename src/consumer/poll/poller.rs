@@ -298,7 +298,7 @@ impl Poller {
         // The same bytes as the snapshot we hold (and the same time and
         // tag, or still none): a 304 in all but name. Checked before any
         // parsing.
-        let hash = crate::xxh64::hash(&body, 0);
+        let hash = crate::xxh64::hash(body, 0);
         let same = self
             .held
             .as_ref()

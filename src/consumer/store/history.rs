@@ -409,6 +409,21 @@ pub fn push_points(
     }
 }
 
+/// The entity tag of a History answer from `entries` under the fabric
+/// tagged `fabric_id`: `"<fabric_id>-h<16 hex>"`, the hex a hash of every
+/// entry's snapshot id and time. A snapshot id can come back (an upstream
+/// without tags sending an earlier body again), and the ring has grown
+/// since: the points differ, so the tag must.
+pub fn etag(fabric_id: &str, entries: &[Arc<Entry>]) -> String {
+    let mut text = String::new();
+    for e in entries {
+        text.push_str(e.snapshot_id());
+        let _ = write!(text, "@{};", e.ts_ms);
+    }
+    let h = crate::xxh64::hash(text.as_bytes(), 0);
+    format!("\"{fabric_id}-h{h:016x}\"")
+}
+
 /// The History body: `{"switch_id":…,"metric":…,"points":[…]}` (`id`
 /// for keyed rows: `id_name`).
 pub fn body(
@@ -601,6 +616,21 @@ mod tests {
         // No producer time: the fetch time.
         let e = Entry::new(&snapshot("s2", None, csv), None).unwrap();
         assert_eq!(e.ts_ms, 9_999);
+    }
+
+    #[test]
+    fn the_tag_changes_with_the_points_even_when_an_id_comes_back() {
+        let a = Arc::new(Entry::new(&snapshot("a", Some(1), "switch_id,x\nsw,1\n"), None).unwrap());
+        let b = Arc::new(Entry::new(&snapshot("b", Some(2), "switch_id,x\nsw,2\n"), None).unwrap());
+        let first = etag("a", std::slice::from_ref(&a));
+        assert!(
+            first.starts_with("\"a-h") && first.len() == "\"a-h\"".len() + 16,
+            "{first}"
+        );
+        // A, B, then A again: the same id is served, with more points.
+        let again = etag("a", &[a.clone(), b.clone(), a.clone()]);
+        assert_ne!(first, again);
+        assert_eq!(again, etag("a", &[a.clone(), b, a]));
     }
 
     #[test]
