@@ -887,9 +887,53 @@ pub fn test_origin(now_ms: u64) -> Origin {
 /// limit: no panic, the two agree, and an accepted snapshot is consistent
 /// (indexes, numbers, the `ListMetrics` JSON) with the records the CSV
 /// reader sees. Returns the accepted snapshot, if any.
+/// `body` read by the poller's dialects (the header picks: matrix, UFM,
+/// or refused; and keyed by its first two columns, as `UPSTREAM_KEY`
+/// would): never a panic, and what is accepted is whole: each row's id is
+/// its key cells joined with `:`, found again by the index, every cell is
+/// JSON of its kind, and a value cell is a number or `null`.
+pub fn check_dialects(body: &[u8]) -> Result<(), String> {
+    use fabric_telemetry::consumer::poll::dialect::Rules;
+    use fabric_telemetry::consumer::store::snapshot::Kind;
+    let header = csv::Reader::new(body).ok().and_then(|mut r| {
+        let mut rec = Vec::new();
+        r.read_record(&mut rec).ok()?;
+        Some(rec.iter().map(|c| c.to_string()).collect::<Vec<_>>())
+    });
+    let mut rules = vec![Rules::default()];
+    if let Some(h) = header.filter(|h| h.len() >= 2) {
+        rules.push(Rules {
+            key: Some(h[..2].to_vec()),
+            labels: Some(vec![h[h.len() - 1].clone()]),
+        });
+    }
+    for rule in &rules {
+        let limits = Limits { max_rows: 1 << 20 };
+        let Ok(snap) = Snapshot::parse_as(body, test_origin(0), limits, |h| rule.layout(h)) else {
+            continue;
+        };
+        for (r, id) in snap.switch_ids().enumerate() {
+            ensure!(!id.is_empty(), "row {r}: empty id");
+            ensure!(snap.row(id) == Some(r), "row({id:?}) != {r}");
+            for (c, kind) in snap.kinds.iter().enumerate() {
+                let text = snap.number(r, c);
+                let json = serde_json::from_str::<Value>(text)
+                    .map_err(|e| format!("({r},{c}): {text:?} is not JSON: {e}"))?;
+                let fits = match kind {
+                    Kind::Value => json.is_number() || json.is_null(),
+                    Kind::Key | Kind::Label => json.is_string(),
+                };
+                ensure!(fits, "({r},{c}) of kind {kind:?}: {text:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn check_snapshot_parse(body: &[u8]) -> Result<Option<Fabric>, String> {
     const NOW: u64 = 1_700_000_000_000;
     const SMALL: usize = 2;
+    check_dialects(body)?;
     let big = Snapshot::parse(body, test_origin(NOW), Limits { max_rows: 1 << 20 });
     let small = Snapshot::parse(body, test_origin(NOW), Limits { max_rows: SMALL });
     match (&big, &small) {
@@ -1199,6 +1243,13 @@ pub fn check_query(q: &str) -> Result<(), String> {
 
 /// The CSV behind the consumer fixture: quoted ids and names, a control
 /// character in an id, numbers in spellings JSON does not share.
+/// UFM Telemetry's CSV as the dialects read it: its header, u64 edges,
+/// a down port's empty cells, a quoted label.
+pub const UFM_FIXTURE_CSV: &str = "timestamp,source_id,tag,Node_GUID,port_guid,Port_Number,PortXmitDataExtended,SymbolErrorCounterExtended,Module_Temperature,node_description\n\
+1709652347161873,0x0c42a1030077e800,,0x0c42a1030077e800,0x0c42a1030077e800,1,18446744073709551615,0,45.5,\"leaf, \"\"01\"\"\"\n\
+1709652347161873,0x0c42a1030077e800,,0x0c42a1030077e800,0x0c42a1030077e800,2,9007199254740993,,,leaf-01\n\
+1709652347161873,0x0c42a1030077e900,,0x0c42a1030077e900,0x0c42a1030077e900,1,-9223372036854775808,3,51.0,spine-01\n";
+
 pub const FIXTURE_CSV: &str = "switch_id,bandwidth_gbps,cpu_util_pct,packet_errors,\"odd, name\",é✓\n\
 sw-000,121.5,34.1,0,1e3,-0.25\n\
 sw-001,118.30,36.5,7,.5,+2\n\

@@ -487,6 +487,35 @@ fn mutate(rng: &mut fastrand::Rng, body: &mut Vec<u8>) {
 }
 
 #[test]
+fn mutated_ufm_bodies_never_panic_the_dialects() {
+    let base = checks::UFM_FIXTURE_CSV.as_bytes();
+    let mut rng = fastrand::Rng::with_seed(SEED);
+    let mut accepted = 0;
+    for i in 0..BODIES {
+        let mut body = base.to_vec();
+        for _ in 0..rng.usize(1..=4) {
+            mutate(&mut rng, &mut body);
+        }
+        if let Err(why) = checks::check_dialects(&body) {
+            let shown = String::from_utf8_lossy(&body).into_owned();
+            panic!("body #{i} (seed {SEED:#x}): dialects: {why}\n{shown:?}");
+        }
+        let rules = fabric_telemetry::consumer::poll::dialect::Rules::default();
+        let limits = fabric_telemetry::consumer::store::snapshot::Limits { max_rows: 100 };
+        let origin = fabric_telemetry::consumer::store::snapshot::Origin::default();
+        let parsed = fabric_telemetry::consumer::Snapshot::parse_as(&body, origin, limits, |h| {
+            rules.layout(h)
+        });
+        accepted += usize::from(parsed.is_ok());
+    }
+    // Mutations must leave many bodies whole, or they test only refusals.
+    assert!(
+        accepted > BODIES / 10,
+        "only {accepted} of {BODIES} accepted"
+    );
+}
+
+#[test]
 fn mutated_csv_bodies_never_panic_and_accepted_ones_render_json() {
     let started = Instant::now();
     let servers = Servers::new();
