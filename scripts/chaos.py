@@ -207,6 +207,51 @@ def snapshot_id(etag: str | None) -> str | None:
     return tag
 
 
+M64 = (1 << 64) - 1
+P1, P2, P3, P4, P5 = (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                      0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5)
+
+
+def xxh64(data: bytes, seed: int = 0) -> int:
+    """XXH64, as metrics_server hashes a body for its snapshot id."""
+    def rotl(x, r):
+        return ((x << r) | (x >> (64 - r))) & M64
+
+    def rnd(acc, lane):
+        return (rotl((acc + lane * P2) & M64, 31) * P1) & M64
+
+    n, i = len(data), 0
+    if n >= 32:
+        v = [(seed + P1 + P2) & M64, (seed + P2) & M64, seed, (seed - P1) & M64]
+        while i + 32 <= n:
+            for k in range(4):
+                v[k] = rnd(v[k], int.from_bytes(data[i + 8 * k:i + 8 * k + 8], "little"))
+            i += 32
+        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & M64
+        for lane in v:
+            h = (((h ^ rnd(0, lane)) * P1) + P4) & M64
+    else:
+        h = (seed + P5) & M64
+    h = (h + n) & M64
+    while i + 8 <= n:
+        h = ((rotl(h ^ rnd(0, int.from_bytes(data[i:i + 8], "little")), 27) * P1) + P4) & M64
+        i += 8
+    if i + 4 <= n:
+        h = ((rotl(h ^ ((int.from_bytes(data[i:i + 4], "little") * P1) & M64), 23) * P2) + P3) & M64
+        i += 4
+    while i < n:
+        h = (rotl(h ^ ((data[i] * P5) & M64), 11) * P1) & M64
+        i += 1
+    h = ((h ^ (h >> 33)) * P2) & M64
+    h = ((h ^ (h >> 29)) * P3) & M64
+    return h ^ (h >> 32)
+
+
+def ours(tag: str | None, body: bytes) -> str:
+    """metrics_server's snapshot id for `body` under upstream tag `tag`."""
+    return f"{tag}-{xxh64(body):016x}" if tag else f"h-{xxh64(body):016x}"
+
+
 def num_eq(json_value, csv_text: str) -> bool:
     """A JSON number equals the CSV's number (compared as floats)."""
     if isinstance(json_value, bool) or not isinstance(json_value, (int, float)):
@@ -523,8 +568,11 @@ class Proxy:
 
     # -- what the client checks ask --------------------------------------
     def lookup(self, sid: str):
+        """The table metrics_server's snapshot `sid` (<tag>-<xxh64 of the
+        body>) names, or the malformed CSV it came from."""
+        tag = sid.rsplit("-", 1)[0]
         with self.lock:
-            return self.tables.get(sid), self.malformed.get(sid)
+            return self.tables.get(sid), self.malformed.get(tag)
 
     def newest_ts_relayed_before(self, t_ms: float) -> int | None:
         best = None
@@ -633,6 +681,8 @@ class Proxy:
         table = Table(header, order, rows, ts, gen, t)
         with self.lock:
             self.tables.setdefault(sid, table)
+            # Under metrics_server's name too: the tag and this very body.
+            self.tables.setdefault(ours(sid, body), table)
             self.latest = table
         return ts
 

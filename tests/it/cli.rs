@@ -1,7 +1,5 @@
 //! Command line, exit codes, signals and logs of both binaries.
 
-use std::process::Command;
-
 use crate::support::*;
 
 const DATA_KNOBS: [(&str, &str); 8] = [
@@ -24,17 +22,7 @@ const METRICS_KNOBS: [(&str, &str); 5] = [
 ];
 
 fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin)
-        .env_clear()
-        .envs(env.iter().copied())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_to_end(bin, args, env)
 }
 
 #[test]

@@ -617,3 +617,19 @@ impl Drop for FakeUpstream {
         }
     }
 }
+
+/// Runs `bin` to its end with only `env` (nothing inherited): exit code,
+/// stdout, stderr.
+pub fn run_to_end(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin)
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

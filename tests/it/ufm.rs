@@ -10,7 +10,6 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -991,19 +990,8 @@ fn a_text_cell_in_a_value_column_is_refused_unless_it_is_a_label() {
     assert_eq!(r.status, 400);
 }
 
-/// Runs `bin` to its end with only `env`: exit code, stdout, stderr.
 fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(bin)
-        .env_clear()
-        .envs(env.iter().copied())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_to_end(bin, args, env)
 }
 
 #[test]

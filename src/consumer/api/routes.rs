@@ -242,7 +242,15 @@ impl Routes {
         not_modified_if_current(req, resp, etag)
     }
 
-    fn get_metric(&self, req: &Request) -> Response {
+    /// The answer of GetMetric or History: `answer` given the row's id,
+    /// the metric and where they are, once the query is read (refused
+    /// with `refuse` if it says so, else as `cell` says).
+    fn with_cell(
+        &self,
+        req: &Request,
+        refuse: Option<Response>,
+        answer: impl FnOnce(&str, &str, Cell) -> Response,
+    ) -> Response {
         let params = match query::strict(&req.query, CELL_PARAMS) {
             Ok(p) => p,
             Err(e) => return Response::error(400, &e.to_string()),
@@ -251,17 +259,29 @@ impl Routes {
             Ok(both) => both,
             Err(resp) => return resp,
         };
-        let now = clock::epoch_ms();
+        if let Some(resp) = refuse {
+            return resp;
+        }
+        match self.cell(asked, switch_id, metric, clock::epoch_ms()) {
+            Ok(cell) => answer(switch_id, metric, cell),
+            Err(resp) => resp,
+        }
+    }
+
+    fn get_metric(&self, req: &Request) -> Response {
+        self.with_cell(req, None, |switch_id, metric, cell| {
+            self.metric_answer(req, switch_id, metric, cell)
+        })
+    }
+
+    fn metric_answer(&self, req: &Request, switch_id: &str, metric: &str, cell: Cell) -> Response {
         let Cell {
             fabric,
             row,
             col,
             age,
             ..
-        } = match self.cell(asked, switch_id, metric, now) {
-            Ok(cell) => cell,
-            Err(resp) => return resp,
-        };
+        } = cell;
         let etag = &fabric.etag;
         let cells = fabric.cells(row);
         let value = cells.get(col);
@@ -294,28 +314,21 @@ impl Routes {
     /// `/telemetry/History`: the switch's points from its own shard's
     /// history, refused as GetMetric would be (see `history`).
     fn history(&self, req: &Request) -> Response {
-        let params = match query::strict(&req.query, CELL_PARAMS) {
-            Ok(p) => p,
-            Err(e) => return Response::error(400, &e.to_string()),
-        };
-        let (asked, switch_id, metric) = match row_and_metric(&params) {
-            Ok(both) => both,
-            Err(resp) => return resp,
-        };
-        if self.state.history_snapshots() == 0 {
-            return Response::error(404, "history is off (HISTORY_SNAPSHOTS=0)");
-        }
-        let now = clock::epoch_ms();
+        let off = (self.state.history_snapshots() == 0)
+            .then(|| Response::error(404, "history is off (HISTORY_SNAPSHOTS=0)"));
+        self.with_cell(req, off, |switch_id, metric, cell| {
+            self.history_answer(req, switch_id, metric, cell)
+        })
+    }
+
+    fn history_answer(&self, req: &Request, switch_id: &str, metric: &str, cell: Cell) -> Response {
         let Cell {
             fabric,
             part,
             age,
             col,
             ..
-        } = match self.cell(asked, switch_id, metric, now) {
-            Ok(cell) => cell,
-            Err(resp) => return resp,
-        };
+        } = cell;
         let etag = &fabric.etag;
         if fabric.kinds.get(col).is_some_and(|k| k.is_text()) {
             let msg = format!(
