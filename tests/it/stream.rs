@@ -9,34 +9,8 @@ use crate::support::*;
 /// Opens a stream and reads until `events` events arrived; returns the head
 /// and the event ids.
 fn events(addr: SocketAddr, extra: &str, events: usize) -> (String, Vec<String>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    let req = format!("GET /telemetry/stream HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let ids: Vec<String> = body
-                .split("\n\n")
-                .filter(|e| e.contains("\ndata: {"))
-                .filter_map(|e| {
-                    e.lines()
-                        .find_map(|l| l.strip_prefix("id: "))
-                        .map(str::to_string)
-                })
-                .collect();
-            if ids.len() >= events {
-                return (head.to_string(), ids);
-            }
-        }
-        assert!(Instant::now() < deadline, "stream stalled: {text}");
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "stream ended: {text}");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let (head, found) = stream_events(addr, "", extra, events);
+    (head, found.into_iter().map(|(id, _)| id).collect())
 }
 
 /// A stream request for `query`, sent; the answer is for the caller to read.

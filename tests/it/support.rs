@@ -633,3 +633,51 @@ pub fn run_to_end(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, Strin
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Opens `/telemetry/stream?query` (with `extra` header lines, each ending
+/// in CRLF) and reads until `n` events with an `id:` and a `data:` line
+/// came; returns the answer's head and each event's id and data. Fails
+/// after [`PATIENCE`] or if the stream ends first.
+pub fn stream_events(
+    addr: SocketAddr,
+    query: &str,
+    extra: &str,
+    n: usize,
+) -> (String, Vec<(String, String)>) {
+    let mut s = connect(addr);
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let path = match query {
+        "" => "/telemetry/stream".to_string(),
+        q => format!("/telemetry/stream?{q}"),
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let mut events: Vec<&str> = body.split("\n\n").collect();
+            events.pop(); // Not yet ended by a blank line.
+            let found: Vec<(String, String)> = events
+                .iter()
+                .filter_map(|e| {
+                    let id = e.lines().find_map(|l| l.strip_prefix("id: "))?;
+                    let data = e.lines().find_map(|l| l.strip_prefix("data: "))?;
+                    Some((id.to_string(), data.to_string()))
+                })
+                .collect();
+            if found.len() >= n {
+                return (head.to_string(), found);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stream {query:?} stalled: {text}"
+        );
+        let got = s.read(&mut chunk).unwrap_or(0);
+        assert!(got > 0, "stream {query:?} ended: {text}");
+        buf.extend_from_slice(&chunk[..got]);
+    }
+}

@@ -8,9 +8,7 @@
 //! Numbers are compared as the raw text of the answers, never through
 //! `serde_json::Value` (which reads 2^53 + 1 as 2^53).
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -263,36 +261,9 @@ fn csv_column(text: &str, column: &str) -> Vec<String> {
 /// The first event of `/telemetry/stream?query`, read off a raw socket:
 /// its id and its `data:` text.
 fn first_event(addr: SocketAddr, query: &str) -> (String, String) {
-    let mut s = connect(addr);
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let path = match query {
-        "" => "/telemetry/stream".to_string(),
-        q => format!("/telemetry/stream?{q}"),
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            assert!(head.starts_with("HTTP/1.1 200"), "{query}: {text}");
-            let mut events: Vec<&str> = body.split("\n\n").collect();
-            events.pop(); // Not yet ended by a blank line.
-            for e in events {
-                let id = e.lines().find_map(|l| l.strip_prefix("id: "));
-                let data = e.lines().find_map(|l| l.strip_prefix("data: "));
-                if let (Some(id), Some(data)) = (id, data) {
-                    return (id.to_string(), data.to_string());
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no event on {query}: {text}");
-        let n = s.read(&mut chunk).unwrap_or(0);
-        assert!(n > 0, "the stream ended: {text}");
-        buf.extend_from_slice(&chunk[..n]);
-    }
+    let (head, mut events) = stream_events(addr, query, "", 1);
+    assert!(head.starts_with("HTTP/1.1 200"), "{query}: {head}");
+    events.swap_remove(0)
 }
 
 /// A History body's points: each time and the value's raw text.

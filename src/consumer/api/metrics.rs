@@ -803,7 +803,6 @@ mod tests {
             Ok(Layout {
                 id_name: KEYED_ID,
                 key: vec![3, 5],
-                key_fields: true,
                 labels: vec![0, 1, 2, 4, 10],
                 time: Some(0),
             })

@@ -83,7 +83,6 @@ impl Rules {
         Ok(Layout {
             id_name: KEYED_ID,
             key,
-            key_fields: true,
             labels,
             time,
         })

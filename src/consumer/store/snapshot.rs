@@ -151,13 +151,11 @@ pub const KEYED_ID: &str = "id";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     /// What the id is called in items, errors and CSV answers:
-    /// [`MATRIX_ID`] or [`KEYED_ID`].
+    /// [`MATRIX_ID`] (its key column is no field), or [`KEYED_ID`] (the key
+    /// columns are text fields too).
     pub id_name: &'static str,
     /// The columns whose cells, joined with `:`, are a row's id.
     pub key: Vec<usize>,
-    /// Whether the key columns are fields too (as text): they are for
-    /// keyed rows (`Node_GUID`, `Port_Number`), not for the matrix.
-    pub key_fields: bool,
     /// Columns kept as text (labels); every other column is a value.
     pub labels: Vec<usize>,
     /// A column of microsecond timestamps (UFM's `timestamp`): its newest
@@ -172,7 +170,6 @@ impl Layout {
             Some(&MATRIX_ID) => Ok(Layout {
                 id_name: MATRIX_ID,
                 key: vec![0],
-                key_fields: false,
                 labels: Vec::new(),
                 time: None,
             }),
@@ -518,7 +515,9 @@ impl Snapshot {
         let mut kinds = Vec::with_capacity(header.len());
         for (col, name) in header.iter().enumerate() {
             let key = layout.key.contains(&col);
-            if key && !layout.key_fields {
+            // Keyed rows keep their key columns as text fields too
+            // (`Node_GUID`, `Port_Number`); the matrix does not.
+            if key && layout.id_name == MATRIX_ID {
                 continue;
             }
             fields.push(name.to_string());
